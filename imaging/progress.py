@@ -1,0 +1,70 @@
+"""Long work as generators (design section 3).
+
+A long job is a generator that yields :class:`Progress` and returns its result; it checks a cancel
+``threading.Event`` at each yield. The CLI drives it with a tqdm bar (:func:`run_with_progress`), the
+viewer in a worker thread. ``preview`` carries an early, immutable partial result (the first slice
+of a series being loaded) so the user sees something before the job ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from imaging.errors import RadlensError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    message: str = ""
+    preview: Any = None
+
+
+class Cancelled(RadlensError):
+    """Raised inside a job when its cancel event is set."""
+
+    def __init__(self, what: str = "job"):
+        super().__init__(f"{what}: cancelled")
+
+
+def check_cancel(cancel: threading.Event | None, what: str = "job") -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(what)
+
+
+def run_to_end(job: Generator[Progress, None, T]) -> T:
+    """Run a job without showing progress; return its result."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            return stop.value
+
+
+def run_with_progress(job: Generator[Progress, None, T], desc: str = "", *, show: bool | None = None) -> T:
+    """Run a job with a tqdm bar on a terminal (silent when stderr is not a terminal)."""
+    if show is None:
+        show = sys.stderr.isatty()
+    if not show:
+        return run_to_end(job)
+    from tqdm import tqdm
+
+    with tqdm(desc=desc, unit="", leave=False, dynamic_ncols=True) as bar:
+        while True:
+            try:
+                p = next(job)
+            except StopIteration as stop:
+                return stop.value
+            if p.total and bar.total != p.total:
+                bar.total = p.total
+            bar.n = p.done
+            if p.message:
+                bar.set_postfix_str(p.message, refresh=False)
+            bar.refresh()

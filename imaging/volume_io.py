@@ -1,0 +1,104 @@
+"""Volume files (NIfTI, NRRD, MHA/MHD) through SimpleITK, as the same LPS ``Volume`` as DICOM.
+
+ITK already works in LPS (its NIfTI reader converts from RAS), so the conversion here is only
+the axis order: SimpleITK's spacing/origin are (x, y, z), its arrays (z, y, x).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from imaging.errors import ImagingError, NotAnImageError
+from imaging.volume import Volume
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def is_volume_file(path: str | os.PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith(VOLUME_SUFFIXES)
+
+
+def volume_from_sitk(image: sitk.Image, **meta) -> Volume:
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() == 3 and array.ndim == 3:  # a single RGB slice
+        array = array[np.newaxis]
+    if image.GetDimension() == 2:
+        array = array[np.newaxis]
+        spacing = (1.0, *image.GetSpacing()[::-1])
+        origin = (*image.GetOrigin(), 0.0)
+        d2 = np.asarray(image.GetDirection()).reshape(2, 2)
+        direction = np.eye(3)
+        direction[:2, :2] = d2
+    else:
+        spacing = image.GetSpacing()[::-1]
+        origin = image.GetOrigin()
+        direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    return Volume(array=array, spacing_zyx=spacing, origin_lps=origin, direction=direction, **meta)
+
+
+def sitk_from_volume(volume: Volume, array: np.ndarray | None = None) -> sitk.Image:
+    a = volume.array if array is None else array
+    image = sitk.GetImageFromArray(np.ascontiguousarray(a), isVector=a.ndim == 4)
+    image.SetSpacing(volume.spacing_zyx[::-1])
+    image.SetOrigin(volume.origin_lps)
+    image.SetDirection(tuple(volume.direction.reshape(-1)))
+    return image
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a NIfTI/NRRD/MHA/MHD file into a Volume in LPS."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImagingError(path, "no such file")
+    if not is_volume_file(path):
+        raise NotAnImageError(path, "not a NIfTI, NRRD or MetaImage file")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        first = next((ln for ln in str(err).splitlines() if ln.strip()), "unreadable")
+        raise ImagingError(path, f"cannot read volume: {first.strip()}") from None
+    modality = _guess_modality(image)
+    return volume_from_sitk(image, modality=modality, source=str(path), description=path.name)
+
+
+def _guess_modality(image: sitk.Image) -> str:
+    for key in ("modality", "Modality"):
+        if image.HasMetaDataKey(key):
+            return image.GetMetaData(key).strip().upper() or "OT"
+    if image.HasMetaDataKey("descrip"):
+        text = image.GetMetaData("descrip").upper()
+        for m in ("CT", "MR", "PT"):
+            if text.startswith(m) or f"MODALITY={m}" in text:
+                return m
+    return "OT"
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, array: np.ndarray | None = None) -> Path:
+    """Write ``array`` (default: the volume's own) on the volume's grid, losslessly and atomically.
+
+    Masks use this to land on exactly the input's grid. The modality is kept in the NIfTI
+    description so that a round trip keeps it.
+    """
+    path = Path(path)
+    image = sitk_from_volume(volume, array)
+    if volume.modality and volume.modality != "OT":
+        image.SetMetaData("descrip", f"modality={volume.modality}")
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, useCompression=path.name.endswith(".gz"))
+        os.replace(tmp, path)
+    except RuntimeError as err:
+        raise ImagingError(path, f"cannot write volume: {str(err).strip().splitlines()[0]}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

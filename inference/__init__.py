@@ -1,0 +1,1 @@
+"""Model bundles, the architecture registry and the inference engine (torch imported lazily, no Qt)."""

@@ -1,0 +1,30 @@
+"""``radlens infer`` and ``radlens models`` (design 4.1)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="run AI models on a study; write findings.json and masks")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--model", action="append", metavar="NAME|DIR", help="default: every bundle for the modality")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=run_infer)
+
+    p = sub.add_parser("models", help="list the installed model bundles")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_models)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from inference.run import infer_command
+
+    return infer_command(args)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from inference.run import models_command
+
+    return models_command(args)

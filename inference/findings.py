@@ -1,0 +1,355 @@
+"""findings.json (design 4.3): what models found in one series, on that series' grid.
+
+Written by ``radlens infer`` and the viewer's AI worker, read by the viewer and ``radlens export``.
+Masks and heat maps live beside findings.json as NIfTI files on exactly the input grid. In memory
+a Segmentation/Classification may also carry its array, so the viewer needs no file round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imaging.errors import ImagingError
+from imaging.volume import Volume
+
+SCHEMA = "radlens.findings/1"
+FILENAME = "findings.json"
+
+
+class FindingsError(ImagingError):
+    """A findings folder that is missing, malformed, or on another grid than the study."""
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    name: str
+    version: str
+    task: str  # detection | segmentation | classification
+    sha256: str = ""
+    seconds: float = 0.0
+    threshold: float | None = None  # the bundle's suggested score/probability threshold
+
+    def to_json(self) -> dict:
+        d = {
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "sha256": self.sha256,
+            "seconds": round(float(self.seconds), 3),
+        }
+        if self.threshold is not None:
+            d["threshold"] = float(self.threshold)
+        return d
+
+
+@dataclass(frozen=True)
+class Detection:
+    id: int
+    model: str
+    label: str
+    score: float
+    box_zyx: tuple[int, int, int, int, int, int]  # half-open voxel indices
+    center_zyx: tuple[float, float, float]
+    center_lps: tuple[float, float, float]
+    diameter_mm: float
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "label": self.label,
+            "score": round(float(self.score), 4),
+            "box_zyx": [int(v) for v in self.box_zyx],
+            "center_zyx": [round(float(v), 2) for v in self.center_zyx],
+            "center_lps": [round(float(v), 2) for v in self.center_lps],
+            "diameter_mm": round(float(self.diameter_mm), 2),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Detection:
+        return cls(
+            int(d["id"]),
+            str(d["model"]),
+            str(d["label"]),
+            float(d["score"]),
+            tuple(int(v) for v in d["box_zyx"]),
+            tuple(float(v) for v in d["center_zyx"]),
+            tuple(float(v) for v in d["center_lps"]),
+            float(d.get("diameter_mm", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Component:
+    id: int
+    volume_ml: float
+    center_lps: tuple[float, float, float]
+    box_zyx: tuple[int, int, int, int, int, int]
+    mean_probability: float
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "volume_ml": round(float(self.volume_ml), 4),
+            "center_lps": [round(float(v), 2) for v in self.center_lps],
+            "box_zyx": [int(v) for v in self.box_zyx],
+            "mean_probability": round(float(self.mean_probability), 4),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Component:
+        return cls(
+            int(d["id"]),
+            float(d["volume_ml"]),
+            tuple(float(v) for v in d["center_lps"]),
+            tuple(int(v) for v in d["box_zyx"]),
+            float(d.get("mean_probability", 1.0)),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    model: str
+    label: str
+    label_value: int
+    volume_ml: float
+    components: tuple[Component, ...] = ()
+    mask_file: str = ""  # file name beside findings.json (a label map shared by the model's labels)
+    mask: np.ndarray | None = None  # bool (z, y, x) on the input grid, when in memory
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "label": self.label,
+            "mask": self.mask_file,
+            "label_value": int(self.label_value),
+            "volume_ml": round(float(self.volume_ml), 4),
+            "components": [c.to_json() for c in self.components],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Classification:
+    model: str
+    label: str
+    probability: float
+    per_slice: tuple[float, ...] = ()
+    heatmap_file: str = ""
+    heatmap: np.ndarray | None = None  # float32 (z, y, x) in [0, 1] on the input grid
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "label": self.label,
+            "probability": round(float(self.probability), 4),
+            "per_slice": [round(float(p), 4) for p in self.per_slice],
+            "heatmap": self.heatmap_file,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Findings:
+    input: dict  # path, series_uid, modality and the grid (Volume.geometry())
+    device: str = "cpu"
+    models: tuple[ModelRun, ...] = ()
+    detections: tuple[Detection, ...] = ()
+    segmentations: tuple[Segmentation, ...] = ()
+    classifications: tuple[Classification, ...] = ()
+
+    @classmethod
+    def empty_for(cls, volume: Volume, device: str = "cpu") -> Findings:
+        return cls(input=input_block(volume), device=device)
+
+    def merged(self, other: Findings) -> Findings:
+        """These findings plus another run's on the same series (detection ids renumbered)."""
+        start = max((d.id for d in self.detections), default=0)
+        dets = tuple(
+            Detection(
+                start + i + 1,
+                *(
+                    getattr(d, f)
+                    for f in ("model", "label", "score", "box_zyx", "center_zyx", "center_lps", "diameter_mm")
+                ),
+            )
+            for i, d in enumerate(other.detections)
+        )
+        return Findings(
+            self.input,
+            other.device,
+            self.models + other.models,
+            self.detections + dets,
+            self.segmentations + other.segmentations,
+            self.classifications + other.classifications,
+        )
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "input": self.input,
+            "device": self.device,
+            "models": [m.to_json() for m in self.models],
+            "detections": [d.to_json() for d in self.detections],
+            "segmentations": [s.to_json() for s in self.segmentations],
+            "classifications": [c.to_json() for c in self.classifications],
+        }
+
+
+def input_block(volume: Volume) -> dict:
+    return {"path": volume.source, "series_uid": volume.series_uid, "modality": volume.modality, **volume.geometry()}
+
+
+def _grid_volume(findings: Findings) -> Volume:
+    g = findings.input
+    return Volume(
+        np.zeros((1, 1, 1), dtype=np.uint8), tuple(g["spacing_zyx"]), tuple(g["origin_lps"]), np.asarray(g["direction"])
+    )
+
+
+def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
+    """Write findings.json and its masks/heat maps into ``folder``; every file atomically."""
+    from imaging.volume_io import write_volume
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = tuple(findings.input["shape_zyx"])
+    grid = _grid_volume(findings)
+    segs = []
+    by_model: dict[str, list[Segmentation]] = {}
+    for s in findings.segmentations:
+        by_model.setdefault(s.model, []).append(s)
+    for model, items in by_model.items():
+        name = f"{model}.nii.gz"
+        if any(s.mask is not None for s in items):
+            labels = np.zeros(shape, dtype=np.uint8)
+            for s in items:
+                if s.mask is not None:
+                    labels[s.mask.astype(bool)] = s.label_value
+            write_volume(grid, folder / name, labels)
+        segs += [
+            Segmentation(
+                s.model,
+                s.label,
+                s.label_value,
+                s.volume_ml,
+                s.components,
+                name if s.mask is not None else s.mask_file,
+                s.mask,
+            )
+            for s in items
+        ]
+    classes = []
+    for c in findings.classifications:
+        name = c.heatmap_file
+        if c.heatmap is not None:
+            name = f"{c.model}-{c.label}-heatmap.nii.gz"
+            write_volume(grid, folder / name, c.heatmap.astype(np.float32))
+        classes.append(Classification(c.model, c.label, c.probability, c.per_slice, name, c.heatmap))
+    doc = Findings(
+        findings.input, findings.device, findings.models, findings.detections, tuple(segs), tuple(classes)
+    ).to_json()
+    path = folder / FILENAME
+    fd, tmp = tempfile.mkstemp(prefix=".findings.", suffix=".json", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Findings:
+    """Read findings.json (and, by default, its masks and heat maps) from a folder or the file itself."""
+    from imaging.volume_io import read_volume
+
+    path = Path(folder)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise FindingsError(path, "no findings.json here (run `radlens infer` first)")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FindingsError(path, f"not valid JSON: {err}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise FindingsError(
+            path, f"not a {SCHEMA} file (schema: {doc.get('schema') if isinstance(doc, dict) else None!r})"
+        )
+    try:
+        findings = Findings(
+            input=dict(doc["input"]),
+            device=str(doc.get("device", "cpu")),
+            models=tuple(
+                ModelRun(
+                    m["name"],
+                    str(m["version"]),
+                    m["task"],
+                    m.get("sha256", ""),
+                    float(m.get("seconds", 0)),
+                    m.get("threshold"),
+                )
+                for m in doc.get("models", [])
+            ),
+            detections=tuple(Detection.from_json(d) for d in doc.get("detections", [])),
+        )
+        segs, classes = [], []
+        shape = tuple(findings.input["shape_zyx"])
+        cache: dict[str, np.ndarray] = {}
+        for s in doc.get("segmentations", []):
+            mask = None
+            if load_arrays and s.get("mask"):
+                if s["mask"] not in cache:
+                    cache[s["mask"]] = _read_on_grid(read_volume(path.parent / s["mask"]), findings, path)
+                mask = cache[s["mask"]] == int(s["label_value"])
+            segs.append(
+                Segmentation(
+                    s["model"],
+                    s["label"],
+                    int(s["label_value"]),
+                    float(s["volume_ml"]),
+                    tuple(Component.from_json(c) for c in s.get("components", [])),
+                    s.get("mask", ""),
+                    mask,
+                )
+            )
+        for c in doc.get("classifications", []):
+            heat = None
+            if load_arrays and c.get("heatmap"):
+                heat = _read_on_grid(read_volume(path.parent / c["heatmap"]), findings, path).astype(np.float32)
+            classes.append(
+                Classification(
+                    c["model"],
+                    c["label"],
+                    float(c["probability"]),
+                    tuple(float(p) for p in c.get("per_slice", [])),
+                    c.get("heatmap", ""),
+                    heat,
+                )
+            )
+        assert len(shape) == 3
+    except (KeyError, TypeError, ValueError, AssertionError) as err:
+        raise FindingsError(path, f"malformed findings: {type(err).__name__}: {err}") from None
+    return Findings(findings.input, findings.device, findings.models, findings.detections, tuple(segs), tuple(classes))
+
+
+def _read_on_grid(volume: Volume, findings: Findings, path: Path) -> np.ndarray:
+    grid = _grid_volume(findings)
+    if (
+        volume.shape_zyx != tuple(findings.input["shape_zyx"])
+        or not np.allclose(volume.spacing_zyx, grid.spacing_zyx, atol=1e-3)
+        or not np.allclose(volume.origin_lps, grid.origin_lps, atol=1e-2)
+    ):
+        raise FindingsError(path, f"{volume.source} is not on the input grid {findings.input['shape_zyx']}")
+    return volume.array
+
+
+def check_matches(findings: Findings, volume: Volume, where: str = "findings") -> None:
+    """Refuse findings computed on another series or grid than ``volume``."""
+    g = findings.input
+    if tuple(g["shape_zyx"]) != volume.shape_zyx or not np.allclose(g["spacing_zyx"], volume.spacing_zyx, atol=1e-3):
+        raise FindingsError(where, f"computed on a {g['shape_zyx']} grid, but the study is {list(volume.shape_zyx)}")
+    if g.get("series_uid") and volume.series_uid and g["series_uid"] != volume.series_uid:
+        raise FindingsError(where, f"computed on series {g['series_uid']}, not {volume.series_uid}")

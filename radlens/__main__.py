@@ -1,0 +1,3 @@
+from radlens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data only: window presets, icons, style and the default model bundles."""

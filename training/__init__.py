@@ -1,0 +1,1 @@
+"""Labelled-folder datasets, training loops, metrics and evaluation (reuses inference's networks)."""

@@ -1,0 +1,40 @@
+"""``radlens train`` and ``radlens evaluate`` (design 4.1)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model bundle from a labelled folder")
+    p.add_argument("task", choices=("detect", "segment", "classify"))
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--out", required=True, metavar="BUNDLE")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"))
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"))
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--out", metavar="metrics.json")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=run_evaluate)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training.train import train_command
+
+    return train_command(args)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_command
+
+    return evaluate_command(args)
