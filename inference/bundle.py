@@ -1,0 +1,348 @@
+"""Model bundles (design 4.4): a folder with metadata.json and model.safetensors, nothing executable.
+
+Loading never unpickles and never evaluates text: the network comes from the architecture registry
+(:mod:`inference.networks`), the weights from safetensors only, checked against the sha256 recorded
+in metadata.json and loaded strictly. A pickle file (.pt/.pth/.pkl/.ckpt/.pickle) in a bundle is
+refused outright — it is never opened. Field names follow MONAI's bundle metadata where one exists
+(``version``, ``task``, ``description``, ``monai_version``, ``pytorch_version``, ``network_data_format``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.errors import BundleError
+
+METADATA = "metadata.json"
+WEIGHTS = "model.safetensors"
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+TASKS = ("detection", "segmentation")
+NORMALIZATIONS = ("ct-clip", "zscore")
+REQUIRED = ("name", "version", "task", "arch", "input")
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """What a bundle is, read from metadata.json alone (cheap: no torch, no weights)."""
+
+    name: str
+    version: str
+    task: str
+    modality: str
+    description: str
+    path: Path
+    threshold: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "modality": self.modality,
+            "description": self.description,
+            "path": str(self.path),
+            "threshold": self.threshold,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedBundle:
+    """A bundle ready to run: its metadata and the network with verified weights (eval mode, on the CPU)."""
+
+    info: BundleInfo
+    metadata: dict
+    network: Any  # torch.nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def sha256(self) -> str:
+        return str(self.metadata.get("sha256", ""))
+
+    @property
+    def input(self) -> dict:
+        return self.metadata["input"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.metadata.get("labels") or [])
+
+
+# -- folders ------------------------------------------------------------------------------------
+
+
+def builtin_models_dir() -> Path:
+    """The bundles shipped in ``resources/models``."""
+    from importlib.resources import files
+
+    return Path(str(files("resources") / "models"))
+
+
+def user_models_dir() -> Path:
+    """Where a user's own bundles live (``radlens train --out`` may put them here)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("radlens")) / "models"
+
+
+def search_dirs(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
+    """Folders holding bundles, first match wins: explicit ones, then the user's, then the shipped ones."""
+    return [*(Path(d) for d in extra), user_models_dir(), builtin_models_dir()]
+
+
+# -- metadata -----------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _refuse_pickles(folder: Path) -> None:
+    found = sorted(p.name for p in folder.iterdir() if p.name.lower().endswith(PICKLE_SUFFIXES))
+    if found:
+        raise BundleError(
+            folder,
+            f"contains {', '.join(found)}: pickle files can execute code and are refused "
+            f"(a bundle holds {WEIGHTS} and {METADATA} only; save the state dict with safetensors)",
+        )
+
+
+def read_metadata(folder: str | os.PathLike) -> dict:
+    """metadata.json of a bundle folder, checked for the fields the engine needs."""
+    folder = Path(folder)
+    if folder.is_file():
+        if folder.name.lower().endswith(PICKLE_SUFFIXES):
+            raise BundleError(
+                folder, "a pickle file (it can execute code) is refused; a bundle is a folder with model.safetensors"
+            )
+        raise BundleError(folder, f"not a bundle folder (expected a folder holding {METADATA} and {WEIGHTS})")
+    if not folder.is_dir():
+        raise BundleError(folder, "no such bundle folder")
+    _refuse_pickles(folder)
+    path = folder / METADATA
+    if not path.is_file():
+        raise BundleError(folder, f"no {METADATA} (not a model bundle)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(path, f"not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise BundleError(path, "metadata must be a JSON object")
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise BundleError(path, f"missing field(s): {', '.join(missing)}")
+    if meta["task"] not in TASKS:
+        raise BundleError(path, f"task {meta['task']!r} is not one of {', '.join(TASKS)}")
+    inp = meta["input"]
+    if not isinstance(inp, dict) or not all(k in inp for k in ("modality", "spacing_zyx", "patch_zyx")):
+        raise BundleError(path, "input must give modality, spacing_zyx and patch_zyx")
+    if len(inp["spacing_zyx"]) != 3 or len(inp["patch_zyx"]) != 3:
+        raise BundleError(path, "input spacing_zyx and patch_zyx need three values (z, y, x)")
+    kind = (inp.get("normalization") or {}).get("kind", "zscore")
+    if kind not in NORMALIZATIONS:
+        raise BundleError(path, f"normalization {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
+    return meta
+
+
+def _threshold(meta: dict) -> float | None:
+    t = meta.get("thresholds") or {}
+    for key in ("score", "probability"):
+        if isinstance(t.get(key), int | float):
+            return float(t[key])
+    return None
+
+
+def info_from_metadata(meta: dict, folder: Path) -> BundleInfo:
+    return BundleInfo(
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        task=str(meta["task"]),
+        modality=str(meta["input"]["modality"]).upper(),
+        description=str(meta.get("description", "")),
+        path=folder,
+        threshold=_threshold(meta),
+    )
+
+
+def bundle_info(folder: str | os.PathLike) -> BundleInfo:
+    folder = Path(folder)
+    return info_from_metadata(read_metadata(folder), folder)
+
+
+def list_bundles(
+    modality: str | None = None,
+    dirs: tuple[str | os.PathLike, ...] = (),
+    errors: list[BundleError] | None = None,
+) -> list[BundleInfo]:
+    """Every bundle in the search folders (or fitting ``modality``), one per name, first folder wins.
+
+    A folder in ``dirs`` may itself be a bundle. Broken bundles are skipped; pass ``errors`` to
+    collect why.
+    """
+    seen: dict[str, BundleInfo] = {}
+    for base in search_dirs(tuple(dirs)):
+        if not base.is_dir():
+            continue
+        candidates = [base] if (base / METADATA).is_file() else sorted(p for p in base.iterdir() if p.is_dir())
+        for folder in candidates:
+            try:
+                info = bundle_info(folder)
+            except BundleError as err:
+                if errors is not None:
+                    errors.append(err)
+                continue
+            if modality is not None and info.modality != modality.upper():
+                continue
+            seen.setdefault(info.name, info)
+    return list(seen.values())
+
+
+def find_bundle(name_or_path: str | os.PathLike, dirs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """A bundle folder from a path or a bundle name."""
+    p = Path(name_or_path)
+    if p.exists():
+        return p
+    for info in list_bundles(dirs=dirs):
+        if info.name == str(name_or_path):
+            return info.path
+    known = ", ".join(sorted(i.name for i in list_bundles(dirs=dirs))) or "none installed"
+    raise BundleError(name_or_path, f"no such model bundle (known: {known})")
+
+
+# -- load / save --------------------------------------------------------------------------------
+
+
+def load_bundle(
+    folder_or_name: str | os.PathLike | BundleInfo, dirs: tuple[str | os.PathLike, ...] = ()
+) -> LoadedBundle:
+    """Build the network from the registry and load the verified weights strictly (CPU, eval mode)."""
+    folder = folder_or_name.path if isinstance(folder_or_name, BundleInfo) else find_bundle(folder_or_name, dirs)
+    meta = read_metadata(folder)
+    label = f"{meta['name']} ({folder})"
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise BundleError(label, f"no {WEIGHTS}")
+    expected = str(meta.get("sha256", "")).lower()
+    if not expected:
+        raise BundleError(label, "metadata.json records no sha256 of the weights")
+    actual = sha256_of(weights)
+    if actual != expected:
+        raise BundleError(label, f"{WEIGHTS} sha256 {actual[:12]}… does not match metadata {expected[:12]}…")
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from inference.networks import build_network
+
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise BundleError(label, f"{WEIGHTS} is not a valid safetensors file: {err}") from None
+    try:
+        network = build_network(str(meta["arch"]), **dict(meta.get("arch_kwargs") or {}))
+    except BundleError as err:
+        raise BundleError(label, err.reason) from None
+    _load_strict(network, state, label)
+    network.eval()
+    return LoadedBundle(info_from_metadata(meta, folder), meta, network)
+
+
+def _load_strict(network, state: dict, label: str) -> None:
+    """load_state_dict(strict=True), but with every missing, unexpected or mis-shaped name in the message."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)}≠{tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    problems = []
+    for what, names in (("missing", missing), ("unexpected", unexpected), ("mismatched", shapes)):
+        if names:
+            shown = ", ".join(names[:8]) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+            problems.append(f"{what} weights: {shown}")
+    if problems:
+        raise BundleError(label, "; ".join(problems))
+    network.load_state_dict(state, strict=True)
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _with_monai_fields(meta: dict) -> dict:
+    """Add MONAI bundle metadata fields (versions, network_data_format) the caller did not give."""
+    import monai
+    import torch
+
+    out = dict(meta)
+    out.setdefault("monai_version", monai.__version__)
+    out.setdefault("pytorch_version", torch.__version__.split("+")[0])
+    inp = out.get("input") or {}
+    labels = list(out.get("labels") or [])
+    out.setdefault(
+        "network_data_format",
+        {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "hounsfield" if str(inp.get("modality", "")).upper() == "CT" else "magnitude",
+                    "modality": inp.get("modality", ""),
+                    "num_channels": 1,
+                    "spatial_shape": list(inp.get("patch_zyx", [])),
+                    "dtype": "float32",
+                    "is_patch_data": True,
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "heatmap+size" if out.get("task") == "detection" else "segmentation",
+                    "num_channels": 4 if out.get("task") == "detection" else len(labels) + 1,
+                    "dtype": "float32",
+                    "is_patch_data": True,
+                }
+            },
+        },
+    )
+    return out
+
+
+def save_bundle(folder: str | os.PathLike, network, metadata: dict) -> Path:
+    """Write model.safetensors (the state dict only) and metadata.json with its sha256; both atomically.
+
+    The metadata is checked the way :func:`load_bundle` will read it, so a bundle that saves also loads.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").clone().contiguous() for k, v in network.state_dict().items()}
+    weights = folder / WEIGHTS
+    _atomic_write_bytes(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    meta = _with_monai_fields(metadata)
+    meta["sha256"] = sha256_of(weights)
+    text = json.dumps(meta, indent=1, sort_keys=False)
+    _atomic_write_bytes(folder / METADATA, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    read_metadata(folder)
+    return folder

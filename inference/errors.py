@@ -1,0 +1,14 @@
+"""Errors of the inference package, one line each: the bundle (or model) and the reason."""
+
+from __future__ import annotations
+
+from imaging.errors import RadlensError
+
+
+class BundleError(RadlensError):
+    """A model bundle that cannot be listed, loaded or run (bad metadata, weights, architecture)."""
+
+    def __init__(self, bundle: object, reason: str):
+        self.bundle = str(bundle)
+        self.reason = " ".join(str(reason).split())  # always one line
+        super().__init__(f"{self.bundle}: {self.reason}")

@@ -1,0 +1,107 @@
+"""The architecture registry: the only way a bundle's ``arch`` string becomes a network.
+
+A bundle names an architecture and its keyword arguments; this module maps the name to a builder
+from a fixed dictionary (never ``eval``, never an import path taken from the file), so a bundle can
+only choose among networks this code already knows. Importing this module imports torch and MONAI;
+the rest of ``inference`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.networks.nets import UNet
+from torch import nn
+
+from inference.errors import BundleError
+
+# Detector output channels: 0 = centre heatmap logits, 1..3 = box extent (z, y, x) in voxels of the model grid.
+HEATMAP_CHANNEL = 0
+SIZE_CHANNELS = slice(1, 4)
+# CenterNet's focal-loss prior: the heatmap starts near 0.1 everywhere so early training is stable.
+HEATMAP_PRIOR_BIAS = -2.19
+
+
+def _unet_kwargs(channels, strides, num_res_units, norm, dropout) -> dict:
+    channels = tuple(int(c) for c in channels)
+    strides = tuple(int(s) for s in strides) if strides is not None else (2,) * (len(channels) - 1)
+    if len(strides) != len(channels) - 1:
+        raise ValueError(f"strides {strides} must have one entry fewer than channels {channels}")
+    return {
+        "spatial_dims": 3,
+        "channels": channels,
+        "strides": strides,
+        "num_res_units": int(num_res_units),
+        "norm": norm,
+        "dropout": float(dropout),
+    }
+
+
+def build_unet3d_seg(
+    n_labels: int = 1,
+    in_channels: int = 1,
+    channels=(16, 32, 64, 128),
+    strides=None,
+    num_res_units: int = 1,
+    norm: str = "instance",
+    dropout: float = 0.0,
+) -> nn.Module:
+    """MONAI's 3D U-Net; ``n_labels + 1`` output logits (channel 0 = background)."""
+    return UNet(
+        in_channels=int(in_channels),
+        out_channels=int(n_labels) + 1,
+        **_unet_kwargs(channels, strides, num_res_units, norm, dropout),
+    )
+
+
+class CenterNet3D(nn.Module):
+    """A small MONAI U-Net trunk with two 1×1×1 heads: centre heatmap logits and box size.
+
+    The output is one tensor ``(B, 4, Z, Y, X)`` (channel 0 heatmap logits, channels 1..3 the
+    box extent in model-grid voxels, z/y/x) so that sliding-window inference stitches it like any
+    segmentation output. Light enough for a CPU: the heavy part is a 3-level U-Net.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        features: int = 16,
+        channels=(16, 32, 64),
+        strides=None,
+        num_res_units: int = 1,
+        norm: str = "instance",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.trunk = UNet(
+            in_channels=int(in_channels),
+            out_channels=int(features),
+            **_unet_kwargs(channels, strides, num_res_units, norm, dropout),
+        )
+        self.act = nn.PReLU()
+        self.heatmap = nn.Conv3d(int(features), 1, kernel_size=1)
+        self.size = nn.Conv3d(int(features), 3, kernel_size=1)
+        nn.init.constant_(self.heatmap.bias, HEATMAP_PRIOR_BIAS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.act(self.trunk(x))
+        return torch.cat([self.heatmap(f), self.size(f)], dim=1)
+
+
+REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "unet3d-seg": build_unet3d_seg,
+    "centernet3d": CenterNet3D,
+}
+
+
+def build_network(arch: str, **arch_kwargs) -> nn.Module:
+    """Build a registered architecture; an unknown name or bad arguments raise BundleError."""
+    try:
+        builder = REGISTRY[arch]
+    except (KeyError, TypeError):
+        raise BundleError(f"arch {arch!r}", f"unknown architecture (known: {', '.join(sorted(REGISTRY))})") from None
+    try:
+        return builder(**arch_kwargs)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise BundleError(f"arch {arch!r}", f"bad arch_kwargs {arch_kwargs}: {err}") from None

@@ -1,0 +1,168 @@
+"""Pre-processing shared by training and inference, so the intensity window cannot drift between them.
+
+Small callables in MONAI's style (settings in ``__init__``, work in ``__call__``), built from a
+bundle's ``input`` block by :class:`Preprocess`. Order: crop to the body on the input grid (cheap
+slicing, and every later step works on fewer voxels), resample to the model spacing, normalise.
+:class:`Prepared` remembers the crop and both grids so results map back to the input grid.
+numpy + imaging only: no torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imaging.geometry import resample_to_grid, resample_to_spacing
+from imaging.volume import Volume
+
+# CT voxels above this are "body" (air is about -1000 HU, lung parenchyma about -850 to -600 HU).
+BODY_HU = -500.0
+
+
+def crop_volume(volume: Volume, box_zyx) -> Volume:
+    """The voxels inside a half-open box, as a Volume placed where they were (origin moved to the box corner)."""
+    z0, y0, x0, z1, y1, x1 = (int(v) for v in box_zyx)
+    if (z0, y0, x0, z1, y1, x1) == (0, 0, 0, *volume.shape_zyx):
+        return volume
+    origin = volume.index_to_lps((z0, y0, x0))
+    return volume.with_array(volume.array[z0:z1, y0:y1, x0:x1], origin_lps=tuple(origin))
+
+
+class CropToBody:
+    """Bounding box of the voxels above ``threshold`` (CT: the body), plus a margin in millimetres.
+
+    Computed on a strided copy (every ``step``-th voxel), then widened by one step, so it costs a
+    few per cent of a full pass. Lung is inside the box because the chest wall surrounds it.
+    """
+
+    def __init__(self, threshold: float = BODY_HU, margin_mm: float = 8.0, step_zyx=(2, 4, 4)):
+        self.threshold = float(threshold)
+        self.margin_mm = float(margin_mm)
+        self.step = tuple(int(s) for s in step_zyx)
+
+    def __call__(self, volume: Volume) -> tuple[int, int, int, int, int, int]:
+        shape = volume.shape_zyx
+        sz, sy, sx = self.step
+        inside = volume.array[::sz, ::sy, ::sx] > self.threshold
+        if not inside.any():
+            return (0, 0, 0, *shape)
+        box = []
+        for axis in range(3):
+            hit = np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))
+            box.append((int(hit[0]) * self.step[axis], (int(hit[-1]) + 1) * self.step[axis]))
+        lo, hi = [], []
+        for axis, (a, b) in enumerate(box):
+            pad = self.step[axis] + int(np.ceil(self.margin_mm / volume.spacing_zyx[axis]))
+            lo.append(max(0, a - pad))
+            hi.append(min(shape[axis], b + pad))
+        return (*lo, *hi)
+
+
+class ResampleToSpacing:
+    """A volume (or a label map, nearest neighbour) on a grid of the model's spacing, same extent."""
+
+    def __init__(self, spacing_zyx, is_mask: bool = False):
+        self.spacing_zyx = tuple(float(s) for s in spacing_zyx)
+        self.is_mask = bool(is_mask)
+
+    def __call__(self, volume: Volume) -> Volume:
+        return resample_to_spacing(volume, self.spacing_zyx, is_mask=self.is_mask)
+
+
+class NormalizeIntensity:
+    """A bundle's ``normalization`` block as a function of the array.
+
+    ``{"kind": "ct-clip", "clip": [lo, hi], "scale": "unit"}``: clip to [lo, hi] HU, then map to
+    [0, 1] (``"scale": "zscore"`` with ``mean``/``std`` maps to zero mean instead).
+    ``{"kind": "zscore", "foreground_above": 0}``: per-volume z-score over the voxels above the
+    threshold (MR, whose scale differs from scan to scan); background keeps the foreground's low end.
+    """
+
+    def __init__(self, kind: str = "zscore", clip=(-1000.0, 400.0), scale: str = "unit", **settings):
+        self.kind = kind
+        self.clip = tuple(float(c) for c in clip)
+        self.scale = scale
+        self.mean = float(settings.get("mean", 0.0))
+        self.std = float(settings.get("std", 1.0)) or 1.0
+        self.foreground_above = float(settings.get("foreground_above", 0.0))
+        if kind not in ("ct-clip", "zscore"):
+            raise ValueError(f"unknown normalization {kind!r} (known: ct-clip, zscore)")
+
+    @classmethod
+    def from_metadata(cls, block: dict | None) -> NormalizeIntensity:
+        return cls(**dict(block or {}))
+
+    def __call__(self, array: np.ndarray) -> np.ndarray:
+        a = np.asarray(array, dtype=np.float32)
+        if self.kind == "ct-clip":
+            lo, hi = self.clip
+            out = np.clip(a, lo, hi)
+            if self.scale == "zscore":
+                out -= self.mean
+                out /= self.std
+            else:
+                out -= lo
+                out /= hi - lo
+            return out
+        fg = a[a > self.foreground_above]
+        if fg.size < 16:
+            fg = a.reshape(-1)
+        mean, std = float(fg.mean()), float(fg.std()) or 1.0
+        out = (a - mean) / std
+        return np.maximum(out, (float(fg.min()) - mean) / std, out=out)
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """An input volume ready for a network, and what is needed to map results back.
+
+    ``image`` is the normalised float32 array on ``grid`` (the model-spacing grid of the cropped
+    region); ``crop_zyx`` the half-open box of the input grid that was kept; ``cropped`` the input
+    restricted to it (the reference grid results are resampled onto before being pasted back).
+    """
+
+    image: np.ndarray
+    grid: Volume
+    crop_zyx: tuple[int, int, int, int, int, int]
+    cropped: Volume
+    source: Volume
+
+    def label_on_model_grid(self, label: Volume) -> np.ndarray:
+        """A label map on the input grid, cropped and resampled (nearest) like the image: for training."""
+        cropped = crop_volume(label, self.crop_zyx)
+        return resample_to_grid(cropped, self.grid, is_mask=True, fill=0).array
+
+    def to_input_grid(self, array: np.ndarray, *, is_mask: bool, fill: float = 0) -> np.ndarray:
+        """An array on the model grid, resampled onto the input grid (outside the crop: ``fill``)."""
+        on_crop = resample_to_grid(self.grid.with_array(array), self.cropped, is_mask=is_mask, fill=fill).array
+        if self.cropped is self.source:
+            return on_crop
+        out = np.full(self.source.shape_zyx, fill, dtype=on_crop.dtype)
+        z0, y0, x0, z1, y1, x1 = self.crop_zyx
+        out[z0:z1, y0:y1, x0:x1] = on_crop
+        return out
+
+    def model_index_to_input_index(self, index_zyx) -> np.ndarray:
+        """Fractional model-grid indices (…, 3) → fractional input-grid indices (…, 3)."""
+        return self.source.lps_to_index(self.grid.index_to_lps(index_zyx))
+
+
+class Preprocess:
+    """A bundle's ``input`` block (spacing, normalisation, crop) as one callable: Volume → Prepared."""
+
+    def __init__(self, input_meta: dict):
+        self.modality = str(input_meta.get("modality", "")).upper()
+        self.resample = ResampleToSpacing(input_meta["spacing_zyx"])
+        self.normalize = NormalizeIntensity.from_metadata(input_meta.get("normalization"))
+        crop = input_meta.get("crop", "body" if self.modality == "CT" else None)
+        self.crop = CropToBody() if crop == "body" else None
+
+    def __call__(self, volume: Volume) -> Prepared:
+        if volume.is_rgb:
+            raise ValueError("colour images cannot be fed to a 3D model")
+        box = self.crop(volume) if self.crop is not None else (0, 0, 0, *volume.shape_zyx)
+        cropped = crop_volume(volume, box)
+        grid = self.resample(cropped)
+        image = self.normalize(grid.array)
+        return Prepared(image, grid.with_array(image), box, cropped, volume)
