@@ -3,8 +3,10 @@
 Public API (design 4.2): ``scan``, ``load``, ``Volume``, ``SeriesInfo``, ``ImagingError``.
 """
 
+from imaging.discovery import describe, iter_scan, scan
 from imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
 from imaging.progress import Cancelled, Progress, run_to_end, run_with_progress
+from imaging.series import SeriesInfo
 from imaging.volume import StudyInfo, Volume, Window
 
 __all__ = [
@@ -14,10 +16,14 @@ __all__ = [
     "NotAnImageError",
     "Progress",
     "RadlensError",
+    "SeriesInfo",
     "StudyInfo",
     "UnsupportedError",
     "Volume",
     "Window",
+    "describe",
+    "iter_scan",
     "run_to_end",
     "run_with_progress",
+    "scan",
 ]

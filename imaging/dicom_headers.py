@@ -1,0 +1,466 @@
+"""DICOM headers → geometry, shared by discovery (headers only) and the loader (pixels).
+
+One home for: reading the few header fields discovery needs without touching pixel data
+(:func:`read_header`), the frame geometry of multi-frame and enhanced objects (:func:`frame_geometry`),
+and ordering a stack of positions along the slice normal with its spacing and its defects
+(:func:`stack_geometry`). Positions decide the order and the spacing; InstanceNumber,
+SliceThickness and SpacingBetweenSlices are only fallbacks, and using one says so in a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from imaging.errors import ImagingError, NotAnImageError
+from imaging.volume import StudyInfo
+
+# What discovery reads; everything else in the header is skipped (pydicom seeks past it).
+HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "PatientName",
+    "PatientID",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyDescription",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "SeriesNumber",
+    "AcquisitionNumber",
+    "InstanceNumber",
+    "EchoNumbers",
+    "TemporalPositionIdentifier",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "GridFrameOffsetVector",
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+]
+
+_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where the frames (or slices) of one image lie, as read from the header."""
+
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient: row cosine, column cosine
+    pixel_spacing: tuple[float, float] | None  # (row spacing, column spacing) = (y, x) mm
+    positions: np.ndarray | None  # (frames, 3) LPS mm, or None when the header has none
+    fallback_spacing_z: float | None  # SpacingBetweenSlices or SliceThickness, only without positions
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fields of one DICOM file that discovery groups and orders by."""
+
+    path: str
+    sop_class: str
+    sop_instance: str
+    modality: str
+    study: StudyInfo
+    series_uid: str
+    description: str
+    series_number: int | None
+    acquisition_number: int | None
+    instance_number: int | None
+    echo_number: int | None
+    temporal_position: int | None
+    rows: int
+    columns: int
+    frames: int
+    enhanced: bool  # carries functional groups: one file is one stack
+    geometry: FrameGeometry
+
+
+def read_header(path: str) -> Header:
+    """Read one file's header (never its pixels); raise an ``ImagingError`` saying why it is no image.
+
+    Files without the DICM preamble are tried only when they start like a DICOM data set (group
+    0002 or 0008), so that a large non-DICOM file is not parsed as garbage.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fp:
+            head = fp.read(132)
+            if len(head) == 132 and head[128:132] == b"DICM":
+                force = False
+            elif head[:2] in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
+                force = True
+            else:
+                raise NotAnImageError(path, "not a DICOM file")
+            fp.seek(0)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_TAGS, force=force)
+            pixel_at = fp.tell()
+            pixel_head = fp.read(12)
+    except ImagingError:
+        raise
+    except OSError as err:
+        raise ImagingError(path, f"cannot read: {err.strerror or err}") from None
+    except Exception as err:  # pydicom raises many kinds on broken files; each is a reason to skip
+        raise ImagingError(path, f"unreadable DICOM: {_one_line(err)}") from None
+
+    meta_class = str(getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", ""))
+    sop_class = str(ds.get("SOPClassUID", "") or meta_class)
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if meta_class == _DIRECTORY_SOP_CLASS:
+        raise NotAnImageError(path, "no image (a DICOMDIR: open it or its folder to read what it lists)")
+    if not sop_class and not ds.get("Rows"):
+        raise NotAnImageError(path, "not a DICOM file")
+    _check_pixel_data(path, ds, pixel_at, pixel_head, size, sop_class, modality)
+    return _header_from_dataset(path, ds, sop_class, modality)
+
+
+def _check_pixel_data(path: str, ds: Dataset, at: int, head: bytes, size: int, sop_class: str, modality: str) -> None:
+    """Pixel data present and, when its length is defined, entirely in the file."""
+    little = getattr(ds, "original_encoding", (None, True))[1]
+    endian = "<" if little is not False else ">"
+    tag = None
+    if len(head) >= 8:
+        group, elem = struct.unpack(endian + "HH", head[:4])
+        tag = group << 16 | elem
+    if tag not in _PIXEL_TAGS:
+        if ds.get("Rows") and ds.get("Columns"):
+            raise ImagingError(path, f"no pixel data (the file ends after {size} bytes; truncated?)")
+        raise NotAnImageError(path, f"no image ({_sop_name(sop_class)} / modality {modality or 'none'})")
+    vr = head[4:6]
+    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also when the meta header claims explicit)
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        start = at + 8
+    elif vr in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL") and len(head) == 12:
+        (length,) = struct.unpack(endian + "I", head[8:12])
+        start = at + 12
+    else:
+        (length,) = struct.unpack(endian + "H", head[6:8])
+        start = at + 8
+    if length != 0xFFFFFFFF and start + length > size:
+        raise ImagingError(
+            path, f"truncated: pixel data needs {length} bytes, the file holds {max(0, size - start)} of them"
+        )
+
+
+def _header_from_dataset(path: str, ds: Dataset, sop_class: str, modality: str) -> Header:
+    rows = _int(path, ds, "Rows")
+    columns = _int(path, ds, "Columns")
+    if not rows or not columns:
+        raise ImagingError(path, f"invalid image size Rows={ds.get('Rows')!r} Columns={ds.get('Columns')!r}")
+    frames = _int(path, ds, "NumberOfFrames")
+    if frames is None:
+        frames = 1
+    if frames < 1:
+        raise ImagingError(path, f"invalid NumberOfFrames {ds.get('NumberOfFrames')!r}")
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    return Header(
+        path=path,
+        sop_class=sop_class,
+        sop_instance=str(ds.get("SOPInstanceUID", "") or ""),
+        modality=modality or "OT",
+        study=study_info(ds),
+        series_uid=str(ds.get("SeriesInstanceUID", "") or "").strip(),
+        description=_text(ds.get("SeriesDescription")),
+        series_number=_int(path, ds, "SeriesNumber", strict=False),
+        acquisition_number=_int(path, ds, "AcquisitionNumber", strict=False),
+        instance_number=_int(path, ds, "InstanceNumber", strict=False),
+        echo_number=_int(path, ds, "EchoNumbers", strict=False),
+        temporal_position=_int(path, ds, "TemporalPositionIdentifier", strict=False),
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        enhanced=enhanced,
+        geometry=frame_geometry(ds, path, frames),
+    )
+
+
+def study_info(ds: Dataset) -> StudyInfo:
+    """Patient and study fields as the viewer's corner text and browser show them."""
+    return StudyInfo(
+        patient_name=_text(ds.get("PatientName")),
+        patient_id=_text(ds.get("PatientID")),
+        study_uid=_text(ds.get("StudyInstanceUID")),
+        study_date=_text(ds.get("StudyDate")),
+        study_description=_text(ds.get("StudyDescription")),
+    )
+
+
+def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> FrameGeometry:
+    """Orientation, pixel spacing and per-frame positions of a single- or multi-frame image.
+
+    Enhanced objects keep them in functional groups (per-frame first, then shared, then the top
+    level); RT dose grids give positions as ImagePositionPatient + GridFrameOffsetVector along the
+    normal. Works on a header-only data set and on a full one alike.
+    """
+    path = path or str(getattr(ds, "filename", "") or "")
+    if frames is None:
+        frames = _int(path, ds, "NumberOfFrames") or 1
+    shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    first = per_frame[0] if len(per_frame) else None
+    warnings: list[str] = []
+
+    orientation = None
+    for source in (first, shared, ds):
+        value = _group_value(source, "PlaneOrientationSequence", "ImageOrientationPatient", source is ds)
+        if value is not None:
+            orientation = _floats(path, "ImageOrientationPatient", value, 6)
+            break
+    if orientation is not None:
+        row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+        if not (0.9 < np.linalg.norm(row) < 1.1 and 0.9 < np.linalg.norm(col) < 1.1 and abs(row @ col) < 0.1):
+            raise ImagingError(path, f"invalid ImageOrientationPatient {list(orientation)} (not two unit vectors)")
+
+    pixel_spacing = None
+    measures = None
+    for source in (first, shared):
+        measures = _first_item(source, "PixelMeasuresSequence") if source is not None else None
+        if measures is not None:
+            break
+    for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing")):
+        if source is not None and source.get(keyword) is not None:
+            pixel_spacing = _floats(path, keyword, source.get(keyword), 2)
+            if min(pixel_spacing) <= 0:
+                raise ImagingError(path, f"invalid {keyword} {list(pixel_spacing)}")
+            break
+
+    positions = None
+    if len(per_frame) and all(_first_item(f, "PlanePositionSequence") is not None for f in per_frame):
+        positions = np.array(
+            [
+                _floats(
+                    path, "ImagePositionPatient", _first_item(f, "PlanePositionSequence").get("ImagePositionPatient"), 3
+                )
+                for f in per_frame
+            ]
+        )
+        orientations = {
+            _floats(path, "ImageOrientationPatient", v, 6)
+            for f in per_frame
+            if (v := _group_value(f, "PlaneOrientationSequence", "ImageOrientationPatient", False)) is not None
+        }
+        if len({tuple(round(c, 3) for c in o) for o in orientations}) > 1:
+            warnings.append(f"frames have {len(orientations)} different orientations; the first one is used")
+    elif ds.get("ImagePositionPatient") is not None:
+        origin = np.asarray(_floats(path, "ImagePositionPatient", ds.ImagePositionPatient, 3))
+        offsets = ds.get("GridFrameOffsetVector")
+        if frames == 1:
+            positions = origin[np.newaxis]
+        elif offsets is not None and orientation is not None:
+            off = np.asarray(_floats(path, "GridFrameOffsetVector", offsets, frames))
+            normal = np.cross(orientation[:3], orientation[3:])
+            # Offsets are relative to the first frame when it is 0, otherwise absolute along the normal.
+            base = origin if off[0] == 0 else origin - (origin @ normal) * normal
+            positions = base + off[:, np.newaxis] * normal
+    if positions is not None and len(positions) != frames:
+        warnings.append(f"{len(positions)} frame positions for {frames} frames; positions ignored")
+        positions = None
+
+    fallback = None
+    for source in (measures, ds):
+        if source is None:
+            continue
+        for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+            value = source.get(keyword)
+            if value not in (None, ""):
+                try:
+                    fallback = abs(float(value)) or None
+                except (TypeError, ValueError):
+                    fallback = None
+                if fallback:
+                    break
+        if fallback:
+            break
+    return FrameGeometry(orientation, pixel_spacing, positions, fallback, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class StackGeometry:
+    """A stack of slices ordered along the normal: the grid it makes and what is wrong with it."""
+
+    order: tuple[int, ...]  # input indices in slice order
+    spacing_z: float
+    origin_lps: tuple[float, float, float]
+    direction: np.ndarray  # columns: row cosine (x), column cosine (y), normal (z)
+    warnings: tuple[str, ...]
+    duplicates: tuple[int, ...]  # input indices whose position repeats the slice before them in ``order``
+
+
+MAX_GAP_WARNINGS = 8
+
+
+def stack_geometry(
+    orientation,
+    positions,
+    instance_numbers=None,
+    fallback_spacing_z: float | None = None,
+    what: str = "slices",
+) -> StackGeometry:
+    """Order ``positions`` along ``cross(row, column)`` and measure the spacing from them.
+
+    The spacing is the median gap between distinct positions. Gaps of about k× the median are
+    reported as missing slices, other gaps off the median by more than 1 % (and 0.01 mm) as uneven
+    spacing, repeated positions as duplicates, in-plane drift as shear. Without positions the order
+    falls back to ``instance_numbers`` and the spacing to ``fallback_spacing_z``, with a warning.
+    """
+    warnings: list[str] = []
+    if orientation is None:
+        direction = np.eye(3)
+    else:
+        row = np.asarray(orientation[:3], dtype=np.float64)
+        col = np.asarray(orientation[3:], dtype=np.float64)
+        row /= np.linalg.norm(row)
+        col = col - (col @ row) * row
+        col /= np.linalg.norm(col)
+        direction = np.column_stack([row, col, np.cross(row, col)])
+    n = len(positions) if positions is not None else len(instance_numbers or ())
+    if positions is None:
+        keys = list(instance_numbers) if instance_numbers is not None else list(range(n))
+        order = sorted(range(n), key=lambda i: (keys[i] is None, keys[i] if keys[i] is not None else 0, i))
+        if n > 1:
+            by = "InstanceNumber" if instance_numbers is not None and any(k is not None for k in keys) else "file order"
+            source = "SpacingBetweenSlices/SliceThickness" if fallback_spacing_z else "nothing (1 mm assumed)"
+            warnings.append(f"no ImagePositionPatient: {what} ordered by {by}, spacing taken from {source}")
+        return StackGeometry(
+            tuple(order), float(fallback_spacing_z or 1.0), (0.0, 0.0, 0.0), direction, tuple(warnings), ()
+        )
+
+    pos = np.asarray(positions, dtype=np.float64).reshape(n, 3)
+    if orientation is None and n > 1:
+        warnings.append(f"no ImageOrientationPatient: axial {what} assumed")
+    normal = direction[:, 2]
+    along = pos @ normal
+    tie = list(instance_numbers) if instance_numbers is not None else list(range(n))
+    order = sorted(range(n), key=lambda i: (along[i], tie[i] if tie[i] is not None else 0, i))
+    d = along[order]
+    gaps = np.diff(d)
+    duplicate_mask = np.concatenate([[False], gaps < 1e-3])
+    duplicates = tuple(int(order[i]) for i in np.flatnonzero(duplicate_mask))
+    if duplicates:
+        distinct = int((~duplicate_mask).sum())
+        warnings.append(
+            f"duplicate positions: {len(duplicates)} of {n} {what} repeat a position "
+            f"({distinct} distinct positions, e.g. {_fmt_pos(pos[duplicates[0]])} mm)"
+        )
+    unique = d[~duplicate_mask]
+    ugaps = np.diff(unique)
+    if len(ugaps):
+        spacing = float(np.median(ugaps))
+        warnings.extend(_gap_warnings(unique, ugaps, spacing, what))
+    else:
+        spacing = float(fallback_spacing_z or 1.0)
+    drift = pos - pos[order[0]]
+    in_plane = drift - np.outer(drift @ normal, normal)
+    shear = float(np.max(np.linalg.norm(in_plane, axis=1))) if n > 1 else 0.0
+    if shear > 0.1:
+        warnings.append(
+            f"{what} are sheared: positions drift {shear:.3g} mm in-plane over the stack (gantry tilt?); "
+            "the grid assumes no shear"
+        )
+    origin = tuple(float(v) for v in pos[order[0]])
+    return StackGeometry(tuple(order), spacing, origin, direction, tuple(warnings), duplicates)
+
+
+def _gap_warnings(along: np.ndarray, gaps: np.ndarray, spacing: float, what: str) -> list[str]:
+    lines = []
+    for i, gap in enumerate(gaps):
+        if abs(gap - spacing) <= max(0.01, 0.01 * spacing):
+            continue
+        k = round(gap / spacing)
+        where = f"between positions {along[i]:.2f} and {along[i + 1]:.2f} mm along the normal"
+        if k >= 2 and abs(gap - k * spacing) <= 0.1 * spacing:
+            lines.append(
+                f"missing {what}: gap of {gap:.3g} mm {where} is {k}× the {spacing:.3g} mm spacing ({k - 1} missing)"
+            )
+        else:
+            lines.append(f"uneven spacing: gap of {gap:.3g} mm {where} (median {spacing:.3g} mm)")
+    if len(lines) > MAX_GAP_WARNINGS:
+        rest = len(lines) - MAX_GAP_WARNINGS
+        lines = [*lines[:MAX_GAP_WARNINGS], f"... and {rest} more uneven or missing gaps"]
+    return lines
+
+
+# -- small parsers ------------------------------------------------------------------------------
+
+
+def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
+    if ds is None:
+        return None
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _group_value(source: Dataset | None, sequence: str, keyword: str, top_level: bool):
+    if source is None:
+        return None
+    if top_level:
+        return source.get(keyword)
+    item = _first_item(source, sequence)
+    return None if item is None else item.get(keyword)
+
+
+def _floats(path: str, keyword: str, value, count: int) -> tuple[float, ...]:
+    items = [value] if isinstance(value, str | bytes) or not hasattr(value, "__iter__") else list(value)
+    try:
+        values = [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise ImagingError(path, f"invalid {keyword} {_short(value)}") from None
+    if len(values) != count or not all(np.isfinite(values)):
+        raise ImagingError(path, f"invalid {keyword} {_short(value)} (expected {count} numbers)")
+    return tuple(values)
+
+
+def _int(path: str, ds: Dataset, keyword: str, strict: bool = True) -> int | None:
+    """An integer field, or None when absent; a value that is not an integer is an error when strict."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError):
+        if strict:
+            raise ImagingError(path, f"invalid {keyword} {_short(value)}") from None
+        return None
+
+
+def _text(value) -> str:
+    return "" if value is None else " ".join(str(value).split())
+
+
+def _short(value) -> str:
+    text = repr(str(value)) if not isinstance(value, list | tuple) else repr([str(v) for v in value])
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fmt_pos(p) -> str:
+    return "(" + ", ".join(f"{v:.2f}" for v in p) + ")"
+
+
+def _sop_name(sop_class: str) -> str:
+    if not sop_class:
+        return "no SOP class"
+    name = UID(sop_class).name
+    return f"SOP class {name}" if name and name != sop_class else f"SOP class {sop_class}"
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    text = text or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
