@@ -88,7 +88,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, array: np.ndarray | No
     path = Path(path)
     image = sitk_from_volume(volume, array)
     if volume.modality and volume.modality != "OT":
-        image.SetMetaData("descrip", f"modality={volume.modality}")
+        # ITK's NIfTI writer fills the header's descrip field from ITK_FileNotes (not from "descrip").
+        image.SetMetaData("ITK_FileNotes", f"modality={volume.modality}")
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
