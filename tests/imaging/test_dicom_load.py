@@ -1,0 +1,257 @@
+"""Loading DICOM series into Volumes: values, geometry, order, defects, preview and cancel.
+
+Every series here is synthetic, written by ``imaging.dicom_write`` (or by pydicom for the
+compressed and broken cases), so the expected values are known exactly.
+"""
+
+import dataclasses
+import os
+import shutil
+import threading
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataelem import RawDataElement
+from pydicom.tag import Tag
+from pydicom.uid import RLELossless
+
+from imaging.dicom import SlicePreview
+from imaging.dicom_write import write_dicom_series
+from imaging.discovery import scan
+from imaging.errors import GeometryError, ImagingError
+from imaging.loading import iter_load, load
+from imaging.progress import Cancelled
+from imaging.volume import Volume, Window
+from imaging.volume_io import write_volume
+
+TILTED = np.array([[1.0, 0.0, 0.0], [0.0, 0.8, -0.6], [0.0, 0.6, 0.8]])
+
+
+def _ct(shape=(6, 5, 4), direction=None, seed=0) -> Volume:
+    a = np.random.default_rng(seed).integers(-1024, 3072, shape).astype(np.int16)
+    return Volume(
+        a,
+        spacing_zyx=(2.0, 0.6, 0.9),
+        origin_lps=(-12.5, 30.0, -80.0),
+        direction=np.eye(3) if direction is None else direction,
+        modality="CT",
+        windows=(Window(400, 40), Window(1500, -600)),
+    )
+
+
+def _series_of(folder):
+    (series,) = scan(folder)
+    return series
+
+
+def test_round_trip_gives_exact_hu_and_the_written_geometry(tmp_path):
+    vol = _ct(direction=TILTED)
+    paths = write_dicom_series(vol, tmp_path, series_description="synthetic chest")
+    out = load(tmp_path)
+    assert out.array.dtype == np.int16
+    np.testing.assert_array_equal(out.array, vol.array)
+    np.testing.assert_allclose(out.spacing_zyx, vol.spacing_zyx)
+    np.testing.assert_allclose(out.direction, TILTED, atol=1e-9)
+    for z, path in enumerate(paths):
+        written = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        np.testing.assert_allclose(out.index_to_lps((z, 0, 0)), written, atol=1e-6)
+    corner = out.index_to_lps((5, 4, 3))
+    np.testing.assert_allclose(corner, vol.index_to_lps((5, 4, 3)), atol=1e-6)
+    assert out.modality == "CT" and out.description == "synthetic chest"
+    assert out.windows == (Window(400, 40), Window(1500, -600))
+    assert out.study.patient_name == "ANONYMOUS^SYNTHETIC"
+    assert out.files == tuple(str(p) for p in paths)
+    assert out.source == str(tmp_path)
+    assert out.warnings == ()
+    assert out.invert is False
+
+
+@pytest.mark.parametrize("order", ["shuffled", "reversed"])
+def test_slices_are_ordered_by_position_not_instance_number(tmp_path, order):
+    vol = _ct(direction=TILTED)
+    write_dicom_series(vol, tmp_path, instance_number_order=order)
+    np.testing.assert_array_equal(load(tmp_path).array, vol.array)
+
+
+def test_a_series_given_in_reverse_order_is_put_back_along_the_normal(tmp_path):
+    vol = _ct()
+    paths = write_dicom_series(vol, tmp_path)
+    series = dataclasses.replace(_series_of(tmp_path), files=tuple(str(p) for p in reversed(paths)))
+    out = load(series)
+    np.testing.assert_array_equal(out.array, vol.array)
+    assert out.files == tuple(str(p) for p in paths)
+    np.testing.assert_allclose(out.origin_lps, vol.origin_lps)
+
+
+def test_a_missing_slice_is_reported(tmp_path):
+    paths = write_dicom_series(_ct(shape=(8, 4, 4)), tmp_path)
+    os.remove(paths[4])
+    out = load(tmp_path)
+    assert out.shape_zyx == (7, 4, 4)
+    assert out.spacing_zyx[0] == pytest.approx(2.0)
+    assert any("missing" in w for w in out.warnings), out.warnings
+
+
+def test_monochrome1_keeps_values_and_is_shown_inverted(tmp_path):
+    vol = dataclasses.replace(_ct(), modality="MR", invert=True, windows=())
+    vol = vol.with_array(np.abs(vol.array))
+    write_dicom_series(vol, tmp_path)
+    out = load(tmp_path)
+    assert out.invert is True
+    np.testing.assert_array_equal(out.array, vol.array)
+
+
+def test_non_integer_rescale_gives_float32(tmp_path):
+    a = (np.arange(2 * 3 * 4).reshape(2, 3, 4) * 0.25).astype(np.float32)
+    write_dicom_series(Volume(a, modality="MR"), tmp_path)
+    out = load(tmp_path)
+    assert out.array.dtype == np.float32
+    np.testing.assert_allclose(out.array, a, atol=1e-3)
+
+
+def test_middle_slice_comes_first_then_the_rest(tmp_path):
+    vol = _ct(shape=(9, 5, 4))
+    write_dicom_series(vol, tmp_path, instance_number_order="shuffled")
+    job = iter_load(_series_of(tmp_path))
+    previews, steps = [], []
+    while True:
+        try:
+            p = next(job)
+        except StopIteration as stop:
+            out = stop.value
+            break
+        steps.append(p)
+        if p.preview is not None:
+            previews.append((len(steps), p.preview))
+    assert len(previews) == 1
+    first_at, preview = previews[0]
+    assert first_at == 1 and isinstance(preview, SlicePreview)
+    assert (preview.index, preview.total) == (4, 9)
+    np.testing.assert_array_equal(preview.image, vol.array[4])
+    assert steps[-1].done == steps[-1].total == 9
+    preview.image[:] = 0  # a copy: the volume is untouched
+    np.testing.assert_array_equal(out.array, vol.array)
+
+
+def test_cancel_stops_the_load(tmp_path):
+    write_dicom_series(_ct(shape=(10, 4, 4)), tmp_path)
+    cancel = threading.Event()
+    job = iter_load(_series_of(tmp_path), cancel)
+    first = next(job)
+    assert first.preview is not None
+    cancel.set()
+    with pytest.raises(Cancelled):
+        for _ in job:
+            pass
+
+
+def test_compressed_slices_decode_to_the_same_values(tmp_path):
+    """RLE slices go through pydicom's decoders; one plain slice in between takes the fast path."""
+    vol = _ct(shape=(4, 6, 5))
+    paths = write_dicom_series(vol, tmp_path)
+    for path in paths[:2] + paths[3:]:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
+    out = load(tmp_path)
+    np.testing.assert_array_equal(out.array, vol.array)
+
+
+def test_volume_files_load_through_the_same_entry(tmp_path):
+    vol = _ct()
+    write_volume(vol, tmp_path / "ct.nii.gz")
+    out = load(tmp_path / "ct.nii.gz")
+    np.testing.assert_array_equal(out.array, vol.array)
+    np.testing.assert_allclose(out.origin_lps, vol.origin_lps, atol=1e-4)
+
+
+# -- bad input: one line naming the file and the reason ------------------------------------------
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err)
+    assert "\n" not in text
+    return text
+
+
+def test_truncated_slice_names_the_file(tmp_path):
+    paths = write_dicom_series(_ct(), tmp_path)
+    series = dataclasses.replace(_series_of(tmp_path), files=tuple(str(p) for p in paths))
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[: len(data) - 7])
+    with pytest.raises(ImagingError) as err:
+        load(series)
+    assert str(paths[2]) in _one_line(err.value) and "truncated" in str(err.value)
+
+
+def test_mixed_sizes_in_one_stack_is_a_geometry_error(tmp_path):
+    write_dicom_series(_ct(shape=(3, 5, 4)), tmp_path / "a")
+    write_dicom_series(_ct(shape=(3, 6, 4)), tmp_path / "b")
+    a, b = _series_of(tmp_path / "a"), _series_of(tmp_path / "b")
+    mixed = dataclasses.replace(a, files=(*a.files[:2], b.files[2]))
+    with pytest.raises(GeometryError) as err:
+        load(mixed)
+    assert b.files[2] in _one_line(err.value) and "mixed sizes" in str(err.value)
+
+
+def test_a_header_that_lies_about_frames(tmp_path):
+    (path,) = write_dicom_series(_ct(shape=(1, 4, 4)), tmp_path)
+    ds = pydicom.dcmread(path)
+    ds[0x00280008] = RawDataElement(Tag(0x00280008), "IS", 2, b"1A", 0, False, True)
+    ds.save_as(path)
+    with pytest.raises(ImagingError) as err:
+        load(path)
+    assert str(path) in _one_line(err.value) and "NumberOfFrames" in str(err.value)
+
+
+def test_pixel_data_shorter_than_the_header_says(tmp_path):
+    (path,) = write_dicom_series(_ct(shape=(1, 4, 4)), tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:20]
+    ds.save_as(path)
+    with pytest.raises(ImagingError) as err:
+        load(path)
+    assert str(path) in _one_line(err.value) and "shorter" in str(err.value)
+
+
+def test_missing_pixel_data(tmp_path):
+    (path,) = write_dicom_series(_ct(shape=(1, 4, 4)), tmp_path)
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path)
+    with pytest.raises(ImagingError) as err:
+        load(path)
+    assert str(path) in _one_line(err.value) and "pixel data" in str(err.value)
+
+
+def test_a_folder_with_two_series_lists_them(tmp_path):
+    write_dicom_series(_ct(), tmp_path / "one", series_description="first synthetic")
+    write_dicom_series(_ct(shape=(3, 4, 4)), tmp_path / "two", series_description="second synthetic")
+    with pytest.raises(ImagingError) as err:
+        load(tmp_path)
+    text = _one_line(err.value)
+    assert "2 series" in text and "first synthetic" in text and "second synthetic" in text
+
+
+def test_a_folder_without_images(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(ImagingError) as err:
+        load(tmp_path)
+    assert "no images" in _one_line(err.value)
+
+
+def test_a_path_that_does_not_exist(tmp_path):
+    with pytest.raises(ImagingError, match="no such file"):
+        load(tmp_path / "absent")
+
+
+def test_a_copy_of_a_slice_loads_on_its_own(tmp_path):
+    vol = _ct()
+    paths = write_dicom_series(vol, tmp_path / "series")
+    single = tmp_path / "single.dcm"
+    shutil.copy(paths[3], single)
+    out = load(single)
+    assert out.shape_zyx == (1, 5, 4)
+    np.testing.assert_array_equal(out.array[0], vol.array[3])
+    np.testing.assert_allclose(out.origin_lps, vol.index_to_lps((3, 0, 0)))
