@@ -203,7 +203,7 @@ def _load_multiframe(path: str, cancel, what: str):
     ds = read_dataset(path)
     n = _frames(path, ds)
     geometry = frame_geometry(ds, path, n)
-    stack = stack_geometry(geometry.orientation, geometry.positions, None, geometry.fallback_spacing_z, "frames")
+    stack = stack_geometry(geometry.orientation, geometry.positions, [None] * n, geometry.fallback_spacing_z, "frames")
     order = list(stack.order)
     rescales = _frame_rescales(ds, n)
     mid_z = n // 2

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -255,3 +256,72 @@ def test_a_copy_of_a_slice_loads_on_its_own(tmp_path):
     assert out.shape_zyx == (1, 5, 4)
     np.testing.assert_array_equal(out.array[0], vol.array[3])
     np.testing.assert_allclose(out.origin_lps, vol.index_to_lps((3, 0, 0)))
+
+
+# -- single files the stack writer does not make ----------------------------------------------------
+
+
+def _enhanced_mr(path, values, positions, rescales) -> None:
+    """A synthetic enhanced MR: frames stored out of order, per-frame positions and rescale."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = uid = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedMRImageStorage, uid
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "MR", generate_uid(), generate_uid()
+    ds.SeriesDescription = "synthetic enhanced"
+    ds.Rows, ds.Columns = values.shape[1:]
+    ds.NumberOfFrames = len(values)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    shared = Dataset()
+    orientation, measures = Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    measures.PixelSpacing, measures.SliceThickness = [0.5, 0.75], 3
+    shared.PlaneOrientationSequence = Sequence([orientation])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for position, (slope, intercept) in zip(positions, rescales, strict=True):
+        item, plane, transform = Dataset(), Dataset(), Dataset()
+        plane.ImagePositionPatient = list(position)
+        transform.RescaleSlope, transform.RescaleIntercept = slope, intercept
+        item.PlanePositionSequence = Sequence([plane])
+        item.PixelValueTransformationSequence = Sequence([transform])
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = values.astype("<u2").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_enhanced_multiframe_orders_frames_and_applies_per_frame_rescale(tmp_path):
+    stored = np.arange(4 * 3 * 2, dtype=np.uint16).reshape(4, 3, 2) * 10
+    z_mm = [9.0, 0.0, 6.0, 3.0]  # file order; along the normal the order is frames 1, 3, 2, 0
+    rescales = [(1, 0), (2, -5), (1, 100), (1, 0)]
+    _enhanced_mr(tmp_path / "enhanced.dcm", stored, [(-4.0, 2.0, z) for z in z_mm], rescales)
+    out = load(tmp_path / "enhanced.dcm")
+    order = [1, 3, 2, 0]
+    expected = np.stack([stored[i].astype(np.int32) * rescales[i][0] + rescales[i][1] for i in order])
+    assert out.array.dtype == np.float32  # the slopes differ between frames
+    np.testing.assert_array_equal(out.array, expected)
+    np.testing.assert_allclose(out.spacing_zyx, (3.0, 0.5, 0.75))
+    np.testing.assert_allclose(out.origin_lps, (-4.0, 2.0, 0.0))
+    assert out.description == "synthetic enhanced"
+    assert not any("missing" in w or "uneven" in w for w in out.warnings), out.warnings
+
+
+def test_deflated_file_loads_through_a_series(tmp_path):
+    """Deflate is decoded by pydicom before the pixels are read (a series built by hand here)."""
+    from imaging.series import SeriesInfo
+    from imaging.volume import StudyInfo
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "image_dfl.dcm"
+    ds = pydicom.dcmread(path)
+    series = SeriesInfo("dfl", "OT", "", StudyInfo(), (str(path),), (1, ds.Rows, ds.Columns), (1.0, 1.0, 1.0))
+    out = load(series)
+    np.testing.assert_array_equal(out.array[0], ds.pixel_array)

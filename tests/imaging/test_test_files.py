@@ -1,0 +1,235 @@
+"""Every file in pydicom's bundled test_files: it loads (shape, dtype, checksum) or fails cleanly.
+
+The folder holds many vendors, transfer syntaxes and deliberately broken files. Each file is
+expected either to load with the listed shape, dtype and sum of voxel values, or to raise one
+``ImagingError`` whose message is a single line naming the file. The table is explicit, so a file
+that starts failing, or starts loading, or a file added by a pydicom upgrade, fails the test.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from imaging.errors import ImagingError
+from imaging.loading import load
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+# name → ("loads", shape, dtype, sum of values) | ("error", ImagingError subclass name)
+# Notes: JPEG-lossy.dcm is a 12-bit JPEG no installed decoder accepts; image_dfl.dcm (deflated) is
+# rejected by discovery's header check before the loader sees it (the loader itself reads deflate:
+# see test_dicom_load.py); the TINY_ALPHA files are headers without pixel data.
+EXPECTED = {
+    "693_J2KI.dcm": ("loads", (1, 512, 512), "int16", -270617240.0),
+    "CT_small.dcm": ("loads", (1, 128, 128), "int16", -1950906.0),
+    "ExplVR_BigEnd.dcm": ("loads", (1, 60, 80, 3), "uint8", 2470716.0),
+    "ExplVR_BigEndNoMeta.dcm": ("error", "ImagingError"),
+    "ExplVR_LitEndNoMeta.dcm": ("error", "ImagingError"),
+    "GDCMJ2K_TextGBR.dcm": ("loads", (1, 400, 400, 3), "uint8", 59729223.0),
+    "J2K_pixelrep_mismatch.dcm": ("loads", (1, 512, 512), "int16", -172605258.0),
+    "JPEG-lossy.dcm": ("error", "UnsupportedError"),
+    "JPEG2000-embedded-sequence-delimiter.dcm": ("error", "UnsupportedError"),
+    "JPEG2000.dcm": ("loads", (1, 1024, 256), "int16", 3527976.0),
+    "JPEGLSNearLossless_08.dcm": ("loads", (1, 45, 10), "int16", 25000.0),
+    "JPEGLSNearLossless_16.dcm": ("loads", (1, 50, 10), "float32", 6007250.0),
+    "JPGExtended.dcm": ("loads", (1, 1024, 256), "int16", 3770427.0),
+    "MR_small.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_RLE.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_bigendian.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_expb.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_implicit.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_jp2klossless.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_jpeg_ls_lossless.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_small_padded.dcm": ("loads", (1, 64, 64), "int16", 2125338.0),
+    "MR_truncated.dcm": ("error", "ImagingError"),
+    "README.txt": ("error", "ImagingError"),
+    "SC_jpeg_no_color_transform.dcm": ("loads", (1, 256, 256, 3), "uint8", 47966767.0),
+    "SC_jpeg_no_color_transform_2.dcm": ("loads", (1, 256, 256, 3), "uint8", 48294002.0),
+    "SC_rgb_dcmtk_+eb+cr.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832200.0),
+    "SC_rgb_dcmtk_+eb+cy+n1.dcm": ("loads", (1, 100, 100, 3), "uint8", 3826350.0),
+    "SC_rgb_dcmtk_+eb+cy+n2.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832000.0),
+    "SC_rgb_dcmtk_+eb+cy+np.dcm": ("loads", (1, 100, 100, 3), "uint8", 3826350.0),
+    "SC_rgb_dcmtk_+eb+cy+s2.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832000.0),
+    "SC_rgb_dcmtk_+eb+cy+s4.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832000.0),
+    "SC_rgb_gdcm_KY.dcm": ("loads", (1, 100, 100, 3), "uint8", 3831000.0),
+    "SC_rgb_jls_lossy_line.dcm": ("loads", (1, 100, 100, 3), "uint8", 3840000.0),
+    "SC_rgb_jls_lossy_sample.dcm": ("loads", (1, 100, 100, 3), "uint8", 3840000.0),
+    "SC_rgb_jpeg.dcm": ("loads", (1, 256, 256, 3), "uint8", 47966767.0),
+    "SC_rgb_jpeg_app14_dcmd.dcm": ("loads", (1, 256, 256, 3), "uint8", 48294002.0),
+    "SC_rgb_jpeg_dcmd.dcm": ("loads", (1, 256, 256, 3), "uint8", 47966767.0),
+    "SC_rgb_jpeg_dcmtk.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832000.0),
+    "SC_rgb_jpeg_gdcm.dcm": ("loads", (1, 100, 100, 3), "uint8", 3831000.0),
+    "SC_rgb_jpeg_lossy_gdcm.dcm": ("loads", (1, 100, 100, 3), "uint8", 3825850.0),
+    "SC_rgb_rle.dcm": ("loads", (1, 100, 100, 3), "uint8", 3831000.0),
+    "SC_rgb_rle_16bit.dcm": ("loads", (1, 100, 100, 3), "uint8", 3831000.0),
+    "SC_rgb_rle_16bit_2frame.dcm": ("loads", (2, 100, 100, 3), "uint8", 7650000.0),
+    "SC_rgb_rle_2frame.dcm": ("loads", (2, 100, 100, 3), "uint8", 7650000.0),
+    "SC_rgb_rle_32bit.dcm": ("loads", (1, 100, 100, 3), "uint8", 3831000.0),
+    "SC_rgb_rle_32bit_2frame.dcm": ("loads", (2, 100, 100, 3), "uint8", 7650000.0),
+    "SC_rgb_small_odd.dcm": ("loads", (1, 3, 3, 3), "uint8", 3477.0),
+    "SC_rgb_small_odd_big_endian.dcm": ("loads", (1, 3, 3, 3), "uint8", 3477.0),
+    "SC_rgb_small_odd_jpeg.dcm": ("loads", (1, 3, 3, 3), "uint8", 3465.0),
+    "SC_ybr_full_422_uncompressed.dcm": ("loads", (1, 100, 100, 3), "uint8", 3832000.0),
+    "UN_sequence.dcm": ("error", "ImagingError"),
+    "badVR.dcm": ("error", "ImagingError"),
+    "crayons.icc": ("error", "ImagingError"),
+    "dicomdirtests/77654033/CR1/6154": ("loads", (1, 16, 16), "float32", 493126.2520751953),
+    "dicomdirtests/77654033/CR2/6247": ("loads", (1, 16, 16), "float32", 324767.8566894531),
+    "dicomdirtests/77654033/CR3/6278": ("loads", (1, 16, 16), "float32", 470592.5568847656),
+    "dicomdirtests/77654033/CT2/17106": ("loads", (1, 16, 16), "int16", -158395.0),
+    "dicomdirtests/77654033/CT2/17136": ("loads", (1, 16, 16), "int16", 140192.0),
+    "dicomdirtests/77654033/CT2/17166": ("loads", (1, 16, 16), "int16", 360990.0),
+    "dicomdirtests/77654033/CT2/17196": ("loads", (1, 16, 16), "int16", 228448.0),
+    "dicomdirtests/98892001/CT2N/6293": ("loads", (1, 16, 16), "int16", 68221.0),
+    "dicomdirtests/98892001/CT2N/6924": ("loads", (1, 16, 16), "int16", 30886.0),
+    "dicomdirtests/98892001/CT5N/2062": ("loads", (1, 16, 16), "int16", -90697.0),
+    "dicomdirtests/98892001/CT5N/2392": ("loads", (1, 16, 16), "int16", -48364.0),
+    "dicomdirtests/98892001/CT5N/2693": ("loads", (1, 16, 16), "int16", -10964.0),
+    "dicomdirtests/98892001/CT5N/3023": ("loads", (1, 16, 16), "int16", -9701.0),
+    "dicomdirtests/98892001/CT5N/3353": ("loads", (1, 16, 16), "int16", -17594.0),
+    "dicomdirtests/98892003/MR1/15820": ("loads", (1, 16, 16), "int16", 140730.0),
+    "dicomdirtests/98892003/MR1/4919": ("loads", (1, 16, 16), "int16", 183241.0),
+    "dicomdirtests/98892003/MR1/5641": ("loads", (1, 16, 16), "int16", 156143.0),
+    "dicomdirtests/98892003/MR2/15970": ("loads", (1, 16, 16), "int16", 59831.0),
+    "dicomdirtests/98892003/MR2/4950": ("loads", (1, 16, 16), "int16", 171698.0),
+    "dicomdirtests/98892003/MR2/4981": ("loads", (1, 16, 16), "int16", 177641.0),
+    "dicomdirtests/98892003/MR2/5011": ("loads", (1, 16, 16), "int16", 165548.0),
+    "dicomdirtests/98892003/MR2/6273": ("loads", (1, 16, 16), "int16", 161791.0),
+    "dicomdirtests/98892003/MR2/6605": ("loads", (1, 16, 16), "int16", 149273.0),
+    "dicomdirtests/98892003/MR2/6935": ("loads", (1, 16, 16), "int16", 156380.0),
+    "dicomdirtests/98892003/MR700/4467": ("loads", (1, 16, 16), "int16", 15714.0),
+    "dicomdirtests/98892003/MR700/4528": ("loads", (1, 16, 16), "int16", 20777.0),
+    "dicomdirtests/98892003/MR700/4558": ("loads", (1, 16, 16), "int16", 38927.0),
+    "dicomdirtests/98892003/MR700/4588": ("loads", (1, 16, 16), "int16", 16180.0),
+    "dicomdirtests/98892003/MR700/4618": ("loads", (1, 16, 16), "int16", 15206.0),
+    "dicomdirtests/98892003/MR700/4648": ("loads", (1, 16, 16), "int16", 7223.0),
+    "dicomdirtests/98892003/MR700/4678": ("loads", (1, 16, 16), "int16", 7642.0),
+    "dicomdirtests/DICOMDIR": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-bigEnd": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-empty.dcm": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-implicit": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-nooffset": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-nopatient": ("error", "ImagingError"),
+    "dicomdirtests/DICOMDIR-reordered": ("error", "ImagingError"),
+    "dicomdirtests/README.txt": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/DICOMDIR": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000000": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000001": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000002": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000003": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000004": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000005": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000006": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000007": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000008": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000009": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000A": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000B": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000C": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000D": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000E": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000F": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000G": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000H": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000I": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000J": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000K": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000L": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000M": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000N": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000O": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000P": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000Q": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000R": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000S": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000T": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000U": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000V": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000W": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000X": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000Y": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00000Z": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000010": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000011": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000012": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000013": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000014": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000015": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000016": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000017": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000018": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000019": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00001A": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00001B": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00001C": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM00001D": ("error", "ImagingError"),
+    "dicomdirtests/TINY_ALPHA/README": ("error", "ImagingError"),
+    "empty_charset_LEI.dcm": ("error", "ImagingError"),
+    "examples_jpeg2k.dcm": ("loads", (1, 480, 640, 3), "uint8", 31821736.0),
+    "examples_overlay.dcm": ("loads", (1, 300, 484), "int16", 27833052.0),
+    "examples_palette.dcm": ("loads", (1, 350, 800, 3), "uint8", 17214150.0),
+    "examples_rgb_color.dcm": ("loads", (1, 240, 320, 3), "uint8", 7895026.0),
+    "examples_ybr_color.dcm": ("loads", (30, 240, 320, 3), "uint8", 72512675.0),
+    "image_dfl.dcm": ("error", "ImagingError"),
+    "liver_1frame.dcm": ("loads", (1, 512, 512), "int16", 36233.0),
+    "liver_expb_1frame.dcm": ("loads", (1, 512, 512), "int16", 36233.0),
+    "meta_missing_tsyntax.dcm": ("error", "ImagingError"),
+    "nested_priv_SQ.dcm": ("error", "ImagingError"),
+    "no_meta.dcm": ("error", "ImagingError"),
+    "no_meta_group_length.dcm": ("error", "ImagingError"),
+    "priv_SQ.dcm": ("error", "ImagingError"),
+    "reportsi.dcm": ("error", "ImagingError"),
+    "reportsi_with_empty_number_tags.dcm": ("error", "ImagingError"),
+    "rtdose.dcm": ("loads", (15, 10, 10), "float32", 1519910000.0),
+    "rtdose_1frame.dcm": ("loads", (1, 10, 10), "float32", 101378000.0),
+    "rtdose_expb.dcm": ("loads", (15, 10, 10), "float32", 1519910000.0),
+    "rtdose_expb_1frame.dcm": ("loads", (1, 10, 10), "float32", 101378000.0),
+    "rtdose_rle.dcm": ("loads", (15, 10, 10), "float32", 1519910000.0),
+    "rtdose_rle_1frame.dcm": ("loads", (1, 10, 10), "float32", 101378000.0),
+    "rtplan.dcm": ("error", "ImagingError"),
+    "rtplan.dump": ("error", "ImagingError"),
+    "rtplan_truncated.dcm": ("error", "ImagingError"),
+    "rtstruct.dcm": ("error", "ImagingError"),
+    "rtstruct.dump": ("error", "ImagingError"),
+    "test-SR.dcm": ("error", "ImagingError"),
+    "test1.json": ("error", "ImagingError"),
+    "test_PN.json": ("error", "ImagingError"),
+    "waveform_ecg.dcm": ("error", "ImagingError"),
+    "zipMR.gz": ("error", "ImagingError"),
+}
+
+
+def _all_files() -> list[str]:
+    return sorted(str(p.relative_to(TEST_FILES)) for p in TEST_FILES.rglob("*") if p.is_file())
+
+
+def test_the_table_names_every_file():
+    assert sorted(EXPECTED) == _all_files()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_file_loads_or_fails_cleanly(name):
+    path = TEST_FILES / name
+    expected = EXPECTED[name]
+    if expected[0] == "loads":
+        _, shape, dtype, total = expected
+        volume = load(path)
+        assert volume.array.shape == shape
+        assert volume.array.dtype == np.dtype(dtype)
+        assert float(np.sum(volume.array, dtype=np.float64)) == pytest.approx(total, rel=1e-6)
+        assert volume.source == str(path)
+        assert volume.is_rgb == (len(shape) == 4)
+        return
+    _, kind = expected
+    with pytest.raises(ImagingError) as caught:
+        load(path)
+    err = caught.value
+    assert type(err).__name__ == kind
+    message = str(err)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(os.fspath(path))
+    assert err.reason
