@@ -134,7 +134,7 @@ class Prepared:
         return resample_to_grid(cropped, self.grid, is_mask=True, fill=0).array
 
     def to_input_grid(self, array: np.ndarray, *, is_mask: bool, fill: float = 0) -> np.ndarray:
-        """An array on the model grid, resampled onto the input grid (outside the crop: ``fill``)."""
+        """An array on the model grid, resampled onto the whole input grid (outside the crop: ``fill``)."""
         on_crop = resample_to_grid(self.grid.with_array(array), self.cropped, is_mask=is_mask, fill=fill).array
         if self.cropped is self.source:
             return on_crop
@@ -142,6 +142,28 @@ class Prepared:
         z0, y0, x0, z1, y1, x1 = self.crop_zyx
         out[z0:z1, y0:y1, x0:x1] = on_crop
         return out
+
+    def to_input_grid_region(self, array: np.ndarray, box_model_zyx) -> tuple[np.ndarray, tuple[slice, ...]]:
+        """A label map on the model grid, resampled (nearest) onto the input voxels its box covers.
+
+        Returns the values and the slices of the input grid they belong to. Masks are sparse, so
+        resampling only the box costs a fraction of the whole 512×512×N grid. ``None`` → empty.
+        """
+        if box_model_zyx is None:
+            where = (slice(0, 0),) * 3
+            return np.zeros((0, 0, 0), dtype=array.dtype), where
+        b = np.asarray(box_model_zyx, dtype=np.float64)
+        corners = np.stack(np.meshgrid(*[(b[a] - 0.5, b[a + 3] - 0.5) for a in range(3)], indexing="ij"), -1)
+        idx = self.model_index_to_input_index(corners.reshape(-1, 3))
+        lo = np.floor(idx.min(axis=0)).astype(int) - 1
+        hi = np.ceil(idx.max(axis=0)).astype(int) + 2
+        c = self.crop_zyx
+        lo = np.maximum(lo, c[:3])
+        hi = np.minimum(hi, c[3:])
+        region = (*lo.tolist(), *np.maximum(hi, lo).tolist())
+        reference = crop_volume(self.source, region)
+        values = resample_to_grid(self.grid.with_array(array), reference, is_mask=True, fill=0).array
+        return values, tuple(slice(a, z) for a, z in zip(region[:3], region[3:], strict=True))
 
     def model_index_to_input_index(self, index_zyx) -> np.ndarray:
         """Fractional model-grid indices (…, 3) → fractional input-grid indices (…, 3)."""

@@ -1,0 +1,295 @@
+"""The inference engine: bundles run on a Volume in memory, as a generator (design 3).
+
+``iter_infer`` yields :class:`~imaging.progress.Progress` between window batches (and checks the
+cancel event there, so a cancel lands within one batch of windows), yields each model's findings
+as a ``preview`` as soon as that model is done (the viewer streams them into its overlays), and
+returns the merged :class:`~inference.findings.Findings`. No Qt; torch is imported on first use.
+
+Sliding windows are our own rather than ``monai.inferers.sliding_window_inference``: the same
+window grid and constant blending, but the blend weights are the outer product of three 1D
+counts (no full-size count volume), the image moves to the device once, and we get a place
+between batches to check the cancel event and to recover from a CUDA out-of-memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from imaging.progress import Progress, check_cancel
+from imaging.volume import Volume
+from inference.bundle import BundleInfo, LoadedBundle, load_bundle
+from inference.errors import BundleError
+from inference.findings import Findings, ModelRun, input_block
+from inference.preprocess import Prepared, Preprocess
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_OVERLAP = 0.25
+# Progress units per model (models differ in window count; each gets an equal share of the bar).
+UNITS = 1000
+
+
+def cpu_threads() -> int:
+    """Threads for torch on the CPU: every core but one, which stays with the GUI."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def select_device(device: str = "auto") -> tuple[str, str]:
+    """(device, note): ``auto`` picks CUDA, then MPS, then the CPU; an unavailable choice falls back to the CPU."""
+    import torch
+
+    if device not in DEVICES:
+        raise BundleError(f"device {device!r}", f"unknown device (known: {', '.join(DEVICES)})")
+    cuda = torch.cuda.is_available()
+    mps_backend = getattr(torch.backends, "mps", None)
+    mps = bool(mps_backend is not None and mps_backend.is_available())
+    if device == "auto":
+        return ("cuda" if cuda else "mps" if mps else "cpu"), ""
+    if device == "cuda" and not cuda:
+        return "cpu", "CUDA is not available here; running on the CPU"
+    if device == "mps" and not mps:
+        return "cpu", "MPS is not available here; running on the CPU"
+    return device, ""
+
+
+def window_starts(size: int, patch: int, overlap: float) -> list[int]:
+    """Window origins along one axis: MONAI's grid (step = patch × (1 − overlap)), last window flush with the end."""
+    if size <= patch:
+        return [0]
+    step = max(1, int(patch * (1.0 - overlap)))
+    starts = list(range(0, size - patch + 1, step))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """The windows that tile a (padded) model-grid image, and their constant-blend weights per axis."""
+
+    shape_zyx: tuple[int, int, int]
+    patch_zyx: tuple[int, int, int]
+    starts: tuple[tuple[int, int, int], ...]
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def tile(cls, shape_zyx, patch_zyx, overlap: float = DEFAULT_OVERLAP) -> WindowGrid:
+        shape = tuple(max(int(s), int(p)) for s, p in zip(shape_zyx, patch_zyx, strict=True))
+        patch = tuple(int(p) for p in patch_zyx)
+        per_axis = [window_starts(s, p, overlap) for s, p in zip(shape, patch, strict=True)]
+        counts = []
+        for s, p, st in zip(shape, patch, per_axis, strict=True):
+            c = np.zeros(s, dtype=np.float32)
+            for a in st:
+                c[a : a + p] += 1
+            counts.append(c)
+        return cls(shape, patch, tuple(itertools.product(*per_axis)), tuple(counts))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    text = str(err).lower()
+    return (oom is not None and isinstance(err, oom)) or "out of memory" in text or "can't allocate memory" in text
+
+
+def sliding_windows(
+    network,
+    image: np.ndarray,
+    patch_zyx,
+    *,
+    device: str = "cpu",
+    overlap: float = DEFAULT_OVERLAP,
+    batch: int | None = None,
+    cancel: threading.Event | None = None,
+    what: str = "model",
+) -> Generator[Progress, None, tuple[object, str]]:
+    """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
+
+    Yields Progress(done windows, total windows) after each batch and checks ``cancel`` before
+    each. An out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU
+    (the message says so); at batch 1 on the CPU it is raised.
+    """
+    import torch
+
+    grid = WindowGrid.tile(image.shape, patch_zyx, overlap)
+    pz, py, px = grid.patch_zyx
+    dev = torch.device(device)
+    batch = batch or (4 if dev.type == "cuda" else 1)
+    src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    pad = [g - s for g, s in zip(grid.shape_zyx, image.shape, strict=True)]
+    if any(pad):
+        fill = float(image.min()) if image.size else 0.0
+        src = torch.nn.functional.pad(src, (0, pad[2], 0, pad[1], 0, pad[0]), value=fill)
+    if dev.type == "cuda":
+        src = src.pin_memory()
+    img = src.to(dev, non_blocking=True)
+    network.to(dev)
+    acc = None
+    done = 0
+    note = ""
+    total = len(grid)
+    while done < total:
+        check_cancel(cancel, what)
+        chunk = grid.starts[done : done + batch]
+        try:
+            out = _forward(network, img, chunk, (pz, py, px), dev)
+        except Exception as err:
+            if not _is_oom(err) or (batch == 1 and dev.type == "cpu"):
+                raise
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            where = "CUDA" if dev.type == "cuda" else dev.type.upper()
+            if batch > 1:
+                batch //= 2
+                note = f"{where} out of memory: retrying with {batch} window(s) per batch"
+            else:
+                dev = torch.device("cpu")
+                network.to(dev)
+                img = img.to(dev)
+                acc = acc.to(dev) if acc is not None else None
+                note = f"{where} out of memory: continuing on the CPU"
+            yield Progress(done, total, note)
+            continue
+        if acc is None:
+            acc = torch.zeros((out.shape[1], *grid.shape_zyx), dtype=torch.float32, device=dev)
+        for k, (z, y, x) in enumerate(chunk):
+            acc[:, z : z + pz, y : y + py, x : x + px] += out[k]
+        done += len(chunk)
+        yield Progress(done, total, note)
+    cz, cy, cx = (torch.from_numpy(c).to(acc.device) for c in grid.counts)
+    acc /= cz[:, None, None] * cy[None, :, None] * cx[None, None, :]
+    z, y, x = image.shape
+    return acc[:, :z, :y, :x].cpu(), dev.type
+
+
+def _forward(network, img, chunk, patch, dev):
+    import torch
+
+    pz, py, px = patch
+    x = torch.stack([img[z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])[:, None]
+    with torch.inference_mode():
+        if dev.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return network(x).float()
+        return network(x).float()
+
+
+def _as_loaded(bundle) -> LoadedBundle:
+    if isinstance(bundle, LoadedBundle):
+        return bundle
+    if isinstance(bundle, BundleInfo):
+        return load_bundle(bundle)
+    return load_bundle(str(bundle))
+
+
+def _name_of(bundle) -> str:
+    if isinstance(bundle, LoadedBundle | BundleInfo):
+        return bundle.name
+    return os.path.basename(str(bundle).rstrip("/\\")) or str(bundle)
+
+
+def run_bundle(
+    volume: Volume,
+    bundle: LoadedBundle,
+    *,
+    device: str = "cpu",
+    cancel: threading.Event | None = None,
+    prepared: Prepared | None = None,
+    batch: int | None = None,
+) -> Generator[Progress, None, Findings]:
+    """One bundle on one volume: preprocess, windows, postprocess; the findings hold only this model."""
+    from inference import postprocess
+
+    t0 = time.perf_counter()
+    meta = bundle.metadata
+    inp = meta["input"]
+    if prepared is None:
+        prepared = Preprocess(inp)(volume)
+    check_cancel(cancel, bundle.name)
+    output, used = yield from sliding_windows(
+        bundle.network,
+        prepared.image,
+        inp["patch_zyx"],
+        device=device,
+        overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
+        batch=batch,
+        cancel=cancel,
+        what=bundle.name,
+    )
+    check_cancel(cancel, bundle.name)
+    labels = bundle.labels or ["lesion"]
+    dets, segs = (), ()
+    if meta["task"] == "detection":
+        dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
+    else:
+        segs = postprocess.segment(output, prepared, bundle.name, labels, threshold=bundle.info.threshold)
+    run = ModelRun(
+        bundle.name,
+        bundle.info.version,
+        meta["task"],
+        bundle.sha256,
+        time.perf_counter() - t0,
+        bundle.info.threshold,
+    )
+    return Findings(input_block(volume), used, (run,), dets, segs)
+
+
+def iter_infer(
+    volume: Volume,
+    bundles: Iterable,
+    device: str = "auto",
+    cancel: threading.Event | None = None,
+    *,
+    threads: int | None = None,
+) -> Generator[Progress, None, Findings]:
+    """Run every bundle on ``volume``; yield progress and, per finished model, a preview of its findings.
+
+    ``bundles``: BundleInfo, LoadedBundle, names or folders. ``threads``: torch CPU threads (default:
+    every core but one, so a GUI stays responsive; the command line passes all cores).
+    """
+    import torch
+
+    items = list(bundles)
+    dev, note = select_device(device)
+    torch.set_num_threads(max(1, int(threads or cpu_threads())))
+    total = UNITS * len(items)
+    findings = Findings.empty_for(volume, dev)
+    cache: dict[str, Prepared] = {}
+    for i, item in enumerate(items):
+        base = UNITS * i
+        name = _name_of(item)
+        check_cancel(cancel, name)
+        yield Progress(base, total, f"{name}: loading" + (f" ({note})" if note else ""))
+        bundle = _as_loaded(item)
+        key = repr(sorted((k, repr(v)) for k, v in bundle.input.items() if k not in ("patch_zyx", "overlap")))
+        if key not in cache:
+            yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
+            cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
+        job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache[key])
+        while True:
+            try:
+                p = next(job)
+            except StopIteration as stop:
+                partial = stop.value
+                break
+            message = f"{name} on {dev}: window {p.done}/{p.total}"
+            if p.message:
+                note = p.message
+            if note:
+                message += f" ({note})"
+            yield Progress(base + UNITS // 10 + (UNITS * 8 // 10) * p.done // max(1, p.total), total, message)
+        findings = findings.merged(partial)
+        n = len(partial.detections) + len(partial.segmentations)
+        yield Progress(base + UNITS, total, f"{name}: done in {partial.models[0].seconds:.1f} s ({n} results)", partial)
+    return findings

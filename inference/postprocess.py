@@ -1,0 +1,162 @@
+"""Network outputs on the model grid → findings on the input grid (design 4.3).
+
+Detection: centre-heatmap peaks (3D max-pool NMS) plus the size head give boxes; overlapping boxes
+are suppressed with MONAI's box utilities; every candidate above a low floor is kept (the threshold
+is the reader's choice). Segmentation: argmax (or a threshold for a single label) → label map,
+pasted back on the input grid only where it is non-empty, then connected components, vectorised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from inference.findings import Component, Detection, Segmentation
+from inference.preprocess import Prepared
+
+SCORE_FLOOR = 0.05
+MAX_CANDIDATES = 200
+NMS_IOU = 0.2
+
+
+def decode_detections(
+    output,
+    prep: Prepared,
+    model: str,
+    label: str,
+    *,
+    floor: float = SCORE_FLOOR,
+    max_candidates: int = MAX_CANDIDATES,
+    nms_iou: float = NMS_IOU,
+) -> tuple[Detection, ...]:
+    """Boxes from a (4, Z, Y, X) output on the model grid: heatmap logits, then extent z, y, x in voxels."""
+    import torch
+    import torch.nn.functional as F
+    from monai.data.box_utils import non_max_suppression
+
+    out = torch.as_tensor(output).float()
+    heat = torch.sigmoid(out[0])[None, None]
+    peaks = (heat == F.max_pool3d(heat, kernel_size=3, stride=1, padding=1)) & (heat > floor)
+    idx = torch.nonzero(peaks[0, 0])
+    if idx.numel() == 0:
+        return ()
+    scores = heat[0, 0][idx[:, 0], idx[:, 1], idx[:, 2]]
+    order = torch.argsort(scores, descending=True)[:max_candidates]
+    idx, scores = idx[order], scores[order]
+    sizes = out[1:4][:, idx[:, 0], idx[:, 1], idx[:, 2]].T.clamp(min=1.0)  # (N, 3) model voxels
+
+    centre_model = idx.double().numpy()
+    half = sizes.double().numpy() / 2
+    centre_in = prep.model_index_to_input_index(centre_model)
+    lo_in = prep.model_index_to_input_index(centre_model - half)
+    hi_in = prep.model_index_to_input_index(centre_model + half)
+    lo, hi = np.minimum(lo_in, hi_in), np.maximum(lo_in, hi_in)
+    spacing = np.asarray(prep.source.spacing_zyx)
+    # NMS in millimetres so anisotropic voxels do not skew the overlap. MONAI's corner-corner mode
+    # is (x, y, z) ordered; IoU does not care that ours are (z, y, x).
+    boxes_mm = np.concatenate([lo * spacing, hi * spacing], axis=1)
+    keep = np.asarray(non_max_suppression(boxes_mm, scores.double().numpy(), nms_thresh=nms_iou))
+
+    shape = np.asarray(prep.source.shape_zyx)
+    dets = []
+    for n, k in enumerate(keep.tolist(), start=1):
+        # Half-open integer box: the voxels whose centres lie inside the box (at least one voxel).
+        b0 = np.clip(np.floor(lo[k] + 0.5), 0, shape - 1).astype(int)
+        b1 = np.clip(np.ceil(hi[k] + 0.5), b0 + 1, shape).astype(int)
+        centre = centre_in[k]
+        dets.append(
+            Detection(
+                id=n,
+                model=model,
+                label=label,
+                score=float(scores[k]),
+                box_zyx=(*(int(v) for v in b0), *(int(v) for v in b1)),
+                center_zyx=tuple(float(v) for v in centre),
+                center_lps=tuple(float(v) for v in prep.source.index_to_lps(centre)),
+                diameter_mm=float(np.mean((hi[k] - lo[k]) * spacing)),
+            )
+        )
+    return tuple(dets)
+
+
+def segment(output, prep: Prepared, model: str, labels: list[str], *, threshold: float | None = None):
+    """Per-label masks and connected components on the input grid from (C, Z, Y, X) logits."""
+    import torch
+
+    out = torch.as_tensor(output).float()
+    probs = torch.softmax(out, dim=0)
+    if threshold is not None and out.shape[0] == 2:
+        best_p = probs[1]
+        label_map = (best_p >= threshold).to(torch.uint8)
+    else:
+        best_p, label_map = probs.max(dim=0)
+        label_map = label_map.to(torch.uint8)
+    label_map = label_map.numpy()
+    # Label and probability travel together through one nearest-neighbour resample: label in the
+    # high byte, probability (1/255 steps) in the low byte.
+    packed = label_map.astype(np.uint16) << 8
+    packed |= np.round(best_p.numpy() * 255).astype(np.uint16)
+    packed[label_map == 0] = 0
+    region = _nonzero_box(label_map)
+    on_input, where = prep.to_input_grid_region(packed, region)
+    lab = (on_input >> 8).astype(np.uint8)
+    prob = (on_input & 0xFF).astype(np.float32) / 255
+    voxel_ml = float(np.prod(prep.source.spacing_zyx)) / 1000.0
+
+    segs = []
+    for value, name in enumerate(labels, start=1):
+        mask = np.zeros(prep.source.shape_zyx, dtype=bool)
+        sub = lab == value
+        mask[where] = sub
+        comps = _components(sub, prob, where, prep, voxel_ml)
+        segs.append(
+            Segmentation(
+                model=model,
+                label=name,
+                label_value=value,
+                volume_ml=float(sub.sum()) * voxel_ml,
+                components=comps,
+                mask=mask,
+            )
+        )
+    return tuple(segs)
+
+
+def _nonzero_box(label_map: np.ndarray):
+    """Half-open box of the non-zero voxels (with a one-voxel margin), or None when empty."""
+    nz = ndimage.find_objects((label_map > 0).astype(np.uint8))
+    if not nz or nz[0] is None:
+        return None
+    sl = nz[0]
+    shape = label_map.shape
+    return tuple(max(0, s.start - 1) for s in sl) + tuple(min(n, s.stop + 1) for s, n in zip(sl, shape, strict=True))
+
+
+def _components(sub: np.ndarray, prob: np.ndarray, where, prep: Prepared, voxel_ml: float) -> tuple[Component, ...]:
+    if sub.size == 0 or not sub.any():
+        return ()
+    comp, n = ndimage.label(sub)
+    flat = comp.ravel()
+    counts = np.bincount(flat, minlength=n + 1)[1:]
+    psum = np.bincount(flat, weights=prob.ravel(), minlength=n + 1)[1:]
+    centres = np.asarray(ndimage.center_of_mass(sub, comp, np.arange(1, n + 1)), dtype=np.float64).reshape(n, 3)
+    offset = np.asarray([s.start for s in where], dtype=np.float64)
+    centres_lps = prep.source.index_to_lps(centres + offset)
+    boxes = ndimage.find_objects(comp)
+    order = np.argsort(-counts, kind="stable")  # largest first: what a reader looks at first
+    out = []
+    for rank, i in enumerate(order.tolist(), start=1):
+        sl = boxes[i]
+        box = tuple(int(s.start + o) for s, o in zip(sl, offset, strict=True)) + tuple(
+            int(s.stop + o) for s, o in zip(sl, offset, strict=True)
+        )
+        out.append(
+            Component(
+                id=rank,
+                volume_ml=float(counts[i]) * voxel_ml,
+                center_lps=tuple(float(v) for v in centres_lps[i]),
+                box_zyx=box,
+                mean_probability=float(psum[i] / counts[i]),
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,70 @@
+"""``radlens infer`` and ``radlens models``: the engine for batch users, the tests and the viewer's logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from imaging.progress import run_with_progress
+from imaging.volume import Volume
+from inference.bundle import BundleInfo, bundle_info, find_bundle, list_bundles
+from inference.errors import BundleError
+
+
+def load_study(path: str) -> Volume:
+    """The study at ``path`` as one Volume (a file, a series folder, or a NIfTI/NRRD/MHA file)."""
+    try:
+        from imaging.loading import load
+    except ImportError:  # imaging.loading is written in parallel; volume files do not need it
+        from imaging.volume_io import read_volume as load
+    return load(path)
+
+
+def bundles_for(volume: Volume, models: list[str] | None) -> list[BundleInfo]:
+    """The named bundles, or every installed bundle for the volume's modality."""
+    if models:
+        return [bundle_info(find_bundle(m)) for m in models]
+    found = list_bundles(volume.modality)
+    if not found:
+        installed = ", ".join(f"{b.name} ({b.modality})" for b in list_bundles()) or "none"
+        raise BundleError(
+            volume.source or "study",
+            f"no model bundle for modality {volume.modality!r} (installed: {installed}); name one with --model",
+        )
+    return found
+
+
+def infer_command(args: argparse.Namespace) -> int:
+    from inference.engine import iter_infer
+    from inference.findings import write_findings
+
+    volume = load_study(args.path)
+    bundles = bundles_for(volume, args.model)
+    # No GUI to keep responsive here: every core works.
+    job = iter_infer(volume, bundles, device=args.device, threads=os.cpu_count() or 1)
+    findings = run_with_progress(job, desc="radlens infer")
+    path = write_findings(findings, args.out)
+    for m in findings.models:
+        print(f"{m.name} {m.version}: {m.task}, {m.seconds:.1f} s on {findings.device}")
+    print(f"{len(findings.detections)} detection candidate(s), {len(findings.segmentations)} segmentation(s) → {path}")
+    return 0
+
+
+def models_command(args: argparse.Namespace) -> int:
+    errors: list[BundleError] = []
+    bundles = list_bundles(errors=errors)
+    if args.json:
+        for b in bundles:
+            print(json.dumps(b.to_json()))
+    elif not bundles:
+        print("no model bundles installed")
+    else:
+        rows = [(b.name, b.version, b.task, b.modality, b.description, str(b.path)) for b in bundles]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}\n    {r[5]}")
+    for err in errors:
+        print(f"radlens: warning: skipped {err}", file=sys.stderr)
+    return 0
