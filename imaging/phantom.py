@@ -1,0 +1,310 @@
+"""Synthetic phantoms (chest CT with nodules, brain MR with lesions) and ``radlens phantom``.
+
+They exist for the demo, the tests and the benchmarks: deterministic from a seed, with exact labels
+(nodule instance masks and boxes, lesion masks), and called SYNTHETIC in every description they carry.
+The anatomy lives in :mod:`imaging.phantom_chest` and :mod:`imaging.phantom_brain`; this module turns
+it into :class:`Volume` + labels + findings and writes labelled folders (design 4.5, nnU-Net v2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imaging.errors import ImagingError
+from imaging.phantom_fields import Grid, instance_boxes
+from imaging.progress import Progress, check_cancel
+from imaging.volume import StudyInfo, Volume
+from imaging.volume_io import write_volume
+from imaging.windowing import preset
+
+KINDS = ("chest-ct", "brain-mr")
+FORMATS = ("nifti", "dicom")
+STUDY_DATE = "20000101"  # fixed, so that a seed always gives the same files
+
+
+@dataclass(frozen=True)
+class PhantomLesion:
+    """One labelled finding of a phantom; ``box_zyx`` is half-open and comes from the instance mask."""
+
+    id: int  # its value in the instance map
+    kind: str  # "solid" | "part-solid" (chest nodules) or "lesion" (brain)
+    center_zyx: tuple[float, float, float]  # fractional voxel index of the centre
+    center_lps: tuple[float, float, float]
+    diameter_mm: float
+    box_zyx: tuple[int, int, int, int, int, int]
+    touches: str | None = None  # "pleura" | "vessel" | None, measured on the masks
+    contrast: str | None = None  # brain lesions: "hyper" | "hypo"
+
+    def to_json(self, volume: Volume) -> dict:
+        """The entry of ``labelsTr/CASE.json``: index and LPS (mm) boxes, as findings.json spells them."""
+        return {
+            "id": self.id,
+            "label_value": self.id,
+            "kind": self.kind,
+            "center_zyx": [round(v, 3) for v in self.center_zyx],
+            "center_lps": [round(v, 3) for v in self.center_lps],
+            "diameter_mm": round(self.diameter_mm, 3),
+            "box_zyx": list(self.box_zyx),
+            "box_lps": [round(float(v), 3) for v in box_lps(volume, self.box_zyx)],
+            "touches": self.touches,
+            "contrast": self.contrast,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Phantom:
+    volume: Volume
+    labels: np.ndarray  # chest: nodule instance map (nodule i → i); brain: lesion label map (1 = lesion)
+    findings: tuple[PhantomLesion, ...]
+    kind: str
+    seed: int
+
+
+def box_lps(volume: Volume, box_zyx) -> np.ndarray:
+    """[x0, y0, z0, x1, y1, z1] mm: the physical extent (voxel edges) of a half-open index box."""
+    z0, y0, x0, z1, y1, x1 = box_zyx
+    corners = np.array([(z, y, x) for z in (z0, z1) for y in (y0, y1) for x in (x0, x1)], dtype=np.float64) - 0.5
+    lps = volume.index_to_lps(corners)
+    return np.concatenate([lps.min(axis=0), lps.max(axis=0)])
+
+
+def _uid(*parts: object) -> str:
+    """A valid DICOM UID (2.25 + 128-bit integer) that is a pure function of ``parts``."""
+    digest = hashlib.sha256("/".join(str(p) for p in ("radlens-phantom", *parts)).encode()).hexdigest()
+    return f"2.25.{int(digest[:32], 16)}"
+
+
+def _grid(default_shape, extent_zyx, shape_zyx, spacing_zyx) -> Grid:
+    """The requested grid; without a spacing, one that keeps the body at its physical size."""
+    shape = tuple(int(n) for n in (shape_zyx or default_shape))
+    if len(shape) != 3 or min(shape) < 8:
+        raise ValueError(f"phantom shape must be three sizes of at least 8 voxels, got {shape}")
+    if spacing_zyx is None:
+        spacing = tuple(e / n for e, n in zip(extent_zyx, shape, strict=True))
+    else:
+        spacing = tuple(float(s) for s in spacing_zyx)
+        if len(spacing) != 3 or min(spacing) <= 0:
+            raise ValueError(f"phantom spacing must be three positive sizes, got {spacing}")
+    return Grid(shape, spacing)  # type: ignore[arg-type]
+
+
+def _assemble(
+    kind: str, seed: int, grid: Grid, centre_lps, array, instances, raw, modality, description, windows
+) -> tuple[Volume, tuple[PhantomLesion, ...]]:
+    """Place the grid in LPS (identity direction, body centre at ``centre_lps``) and index the findings."""
+    spacing_xyz = np.asarray(grid.spacing_zyx[::-1])
+    origin = np.asarray(centre_lps) - (np.asarray(grid.shape_zyx[::-1]) - 1) / 2 * spacing_xyz
+    study = StudyInfo(
+        patient_name="SYNTHETIC^PHANTOM",
+        patient_id=f"PHANTOM-{kind}-{seed}",
+        study_uid=_uid(kind, seed, "study"),
+        study_date=STUDY_DATE,
+        study_description=f"SYNTHETIC {kind} phantom (radlens phantom, seed {seed})",
+    )
+    volume = Volume(
+        array=array,
+        spacing_zyx=grid.spacing_zyx,
+        origin_lps=tuple(origin),
+        direction=np.eye(3),
+        modality=modality,
+        series_uid=_uid(kind, seed, "series"),
+        description=description,
+        study=study,
+        windows=windows,
+        source=f"synthetic:{kind}:{seed}",
+    )
+    boxes = instance_boxes(instances, len(raw))
+    findings = []
+    for i, (item, box) in enumerate(zip(raw, boxes, strict=True), start=1):
+        c_lps = tuple(float(v) for v in np.asarray(item.centre_xyz) + np.asarray(centre_lps))
+        c_zyx = tuple(float(v) for v in volume.lps_to_index(c_lps))
+        findings.append(
+            PhantomLesion(
+                id=i,
+                kind=item.kind,
+                center_zyx=c_zyx,  # type: ignore[arg-type]
+                center_lps=c_lps,  # type: ignore[arg-type]
+                diameter_mm=float(item.diameter_mm),
+                box_zyx=tuple(int(v) for v in box),  # type: ignore[arg-type]
+                touches=getattr(item, "touches", None),
+                contrast=getattr(item, "contrast", None),
+            )
+        )
+    return volume, tuple(findings)
+
+
+def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+    """A SYNTHETIC chest CT in HU with 2–6 labelled nodules (solid and part-solid, 3–30 mm).
+
+    The default grid, 128×192×192 voxels of 2 mm, covers 256×384×384 mm: the whole chest of a
+    340 mm wide body, small enough for a fast demo and CPU inference, and fine enough that the
+    smallest nodule (6 mm here; 3 mm on grids of ≤ 1 mm) still spans three voxels on every axis.
+    Any other ``shape_zyx`` keeps that field of view unless ``spacing_zyx`` is given.
+    """
+    from imaging.phantom_chest import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_chest
+
+    grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
+    array, labels, raw = build_chest(rng, grid)
+    volume, findings = _assemble(
+        "chest-ct", seed, grid, (0.0, 30.0, -170.0), array, labels, raw,
+        "CT", "SYNTHETIC chest CT phantom", (preset("lung"),),
+    )  # fmt: skip
+    return Phantom(volume, labels, findings, "chest-ct", int(seed))
+
+
+def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+    """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
+
+    Default grid: 128×192×192 voxels of 1.5×1.25×1.25 mm (192×240×240 mm), a routine head field of view.
+    ``labels`` is the lesion label map (1 = lesion); ``findings`` keeps each lesion's box and size.
+    """
+    from imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
+
+    grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
+    array, instances, raw = build_brain(rng, grid)
+    volume, findings = _assemble(
+        "brain-mr", seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
+        "MR", "SYNTHETIC brain MR phantom (T1-like)", (),
+    )  # fmt: skip
+    return Phantom(volume, (instances > 0).astype(np.uint8), findings, "brain-mr", int(seed))
+
+
+MAKERS = {"chest-ct": make_chest_ct, "brain-mr": make_brain_mr}
+CASE_PREFIX = {"chest-ct": "chest", "brain-mr": "brain"}
+
+
+def case_seed(seed: int, index: int) -> int:
+    """Case ``index``'s seed: a function of (seed, index) only, so more cases never change earlier ones."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
+
+
+def iter_write_phantoms(
+    out,
+    *,
+    kind: str,
+    cases: int,
+    seed: int,
+    fmt: str = "nifti",
+    shape_zyx=None,
+    cancel: threading.Event | None = None,
+) -> Generator[Progress, None, Path]:
+    """Write ``cases`` SYNTHETIC studies and their labels as an nnU-Net v2 folder; return its root.
+
+    OUT/dataset.json; imagesTr/CASE_0000.nii.gz (or, with ``fmt="dicom"``, the DICOM series folder
+    imagesTr/CASE_0000/, the channel suffix the dataset readers expect); labelsTr/CASE.nii.gz on the
+    image's grid (chest: nodule instance map 1..N; brain: lesion map) and labelsTr/CASE.json (boxes).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown phantom kind {kind!r} (known: {', '.join(KINDS)})")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown phantom format {fmt!r} (known: {', '.join(FORMATS)})")
+    root = Path(out)
+    if cases < 1:
+        raise ImagingError(root, f"--cases must be at least 1, got {cases}")
+    if root.exists() and not root.is_dir():
+        raise ImagingError(root, "exists and is not a folder")
+    if shape_zyx is not None and (len(shape_zyx) != 3 or min(shape_zyx) < 8):
+        raise ImagingError(root, f"phantom shape must be three sizes of at least 8 voxels, got {list(shape_zyx)}")
+    images, labels_dir = root / "imagesTr", root / "labelsTr"
+    for folder in (images, labels_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(cases):
+        name = f"{CASE_PREFIX[kind]}_{i:03d}"
+        check_cancel(cancel, "radlens phantom")
+        yield Progress(i, cases, f"making {name}")
+        s = case_seed(seed, i)
+        ph = MAKERS[kind](s, shape_zyx)
+        check_cancel(cancel, "radlens phantom")
+        if fmt == "nifti":
+            write_volume(ph.volume, images / f"{name}_0000.nii.gz")
+        else:
+            _write_dicom_case(ph, images / f"{name}_0000")
+        write_volume(ph.volume.with_array(ph.labels, modality="OT"), labels_dir / f"{name}.nii.gz")
+        key = "nodules" if kind == "chest-ct" else "lesions"
+        _write_json(
+            labels_dir / f"{name}.json",
+            {
+                "case": name,
+                "synthetic": True,
+                "description": f"SYNTHETIC {kind} phantom, labels exact by construction",
+                "kind": kind,
+                "seed": s,
+                "geometry": ph.volume.geometry(),
+                key: [f.to_json(ph.volume) for f in ph.findings],
+            },
+        )
+        names.append(name)
+        yield Progress(i + 1, cases, f"wrote {name}")
+    _write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt))
+    return root
+
+
+def _dataset_json(kind: str, seed: int, cases: int, fmt: str) -> dict:
+    chest = kind == "chest-ct"
+    return {
+        "name": f"RadLens SYNTHETIC {kind} phantoms",
+        "description": (
+            f"SYNTHETIC data from `radlens phantom --kind {kind} --seed {seed}`: {cases} made-up "
+            f"{'chest CT studies with nodule instance masks' if chest else 'brain MR studies with lesion masks'}"
+            ", for demos and tests, not patients"
+        ),
+        "synthetic": True,
+        "channel_names": {"0": "CT" if chest else "T1"},
+        "labels": {"background": 0, "nodule": 1} if chest else {"background": 0, "lesion": 1},
+        "numTraining": cases,
+        "file_ending": ".nii.gz",
+        "image_format": fmt,
+        "label_kind": "instances" if chest else "semantic",
+        "kind": kind,
+        "seed": seed,
+    }
+
+
+def _write_json(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ImagingError(path, f"cannot write: {err.strerror or err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_dicom_case(ph: Phantom, folder: Path) -> None:
+    """The series goes to a fresh temporary folder that replaces ``folder`` whole: never a mix of two runs."""
+    from imaging.dicom_write import write_dicom_series
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write_dicom_series(
+            ph.volume,
+            tmp,
+            patient_name=ph.volume.study.patient_name,
+            patient_id=ph.volume.study.patient_id,
+            study_uid=ph.volume.study.study_uid,
+            series_uid=ph.volume.series_uid,
+            study_date=STUDY_DATE,
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

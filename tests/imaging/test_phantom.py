@@ -1,0 +1,285 @@
+"""The synthetic phantoms: what a reader would see in them, that their labels are exact, and that
+`radlens phantom` writes a labelled folder the training code and any viewer can read."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from imaging.phantom import case_seed, iter_write_phantoms, make_brain_mr, make_chest_ct
+from imaging.phantom_chest import LUNG_CX, LUNG_CY
+from imaging.progress import Cancelled, run_to_end
+from imaging.volume_io import read_volume
+from imaging.windowing import preset
+
+SEEDS = (0, 1, 2, 3)
+SMALL_CHEST = (40, 96, 96)
+SMALL_BRAIN = (40, 80, 80)
+
+
+@pytest.fixture(scope="module")
+def chests():
+    return {s: make_chest_ct(s) for s in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def brains():
+    return {s: make_brain_mr(s) for s in SEEDS[:2]}
+
+
+def _hu_near(ph, offset_xyz, radius_vox=2) -> float:
+    """Median HU in a small cube around a point given in mm from the body's centre."""
+    v = ph.volume
+    centre_lps = np.asarray(v.index_to_lps((np.asarray(v.shape_zyx) - 1) / 2))
+    z, y, x = np.rint(v.lps_to_index(centre_lps + np.asarray(offset_xyz))).astype(int)
+    r = radius_vox
+    return float(np.median(v.array[z - r : z + r + 1, y - r : y + r + 1, x - r : x + r + 1]))
+
+
+# -- chest CT -----------------------------------------------------------------------------------
+
+
+def test_same_seed_same_chest_and_different_seed_different():
+    a, b, c = (make_chest_ct(s, SMALL_CHEST) for s in (7, 7, 8))
+    assert np.array_equal(a.volume.array, b.volume.array)
+    assert np.array_equal(a.labels, b.labels)
+    assert a.findings == b.findings
+    assert a.volume.series_uid == b.volume.series_uid
+    assert not np.array_equal(a.volume.array, c.volume.array)
+    assert a.volume.series_uid != c.volume.series_uid
+    assert a.volume.study.study_uid != c.volume.study.study_uid
+
+
+def test_chest_tissues_have_their_hounsfield_units(chests):
+    ph = chests[0]
+    assert ph.volume.array.dtype == np.int16
+    assert ph.volume.modality == "CT"
+    assert _hu_near(ph, (0, 0, 0), 0) > -1100  # inside the array
+    corner = ph.volume.array[:4, :4, :4]
+    assert np.median(corner) < -950  # air outside the body
+    for side in (-1, 1):  # upper lobes, clear of the heart and the hilum
+        assert _hu_near(ph, (side * (LUNG_CX + 15), LUNG_CY - 30, 60)) < -700
+    assert -20 < _hu_near(ph, (10, -40, -50)) < 100  # heart: soft tissue
+    assert -160 < _hu_near(ph, (60, -107, 0), 1) < -40  # subcutaneous fat in front of the chest
+    v = ph.volume
+    spine = v.array[:, :, v.shape_zyx[2] // 2 - 3 : v.shape_zyx[2] // 2 + 4]
+    assert np.percentile(spine, 99.5) > 300  # vertebrae (and the sternum) are bone
+    assert v.array.max() < 1500
+
+
+def test_chest_volume_is_an_axial_lps_study_called_synthetic(chests):
+    v = chests[0].volume
+    assert np.array_equal(v.direction, np.eye(3))
+    centre = v.index_to_lps((np.asarray(v.shape_zyx) - 1) / 2)
+    assert abs(centre[0]) < 1e-6  # x centred on the patient
+    assert v.index_to_lps((0, 0, 0))[2] < v.index_to_lps((v.shape_zyx[0] - 1, 0, 0))[2] < 0  # z up, clinical
+    assert "SYNTHETIC" in v.description
+    assert v.study.patient_name == "SYNTHETIC^PHANTOM"
+    assert v.windows == (preset("lung"),)
+    for uid in (v.series_uid, v.study.study_uid):
+        assert re.fullmatch(r"[1-9][0-9]*(\.(0|[1-9][0-9]*))+", uid) and len(uid) <= 64
+
+
+def test_every_nodule_label_is_where_the_finding_says(chests):
+    for ph in chests.values():
+        ids = sorted(int(v) for v in np.unique(ph.labels) if v)
+        assert ids == [f.id for f in ph.findings] == list(range(1, len(ph.findings) + 1))
+        assert 2 <= len(ph.findings) <= 6
+        for f in ph.findings:
+            assert ph.labels[tuple(round(c) for c in f.center_zyx)] == f.id
+            zz, yy, xx = np.nonzero(ph.labels == f.id)
+            assert f.box_zyx == (zz.min(), yy.min(), xx.min(), zz.max() + 1, yy.max() + 1, xx.max() + 1)
+            assert np.allclose(ph.volume.index_to_lps(f.center_zyx), f.center_lps)
+            assert 3.0 <= f.diameter_mm <= 30.0
+            extent_mm = (np.asarray(f.box_zyx[3:]) - f.box_zyx[:3]) * ph.volume.spacing_zyx
+            assert extent_mm.max() <= f.diameter_mm * 1.2 + 2 * max(ph.volume.spacing_zyx)
+            assert f.kind in ("solid", "part-solid")
+
+
+def test_nodules_are_visible_and_part_solid_ones_have_ground_glass(chests):
+    kinds = set()
+    for ph in chests.values():
+        for f in ph.findings:
+            hu = ph.volume.array[ph.labels == f.id]
+            kinds.add(f.kind)
+            if f.kind == "solid":
+                assert np.median(hu) > -300, f
+            else:
+                assert np.sum((hu > -750) & (hu < -250)) > 0.2 * hu.size, f  # ground glass
+                assert hu.max() > -150, f  # and a solid part
+    assert kinds == {"solid", "part-solid"}
+
+
+def test_some_nodules_touch_the_pleura_or_a_vessel(chests):
+    touches = [f.touches for ph in chests.values() for f in ph.findings]
+    assert "pleura" in touches and "vessel" in touches
+    assert set(touches) <= {"pleura", "vessel", None}
+    # A juxtapleural nodule really reaches the chest wall: soft tissue right next to its mask.
+    ph, f = next((ph, f) for ph in chests.values() for f in ph.findings if f.touches == "pleura")
+    from scipy import ndimage
+
+    mask = ph.labels == f.id
+    shell = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    assert (ph.volume.array[shell] > -200).sum() > 0
+
+
+def test_requested_shape_and_spacing_are_honoured_and_the_body_keeps_its_size():
+    ph = make_chest_ct(5, shape_zyx=(30, 100, 80))
+    v = ph.volume
+    assert v.shape_zyx == ph.labels.shape == (30, 100, 80)
+    middle = v.array[15, 50]  # a row across the body (blur and noise aside)
+    inside = np.flatnonzero(middle > -500)
+    width_mm = (inside[-1] - inside[0] + 1) * v.spacing_zyx[2]
+    assert 300 < width_mm < 380
+    assert all(3 * max(v.spacing_zyx) <= f.diameter_mm <= 30 for f in ph.findings)
+    fixed = make_chest_ct(5, shape_zyx=(20, 64, 64), spacing_zyx=(3.0, 2.5, 2.5))
+    assert fixed.volume.spacing_zyx == (3.0, 2.5, 2.5)
+    with pytest.raises(ValueError, match="at least 8"):
+        make_chest_ct(0, shape_zyx=(4, 64, 64))
+
+
+# -- brain MR -----------------------------------------------------------------------------------
+
+
+def test_brain_is_deterministic_and_labels_its_lesions(brains):
+    again = make_brain_mr(0)
+    assert np.array_equal(again.volume.array, brains[0].volume.array)
+    assert not np.array_equal(brains[1].volume.array, brains[0].volume.array)
+    for ph in brains.values():
+        v = ph.volume
+        assert v.modality == "MR" and "SYNTHETIC" in v.description
+        assert set(np.unique(ph.labels)) <= {0, 1} and ph.labels.any()
+        assert 2 <= len(ph.findings) <= 6
+        assert v.array.min() >= 0 and v.array.max() < 1400
+        for f in ph.findings:
+            assert f.kind == "lesion" and f.contrast in ("hyper", "hypo")
+            assert 3.0 <= f.diameter_mm <= 25.0
+            centre = tuple(round(c) for c in f.center_zyx)
+            assert ph.labels[centre] == 1
+            z0, y0, x0, z1, y1, x1 = f.box_zyx
+            assert ph.labels[z0:z1, y0:y1, x0:x1].any()
+
+
+def test_brain_has_dark_csf_bright_white_matter_and_contrasted_lesions(brains):
+    ph = brains[0]
+    a = ph.volume.array
+    assert np.median(a[:3, :3, :3]) < 80  # air
+    body = a[a > 300]
+    wm = np.percentile(body, 60)
+    ventricle = _hu_near(ph, (11, 4, 14), 1)  # the right lateral ventricle
+    assert ventricle < 0.5 * wm
+    for f in ph.findings:
+        z, y, x = (round(c) for c in f.center_zyx)
+        core = float(np.median(a[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2]))
+        assert (core > 1.15 * wm) if f.contrast == "hyper" else (core < 0.6 * wm), f
+
+
+# -- labelled folders ---------------------------------------------------------------------------
+
+
+def test_more_cases_with_the_same_seed_share_the_first_ones(tmp_path):
+    one = run_to_end(iter_write_phantoms(tmp_path / "a", kind="chest-ct", cases=1, seed=1, shape_zyx=SMALL_CHEST))
+    two = run_to_end(iter_write_phantoms(tmp_path / "b", kind="chest-ct", cases=2, seed=1, shape_zyx=SMALL_CHEST))
+    first_a = read_volume(one / "imagesTr" / "chest_000_0000.nii.gz").array
+    first_b = read_volume(two / "imagesTr" / "chest_000_0000.nii.gz").array
+    second = read_volume(two / "imagesTr" / "chest_001_0000.nii.gz").array
+    assert np.array_equal(first_a, first_b)
+    assert not np.array_equal(first_b, second)
+    assert case_seed(1, 0) != case_seed(1, 1) != case_seed(2, 1)
+
+
+def test_writing_reports_progress_and_stops_when_cancelled(tmp_path):
+    steps = []
+    cancel = threading.Event()
+    job = iter_write_phantoms(tmp_path / "p", kind="brain-mr", cases=3, seed=0, shape_zyx=SMALL_BRAIN, cancel=cancel)
+    with pytest.raises(Cancelled):
+        for p in job:
+            steps.append(p)
+            if p.done == 1:
+                cancel.set()
+    assert steps[0].total == 3 and steps[-1].done == 1 and "brain_000" in steps[-1].message
+    assert not (tmp_path / "p" / "dataset.json").exists()  # a cancelled run does not claim a dataset
+    assert not list((tmp_path / "p").rglob(".*"))  # and leaves no temporary files
+
+
+def _radlens(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", "import sys; from radlens.cli import main; sys.exit(main())", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+
+
+def test_radlens_phantom_writes_a_nifti_labelled_folder(tmp_path):
+    out = tmp_path / "chest"
+    done = _radlens(
+        "phantom", str(out), "--kind", "chest-ct", "--cases", "2", "--seed", "3", "--shape", "40", "96", "96"
+    )
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["labels"] == {"background": 0, "nodule": 1}
+    assert meta["channel_names"] == {"0": "CT"} and meta["file_ending"] == ".nii.gz"
+    assert meta["numTraining"] == 2 and meta["synthetic"] is True
+    assert "synthetic" in meta["description"].lower() and "seed 3" in meta["description"]
+    for case in ("chest_000", "chest_001"):
+        image = read_volume(out / "imagesTr" / f"{case}_0000.nii.gz")
+        label = read_volume(out / "labelsTr" / f"{case}.nii.gz")
+        boxes = json.loads((out / "labelsTr" / f"{case}.json").read_text())
+        assert image.modality == "CT" and image.array.dtype == np.int16
+        assert label.same_grid(image, tol=1e-6)
+        nodules = boxes["nodules"]
+        assert boxes["synthetic"] is True
+        assert sorted(int(v) for v in np.unique(label.array) if v) == [n["id"] for n in nodules]
+        for n in nodules:
+            zz, yy, xx = np.nonzero(label.array == n["label_value"])
+            assert n["box_zyx"] == [zz.min(), yy.min(), xx.min(), zz.max() + 1, yy.max() + 1, xx.max() + 1]
+            x0, y0, z0, x1, y1, z1 = n["box_lps"]
+            cx, cy, cz = n["center_lps"]
+            assert x0 < cx < x1 and y0 < cy < y1 and z0 < cz < z1
+    expected = make_chest_ct(case_seed(3, 0), (40, 96, 96))
+    assert np.array_equal(read_volume(out / "imagesTr" / "chest_000_0000.nii.gz").array, expected.volume.array)
+
+
+def test_radlens_phantom_writes_dicom_series_with_nifti_masks_on_their_grid(tmp_path):
+    out = tmp_path / "brain"
+    done = _radlens("phantom", str(out), "--kind", "brain-mr", "--cases", "1", "--format", "dicom",
+                    "--shape", "24", "64", "64")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["labels"] == {"background": 0, "lesion": 1} and meta["image_format"] == "dicom"
+    files = sorted((out / "imagesTr" / "brain_000_0000").glob("*.dcm"))
+    assert len(files) == 24
+    slices = sorted((pydicom.dcmread(f) for f in files), key=lambda d: float(d.ImagePositionPatient[2]))
+    label = read_volume(out / "labelsTr" / "brain_000.nii.gz")
+    expected = make_brain_mr(case_seed(0, 0), (24, 64, 64))
+    assert {str(d.PatientName) for d in slices} == {"SYNTHETIC^PHANTOM"}
+    assert {d.Modality for d in slices} == {"MR"}
+    assert {d.SeriesInstanceUID for d in slices} == {expected.volume.series_uid}
+    assert np.allclose([float(v) for v in slices[0].ImagePositionPatient], label.origin_lps, atol=1e-3)
+    assert np.allclose([float(v) for v in slices[0].PixelSpacing], label.spacing_zyx[1:], atol=1e-6)
+    pixels = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in slices])
+    assert np.array_equal(pixels, expected.volume.array)
+    assert np.array_equal(label.array, expected.labels)
+    assert not list(out.rglob(".*"))  # no temporary files left behind
+
+
+def test_radlens_phantom_refuses_bad_requests_in_one_line(tmp_path):
+    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--cases", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "radlens: error:" in done.stderr and "--cases" in done.stderr
+    (tmp_path / "file").write_text("not a folder")
+    done = _radlens("phantom", str(tmp_path / "file"), "--kind", "brain-mr")
+    assert done.returncode == 1 and "not a folder" in done.stderr
+
+
+def test_case_folder_is_replaced_whole(tmp_path):
+    """Writing DICOM again over a bigger earlier series leaves no stale slices from the old one."""
+    root = tmp_path / "r"
+    run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=1, seed=0, fmt="dicom", shape_zyx=(20, 48, 48)))
+    run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=1, seed=0, fmt="dicom", shape_zyx=(12, 48, 48)))
+    assert len(list(Path(root, "imagesTr", "brain_000_0000").iterdir())) == 12
