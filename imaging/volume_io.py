@@ -70,7 +70,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
 def _guess_modality(image: sitk.Image) -> str:
     for key in ("modality", "Modality"):
         if image.HasMetaDataKey(key):
-            return image.GetMetaData(key).strip().upper() or "OT"
+            # MetaImage spells it MET_MOD_CT, MET_MOD_MR, ... and MET_MOD_UNKNOWN when it does not know.
+            value = image.GetMetaData(key).strip().upper().removeprefix("MET_MOD_")
+            return "OT" if value in ("", "UNKNOWN") else value
     if image.HasMetaDataKey("descrip"):
         text = image.GetMetaData("descrip").upper()
         for m in ("CT", "MR", "PT"):
