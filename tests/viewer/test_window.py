@@ -1,0 +1,267 @@
+"""The real main window, offscreen: open, scroll, window, planes, layers, findings, review, export."""
+
+import numpy as np
+import pytest
+
+from imaging.volume import Window
+from imaging.windowing import preset
+from inference.findings import read_findings
+from tests.viewer.conftest import NODULE
+from viewer.qt import QtCore, QtGui, pg
+from viewer.state import ViewState
+
+Qt = QtCore.Qt
+
+
+def _open(window, qtbot, volume):
+    window.set_volume(volume)
+    qtbot.wait(20)
+    return window.study.state
+
+
+def _pixel(img: QtGui.QImage, x: float, y: float) -> tuple[int, int, int]:
+    c = img.pixelColor(int(x), int(y))
+    return c.red(), c.green(), c.blue()
+
+
+def _scene_to_widget(view, x_mm, y_mm):
+    p = view.mapFromScene(view.vb.mapViewToScene(QtCore.QPointF(x_mm, y_mm)))
+    return p.x(), p.y()
+
+
+def test_row_major_pixel_lands_at_x_col_y_row(qtbot, shots):
+    """pyqtgraph is configured row-major: pixel (row 5, column 50) is drawn at x=50, y=5."""
+    from imaging.volume import Volume
+    from viewer.slice_view import SliceView
+
+    a = np.zeros((1, 20, 80), np.int16)
+    a[0, 5, 50] = 1000
+    view = SliceView("axial")
+    qtbot.addWidget(view)
+    view.resize(400, 100)
+    view.show()
+    qtbot.waitExposed(view)
+    st = ViewState.for_volume(Volume(a), Window(100, 50))
+    view.set_volume(Volume(a), st)
+    view.set_crosshair_visible(False)
+    assert pg.getConfigOption("imageAxisOrder") == "row-major"
+    assert view.image_item.image.shape == (20, 80)
+    img = view.grab().toImage()
+    x, y = _scene_to_widget(view, 50.5, 5.5)
+    assert _pixel(img, x, y)[0] > 200
+    for col, row in ((48.5, 5.5), (52.5, 5.5), (50.5, 3.5), (50.5, 7.5)):  # neighbours stay dark
+        assert _pixel(img, *_scene_to_widget(view, col, row))[0] < 50
+    img.save(str(shots / "row_major.png"))
+
+
+def test_open_scroll_keys_and_wheel(window, qtbot, study, shots):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    axial = window.views["axial"]
+    assert st.slice_index("axial") == 20
+    qtbot.keyClick(axial, Qt.Key.Key_Up)
+    assert st.slice_index("axial") == 21
+    np.testing.assert_array_equal(axial.image_item.image, volume.array[21])
+    qtbot.keyClick(axial, Qt.Key.Key_PageDown)
+    assert st.slice_index("axial") == 11
+    qtbot.keyClick(axial, Qt.Key.Key_End)
+    assert st.slice_index("axial") == 39
+    qtbot.keyClick(axial, Qt.Key.Key_Home)
+    assert st.slice_index("axial") == 0
+    # the mouse wheel scrolls the plane under the cursor
+    center = axial.viewport().rect().center()
+    ev = QtGui.QWheelEvent(
+        QtCore.QPointF(center),
+        QtCore.QPointF(axial.mapToGlobal(center)),
+        QtCore.QPoint(0, 0),
+        QtCore.QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QtCore.QCoreApplication.sendEvent(axial.viewport(), ev)
+    assert st.slice_index("axial") == 1
+    assert "axial 2/40" in axial.corners["bl"].text()
+    # aspect: coronal rows are 2.0 mm, columns 0.8 mm
+    cor = window.views["coronal"]
+    r = cor.image_item.mapRectToView(cor.image_item.boundingRect())
+    assert (r.width(), r.height()) == pytest.approx((64 * 0.8, 40 * 2.0), rel=1e-5)
+    window.grab().save(str(shots / "window_open.png"))
+
+
+def test_window_level_drag_and_presets(window, qtbot, study):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    axial = window.views["axial"]
+    assert st.window == preset("mediastinum")  # CT default
+    qtbot.keyClick(window, Qt.Key.Key_1)
+    assert st.window == preset("lung")
+    assert tuple(axial.image_item.levels) == (preset("lung").low, preset("lung").high)
+    vp = axial.viewport()
+    start = vp.rect().center()
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
+    for i in range(1, 6):
+        qtbot.mouseMove(vp, start + QtCore.QPoint(10 * i, 0))
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=start + QtCore.QPoint(50, 0))
+    assert st.window.width > preset("lung").width
+    assert tuple(axial.image_item.levels) == pytest.approx((st.window.low, st.window.high))
+    assert tuple(window.views["coronal"].image_item.levels) == pytest.approx((st.window.low, st.window.high))
+    qtbot.keyClick(window, Qt.Key.Key_I)
+    assert st.invert and axial.image_item.lut is not None
+
+
+def test_switch_plane_and_layout(window, qtbot, study):
+    volume, _ = study
+    _open(window, qtbot, volume)
+    qtbot.keyClick(window, Qt.Key.Key_M)
+    assert window.layout() == "single"
+    assert window.views["axial"].isVisible() and not window.views["coronal"].isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    assert window.views["coronal"].isVisible() and not window.views["axial"].isVisible()
+    qtbot.keyClick(window.views["coronal"], Qt.Key.Key_Down)
+    assert window.study.state.slice_index("coronal") == 31
+    qtbot.keyClick(window, Qt.Key.Key_M)
+    assert all(v.isVisible() for v in window.views.values())
+
+
+def test_click_in_one_plane_moves_the_others(window, qtbot, study):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    axial = window.views["axial"]
+    x, y = _scene_to_widget(axial, 33.5 * 0.8, 10.5 * 0.8)
+    qtbot.mouseClick(axial.viewport(), Qt.MouseButton.LeftButton, pos=QtCore.QPoint(round(x), round(y)))
+    assert st.cursor_zyx == [20, 10, 33]
+    assert window.views["coronal"].image_item.image.shape == (40, 64)
+    np.testing.assert_array_equal(window.views["coronal"].image_item.image, volume.array[:, 10][::-1])
+    np.testing.assert_array_equal(window.views["sagittal"].image_item.image, volume.array[:, :, 33][::-1])
+
+
+def test_layers_threshold_and_global_toggle(window, qtbot, study):
+    volume, _folder = study
+    st = _open(window, qtbot, volume)  # findings.json beside the study comes back by itself
+    assert set(st.layer_info) == {
+        "det:nodule-detector:nodule",
+        "seg:nodule-segmenter:nodule",
+        "heat:nodule-classifier:malignant",
+    }
+    axial = window.views["axial"]
+    st.set_slice("axial", 6)  # the faint (0.30) box's slice
+    window.redraw_slices()
+    assert axial.visible_boxes == []
+    controls = window.layers_panel.controls["det:nodule-detector:nodule"]
+    controls.threshold.setValue(25)
+    assert [b[1] for b in axial.visible_boxes] == [2]
+    assert window.findings_panel.table.rowCount() == 4  # two boxes, one component, one classification
+    controls.threshold.setValue(95)
+    assert window.findings_panel.table.rowCount() == 2
+    st.set_slice("axial", 20)
+    window.redraw_slices()
+    assert axial.visible_boxes == []
+    controls.threshold.setValue(50)
+    assert [b[1] for b in axial.visible_boxes] == [1]
+    mask_item = axial.mask_items["seg:nodule-segmenter:nodule"]
+    assert mask_item.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_A)
+    assert not mask_item.isVisible() and axial.visible_boxes == []
+    qtbot.keyClick(window, Qt.Key.Key_A)
+    assert mask_item.isVisible()
+    window.layers_panel.controls["seg:nodule-segmenter:nodule"].check.setChecked(False)
+    assert not mask_item.isVisible()
+    window.layers_panel.controls["seg:nodule-segmenter:nodule"].opacity.setValue(20)
+    assert st.layers["seg:nodule-segmenter:nodule"].opacity == pytest.approx(0.2)
+
+
+def test_click_finding_jumps_in_all_planes_and_box_is_drawn(window, qtbot, study, shots):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    window.layers_panel.controls["heat:nodule-classifier:malignant"].check.setChecked(False)
+    window.layers_panel.controls["seg:nodule-segmenter:nodule"].check.setChecked(False)
+    table = window.findings_panel.table
+    row = window.findings_panel.keys.index("det:nodule-detector:1")
+    rect = table.visualItemRect(table.item(row, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert st.selected == "det:nodule-detector:1"
+    assert (st.slice_index("axial"), st.slice_index("coronal"), st.slice_index("sagittal")) == (20, 24, 40)
+    for plane in ("axial", "coronal", "sagittal"):
+        assert [b[1] for b in window.views[plane].visible_boxes] == [1]
+    axial = window.views["axial"]
+    qtbot.wait(20)
+    img = axial.grab().toImage()
+    img.save(str(shots / "finding_axial.png"))
+    _z0, y0, x0, _z1, y1, _x1 = NODULE
+    # the box's left edge (x0) halfway down the box is drawn in the layer colour (yellow)
+    x, y = _scene_to_widget(axial, x0 * 0.8, (y0 + y1) / 2 * 0.8)
+    colours = [_pixel(img, x + dx, y) for dx in (-1, 0, 1)]
+    assert any(r > 200 and g > 150 and b < 80 for r, g, b in colours), colours
+    # N/P walk the findings
+    qtbot.keyClick(window, Qt.Key.Key_N)
+    assert st.selected != "det:nodule-detector:1"
+    qtbot.keyClick(window, Qt.Key.Key_P)
+    assert st.selected == "det:nodule-detector:1"
+    window.grab().save(str(shots / "window_finding.png"))
+
+
+def test_accept_reject_persist_and_come_back(window, qtbot, study, tmp_path):
+    volume, folder = study
+    _open(window, qtbot, volume)
+    panel = window.findings_panel
+    panel.table.selectRow(panel.keys.index("det:nodule-detector:1"))
+    qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
+    assert window.study.state.decisions == {"det:nodule-detector:1": "accepted"}
+    assert list(folder.glob("radlens-review-*.json"))
+    window.set_volume(None)
+    st = _open(window, qtbot, volume)
+    assert st.decisions == {"det:nodule-detector:1": "accepted"}
+    col = panel.COLUMNS.index("review")
+    assert panel.table.item(panel.keys.index("det:nodule-detector:1"), col).text() == "accepted"
+    out = window.export_accepted(tmp_path / "keys") if (tmp_path / "keys").mkdir() is None else None
+    assert len(out) == 1 and out[0].is_file()
+
+
+def test_export_png_has_size_legend_and_overlay_where_the_finding_is(window, qtbot, study, tmp_path, shots):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    st.select("det:nodule-detector:1")
+    window.redraw_slices()
+    for key in ("heat:nodule-classifier:malignant", "seg:nodule-segmenter:nodule"):
+        st.layers[key].visible = False
+    out = window.export_view(tmp_path / "shot.png", (512, 600), plane="axial", keep_view=False, anonymize=True)
+    img = QtGui.QImage(str(out))
+    assert (img.width(), img.height()) == (512, 600)
+    assert "Patient" not in img.textKeys()
+    assert "nodule-detector v1.0.0" in img.text("Description")
+    img.save(str(shots / "export_axial.png"))
+    # the view (above the legend) fits 64×64 pixels of 0.8 mm; find the yellow box pixels
+    arr = _qimage_rgb(img)
+    yellow = (arr[..., 0] > 200) & (arr[..., 1] > 150) & (arr[..., 2] < 80)
+    ys, xs = np.nonzero(yellow[: img.height() - 60])
+    assert xs.size > 20
+    _z0, y0, x0, _z1, y1, x1 = NODULE
+    scale = 512 / 64  # the 64-column slice spans the full width
+    top = (600 - _legend_h(img) - 64 * scale) / 2
+    assert abs(np.median(xs) - (x0 + x1) / 2 * scale) < 12
+    assert abs(np.median(ys) - (top + (y0 + y1) / 2 * scale)) < 40
+
+
+def _legend_h(img) -> int:
+    from viewer.export import LINE_H
+
+    return LINE_H * 2 + 8
+
+
+def _qimage_rgb(img: QtGui.QImage) -> np.ndarray:
+    img = img.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    ptr = img.constBits()
+    arr = np.frombuffer(ptr, np.uint8, count=img.bytesPerLine() * img.height()).reshape(img.height(), -1)
+    return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).copy()
+
+
+def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study, tmp_path):
+    _volume, folder = study
+    from imaging.volume import Volume
+
+    window.set_volume(Volume(np.zeros((3, 4, 5), np.int16), modality="CT"))
+    assert not window.load_findings_folder(folder)
+    assert "grid" in window.message.text() and "\n" not in window.message.text()
+    assert read_findings(folder).detections  # the file itself is fine

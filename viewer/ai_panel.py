@@ -1,0 +1,113 @@
+"""The AI panel: the model bundles that fit the open series, Run / Cancel, run-on-open, progress.
+
+It only lists bundles (metadata, no torch); the main window runs them through the JobRunner.
+"""
+
+from __future__ import annotations
+
+from imaging.progress import Progress
+from imaging.volume import Volume
+from viewer.findings_panel import MACHINE_NOTE
+from viewer.qt import QtCore, QtWidgets
+
+BUNDLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+
+
+class AiPanel(QtWidgets.QWidget):
+    run_requested = QtCore.Signal()
+    cancel_requested = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        v = QtWidgets.QVBoxLayout(self)
+        self.models = QtWidgets.QListWidget()
+        v.addWidget(self.models, 1)
+        row = QtWidgets.QHBoxLayout()
+        self.run_button = QtWidgets.QPushButton("Run")
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        v.addLayout(row)
+        self.run_on_open = QtWidgets.QCheckBox("Run on open")
+        v.addWidget(self.run_on_open)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setVisible(False)
+        v.addWidget(self.progress)
+        self.device = QtWidgets.QLabel("")
+        self.status = QtWidgets.QLabel(MACHINE_NOTE)
+        self.status.setWordWrap(True)
+        v.addWidget(self.device)
+        v.addWidget(self.status)
+        self.run_button.clicked.connect(self.run_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+
+    def set_volume(self, volume: Volume | None) -> None:
+        """List the bundles whose modality fits; a broken bundle folder is named, not fatal."""
+        self.models.clear()
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)
+        if volume is None:
+            return
+        from inference.bundle import list_bundles
+
+        errors: list = []
+        for b in list_bundles(volume.modality, errors=errors):
+            item = QtWidgets.QListWidgetItem(f"{b.name} {b.version} ({b.task})")
+            item.setToolTip(b.description)
+            item.setData(BUNDLE_ROLE, b)
+            item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(QtCore.Qt.CheckState.Checked)
+            self.models.addItem(item)
+        if errors:
+            self.set_status("; ".join(str(e) for e in errors[:2]))
+        elif self.models.count() == 0:
+            self.set_status(f"no model for {volume.modality}")
+        else:
+            self.set_status(MACHINE_NOTE)
+
+    def selected_bundles(self) -> list:
+        return [
+            self.models.item(i).data(BUNDLE_ROLE)
+            for i in range(self.models.count())
+            if self.models.item(i).checkState() == QtCore.Qt.CheckState.Checked
+        ]
+
+    def started(self, bundles) -> None:
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.set_status(f"running {', '.join(b.name for b in bundles)}")
+
+    def set_progress(self, p: Progress) -> None:
+        self.progress.setMaximum(max(p.total, 0))
+        self.progress.setValue(min(p.done, max(p.total, 0)))
+        if p.message:
+            self.status.setText(p.message)
+            for word in ("cuda", "mps", "cpu"):
+                if word in p.message.lower():
+                    self.device.setText(f"device: {word}")
+
+    def finished(self, ev) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)
+        if ev.error:
+            self.set_status(f"model failed: {ev.error}")
+        elif ev.cancelled:
+            self.set_status("cancelled")
+        elif ev.result is not None:
+            self.device.setText(f"device: {ev.result.device}")
+            self.set_status(f"done — {MACHINE_NOTE}")
+
+    def stopped(self) -> None:
+        """The job was cancelled or dropped: no result will come."""
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setVisible(False)
+        self.set_status("cancelled")
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)

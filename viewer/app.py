@@ -1,0 +1,34 @@
+"""``radlens [PATH ...] [--demo]``: start Qt, show the main window, open what was asked."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from viewer.qt import QtWidgets
+
+
+def main(paths, demo: bool = False) -> int:
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("RadLens")
+    app.setOrganizationName("radlens")
+    from viewer.main_window import MainWindow
+
+    window = MainWindow()
+    _keep_running_on_errors(window)
+    window.show()
+    if demo:
+        window.open_demo()
+    elif paths:
+        window.open_paths(paths)
+    return int(app.exec())
+
+
+def _keep_running_on_errors(window) -> None:
+    """An unexpected exception in a slot is shown in the status bar (and on stderr), never fatal."""
+
+    def hook(kind, value, tb):
+        traceback.print_exception(kind, value, tb)
+        window.show_error(f"internal error: {kind.__name__}: {value}")
+
+    sys.excepthook = hook

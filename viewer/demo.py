@@ -1,0 +1,40 @@
+"""``radlens --demo``: SYNTHETIC chest CT and brain MR studies, written once into the user cache.
+
+The studies are made by ``imaging.phantom`` (the same code as ``radlens phantom``) as DICOM, so the
+demo exercises the real reader; a marker file says a folder is complete, so a killed first run is
+redone rather than half-reused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import platformdirs
+
+from imaging.progress import Progress
+
+KINDS = ("chest-ct", "brain-mr")
+VERSION = "v1"  # bump when the phantoms change so stale caches are rewritten
+DONE = ".complete"
+
+
+def demo_root() -> Path:
+    return Path(platformdirs.user_cache_dir("radlens")) / "demo" / VERSION
+
+
+def iter_demo_paths(cancel: threading.Event | None = None, root: Path | None = None) -> Generator[Progress, None, list]:
+    """Write the synthetic studies if missing; return the folders to open (chest CT first)."""
+    from imaging.phantom import iter_write_phantoms
+
+    root = Path(root) if root is not None else demo_root()
+    paths = []
+    for kind in KINDS:
+        folder = root / kind
+        if not (folder / DONE).is_file():
+            yield Progress(0, 1, f"writing the synthetic {kind} study (first run only)")
+            yield from iter_write_phantoms(folder, kind=kind, cases=1, seed=0, fmt="dicom", cancel=cancel)
+            (folder / DONE).write_text("synthetic demo study, written by radlens --demo\n")
+        paths.append(str(folder / "imagesTr"))
+    return paths

@@ -1,0 +1,287 @@
+"""Annotated export: the window's screenshot and ``radlens export`` share ``render_study``.
+
+Both draw a fresh SliceView offscreen from the same ViewState (so the PNG shows exactly the layers,
+threshold and window the user sees), then add a legend strip: models, versions and thresholds,
+W/L, slice position, and that AI results are machine-generated. With ``anonymize`` neither the
+burned-in text nor the PNG text chunks carry patient identifiers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from imaging.errors import RadlensError
+from imaging.volume import StudyInfo, Volume, Window
+from inference.findings import Findings
+from viewer.findings_panel import MACHINE_NOTE
+from viewer.overlays import OverlayData
+from viewer.qt import QtCore, QtGui, QtWidgets, pg
+from viewer.state import ViewState, plane_pixel_mm
+
+LINE_H = 16
+DEFAULT_LONG_SIDE = 768
+
+
+def legend_lines(
+    volume: Volume, state: ViewState, plane: str, findings: Findings | None, *, synthetic: bool
+) -> list[str]:
+    idx, n = state.slice_index(plane), state.count(plane)
+    lps = volume.index_to_lps(state.cursor_zyx)
+    pos = {"axial": lps[2], "coronal": lps[1], "sagittal": lps[0]}[plane]
+    w = state.window
+    lines = [
+        f"RadLens{' — SYNTHETIC data' if synthetic else ''} · {plane} slice {idx + 1}/{n} at {pos:.1f} mm · "
+        f"W {w.width:g} L {w.level:g}{' (inverted)' if state.invert else ''}"
+    ]
+    if findings is not None and findings.models:
+        shown = {state.layer_info[k].model for k in state.layers if state.shown(k)}
+        parts = []
+        for m in findings.models:
+            if m.name not in shown:
+                continue
+            ths = [
+                state.layers[k].threshold
+                for k, li in state.layer_info.items()
+                if li.model == m.name and li.kind == "boxes"
+            ]
+            parts.append(f"{m.name} v{m.version}" + (f" threshold {ths[0]:.2f}" if ths else ""))
+        lines.append(f"{MACHINE_NOTE}: " + ("; ".join(parts) if parts else "overlays hidden"))
+    return lines
+
+
+def render_study(
+    volume: Volume,
+    state: ViewState,
+    overlays: OverlayData | None,
+    plane: str,
+    size_wh: tuple[int, int],
+    *,
+    anonymize: bool = False,
+    synthetic: bool = False,
+    view_rect: QtCore.QRectF | None = None,
+) -> tuple[QtGui.QImage, list[str]]:
+    """The plane as a W×H image (view above, legend strip below), drawn by a fresh SliceView."""
+    from viewer.slice_view import SliceView
+
+    w, h = (int(v) for v in size_wh)
+    findings = overlays.findings if overlays is not None else None
+    legend = legend_lines(volume, state, plane, findings, synthetic=synthetic)
+    heat = [k for k in (overlays.heat if overlays else {}) if state.shown(k)]
+    legend_h = LINE_H * len(legend) + 8 + (14 if heat else 0)
+    if w < 32 or h < legend_h + 32:
+        raise RadlensError(f"export size {w}×{h}: too small (at least 32×{legend_h + 32})")
+    view = SliceView(plane)
+    view.anonymize = anonymize
+    view.corner_extra = "SYNTHETIC" if synthetic else ""
+    view.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen)
+    view.resize(w, h - legend_h)
+    view.show()
+    try:
+        view.set_volume(volume, state)
+        view.set_overlays(overlays)
+        view.refresh()
+        view.set_crosshair_visible(False)
+        QtWidgets.QApplication.processEvents()
+        view.fit()
+        if view_rect is not None:
+            view.vb.setRange(rect=view_rect, padding=0)
+        QtWidgets.QApplication.processEvents()
+        shot = view.grab().toImage().convertToFormat(QtGui.QImage.Format.Format_RGB32)
+    finally:
+        view.close()
+        view.deleteLater()
+    out = QtGui.QImage(w, h, QtGui.QImage.Format.Format_RGB32)
+    out.fill(QtGui.QColor(20, 20, 20))
+    p = QtGui.QPainter(out)
+    p.drawImage(QtCore.QRect(0, 0, w, h - legend_h), shot)
+    p.setPen(QtGui.QColor(235, 235, 235))
+    font = p.font()
+    font.setPixelSize(12)
+    p.setFont(font)
+    for i, line in enumerate(legend):
+        p.drawText(6, h - legend_h + 4 + LINE_H * (i + 1) - 4, line)
+    if heat:
+        lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256)
+        y = h - 14
+        p.drawText(6, y + 11, "heat map 0")
+        for x in range(128):
+            r, g, b = (int(c) for c in lut[x * 2][:3])
+            p.fillRect(80 + x, y + 2, 1, 10, QtGui.QColor(r, g, b))
+        p.drawText(80 + 132, y + 11, "1")
+    p.end()
+    return out, legend
+
+
+def save_png(image: QtGui.QImage, path, legend: list[str], *, anonymize: bool, study: StudyInfo) -> Path:
+    """Write the PNG atomically; its text chunks repeat the legend (and the patient only if allowed)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise RadlensError(f"{path}: the export is a PNG; name it .png")
+    if not path.parent.is_dir():
+        raise RadlensError(f"{path.parent}: no such folder")
+    image = QtGui.QImage(image)
+    image.setText("Software", "RadLens")
+    image.setText("Description", " | ".join(legend))
+    image.setText("Comment", MACHINE_NOTE)
+    if not anonymize:
+        who = " ".join(t for t in (study.patient_name, study.patient_id, study.study_date) if t)
+        if who:
+            image.setText("Patient", who)
+    fd, tmp = tempfile.mkstemp(prefix=".radlens-export.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        if not image.save(tmp, "PNG"):
+            raise RadlensError(f"{path}: could not write the PNG")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def default_size(volume: Volume, plane: str) -> tuple[int, int]:
+    """Long side DEFAULT_LONG_SIDE, the other side from the plane's physical aspect (plus the legend)."""
+    rows, cols = {
+        "axial": volume.shape_zyx[1:],
+        "coronal": (volume.shape_zyx[0], volume.shape_zyx[2]),
+        "sagittal": (volume.shape_zyx[0], volume.shape_zyx[1]),
+    }[plane]
+    rmm, cmm = plane_pixel_mm(volume, plane)
+    hmm, wmm = rows * rmm, cols * cmm
+    scale = DEFAULT_LONG_SIDE / max(hmm, wmm)
+    return max(256, round(wmm * scale)), max(256, round(hmm * scale)) + 3 * LINE_H + 8
+
+
+# -- radlens export ------------------------------------------------------------------------------------
+def ensure_app() -> QtWidgets.QApplication:
+    """A QApplication for headless rendering (offscreen unless one already runs)."""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        app = QtWidgets.QApplication(["radlens-export"])
+    return app
+
+
+def window_from_args(args: argparse.Namespace, volume: Volume) -> Window:
+    from imaging.windowing import default_window, preset
+
+    if args.preset:
+        try:
+            return preset(args.preset)
+        except KeyError as err:
+            raise RadlensError(f"--preset: {err.args[0]}") from None
+    if (args.window is None) != (args.level is None):
+        raise RadlensError("--window and --level: give both, or neither")
+    if args.window is not None:
+        if args.window <= 0:
+            raise RadlensError(f"--window {args.window:g}: must be positive")
+        return Window(args.window, args.level)
+    return default_window(volume)
+
+
+def choose_overlays(state: ViewState, spec: str) -> None:
+    """--overlays all | none | MODEL,MODEL: which layers the PNG shows."""
+    spec = (spec or "all").strip()
+    if spec == "all":
+        return
+    if spec == "none":
+        state.overlays_on = False
+        return
+    wanted = {s.strip() for s in spec.split(",") if s.strip()}
+    known = {li.model for li in state.layer_info.values()}
+    unknown = wanted - known
+    if unknown:
+        raise RadlensError(
+            f"--overlays: no results from {', '.join(sorted(unknown))} (have: {', '.join(sorted(known)) or 'none'})"
+        )
+    for key, li in state.layer_info.items():
+        state.layers[key].visible = li.model in wanted
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``radlens export``: load, place the slice, render through the viewer's code, write the PNG."""
+    from imaging.loading import load
+    from inference.findings import check_matches, read_findings
+
+    ensure_app()
+    volume = load(args.path)
+    findings = None
+    if args.findings:
+        findings = read_findings(args.findings)
+        check_matches(findings, volume, args.findings)
+    state = ViewState.for_volume(volume, window_from_args(args, volume))
+    plane = args.plane
+    state.active_plane = plane
+    overlays = None
+    if findings is not None:
+        state.set_findings(findings, volume)
+        overlays = OverlayData(findings, volume)
+    choose_overlays(state, args.overlays)
+    if args.finding is not None:
+        if findings is None:
+            raise RadlensError("--finding: needs --findings DIR")
+        key = next((r.key for r in state.rows if r.key.startswith("det:") and r.key.endswith(f":{args.finding}")), None)
+        if key is None:
+            ids = ", ".join(r.key.rsplit(":", 1)[1] for r in state.rows if r.key.startswith("det:"))
+            raise RadlensError(f"--finding {args.finding}: no such detection (ids: {ids or 'none'})")
+        state.select(key)
+    elif args.slice is not None:
+        n = state.count(plane)
+        if not 0 <= args.slice < n:
+            raise RadlensError(f"--slice {args.slice}: the {plane} plane has slices 0..{n - 1}")
+        state.set_slice(plane, args.slice)
+    size = tuple(args.size) if args.size else default_size(volume, plane)
+    image, legend = render_study(volume, state, overlays, plane, size, anonymize=args.anonymize)
+    out = save_png(image, args.out, legend, anonymize=args.anonymize, study=volume.study)
+    print(out)
+    return 0
+
+
+class ExportDialog(QtWidgets.QDialog):
+    """File ▸ Export screenshot: where, at what size, anonymized or not."""
+
+    def __init__(self, parent, on_screen: QtCore.QSize):
+        super().__init__(parent)
+        self.setWindowTitle("Export screenshot")
+        form = QtWidgets.QFormLayout(self)
+        self.file = QtWidgets.QLineEdit(str(Path.home() / "radlens.png"))
+        browse = QtWidgets.QPushButton("…")
+        browse.clicked.connect(self._browse)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.file)
+        row.addWidget(browse)
+        form.addRow("File", row)
+        self.width_box = QtWidgets.QSpinBox()
+        self.height_box = QtWidgets.QSpinBox()
+        for box, v in ((self.width_box, on_screen.width()), (self.height_box, on_screen.height())):
+            box.setRange(64, 8192)
+            box.setValue(v)
+        size = QtWidgets.QHBoxLayout()
+        size.addWidget(self.width_box)
+        size.addWidget(QtWidgets.QLabel("×"))
+        size.addWidget(self.height_box)
+        form.addRow("Size (on-screen by default)", size)
+        self.anon = QtWidgets.QCheckBox("Anonymize (no patient identifiers)")
+        form.addRow(self.anon)
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Save | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export PNG", self.file.text(), "PNG (*.png)")
+        if path:
+            self.file.setText(path)
+
+    def path(self) -> str:
+        return self.file.text()
+
+    def size_wh(self) -> tuple[int, int]:
+        return self.width_box.value(), self.height_box.value()
+
+    def anonymize(self) -> bool:
+        return self.anon.isChecked()

@@ -1,0 +1,180 @@
+"""The layers panel (show/hide, opacity, threshold per layer) and the findings panel (one row each).
+
+Both only emit what the user asked for; the main window changes the ViewState and redraws.
+Every layer names its model and version and says the results are machine-generated.
+"""
+
+from __future__ import annotations
+
+from viewer.qt import QtCore, QtGui, QtWidgets
+from viewer.state import ViewState
+
+MACHINE_NOTE = "AI results: machine-generated, not a diagnosis"
+
+
+class LayerControls(QtWidgets.QFrame):
+    changed = QtCore.Signal(str)  # layer key
+
+    def __init__(self, key: str, state: ViewState, parent=None):
+        super().__init__(parent)
+        self.key = key
+        layer, ls = state.layer_info[key], state.layers[key]
+        self._state = state
+        grid = QtWidgets.QGridLayout(self)
+        grid.setContentsMargins(2, 2, 2, 2)
+        self.check = QtWidgets.QCheckBox(f"{layer.label} ({layer.kind})")
+        self.check.setChecked(ls.visible)
+        swatch = QtGui.QPixmap(12, 12)
+        swatch.fill(QtGui.QColor(*layer.color))
+        self.check.setIcon(QtGui.QIcon(swatch))
+        self.check.setToolTip(f"{layer.model} {layer.version} — {MACHINE_NOTE}")
+        grid.addWidget(self.check, 0, 0, 1, 3)
+        grid.addWidget(QtWidgets.QLabel(f"{layer.model} v{layer.version}"), 1, 0, 1, 3)
+        grid.addWidget(QtWidgets.QLabel("opacity"), 2, 0)
+        self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(round(ls.opacity * 100))
+        grid.addWidget(self.opacity, 2, 1, 1, 2)
+        self.threshold = None
+        if layer.kind == "boxes":
+            grid.addWidget(QtWidgets.QLabel("threshold"), 3, 0)
+            self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+            self.threshold.setRange(0, 100)
+            self.threshold.setValue(round(ls.threshold * 100))
+            self.threshold_label = QtWidgets.QLabel(f"{ls.threshold:.2f}")
+            grid.addWidget(self.threshold, 3, 1)
+            grid.addWidget(self.threshold_label, 3, 2)
+            self.threshold.valueChanged.connect(self._on_threshold)
+        self.check.toggled.connect(self._on_visible)
+        self.opacity.valueChanged.connect(self._on_opacity)
+
+    def _on_visible(self, on: bool) -> None:
+        self._state.layers[self.key].visible = bool(on)
+        self.changed.emit(self.key)
+
+    def _on_opacity(self, value: int) -> None:
+        self._state.layers[self.key].opacity = value / 100.0
+        self.changed.emit(self.key)
+
+    def _on_threshold(self, value: int) -> None:
+        self._state.layers[self.key].threshold = value / 100.0
+        self.threshold_label.setText(f"{value / 100:.2f}")
+        self.changed.emit(self.key)
+
+
+class LayersPanel(QtWidgets.QWidget):
+    changed = QtCore.Signal(str)
+    all_toggled = QtCore.Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        outer = QtWidgets.QVBoxLayout(self)
+        self.all_check = QtWidgets.QCheckBox("Show AI overlays (A)")
+        self.all_check.setChecked(True)
+        self.all_check.toggled.connect(self.all_toggled)
+        outer.addWidget(self.all_check)
+        note = QtWidgets.QLabel(MACHINE_NOTE)
+        note.setStyleSheet("color: #d08000;")
+        note.setWordWrap(True)
+        outer.addWidget(note)
+        self._box = QtWidgets.QVBoxLayout()
+        outer.addLayout(self._box)
+        outer.addStretch(1)
+        self.controls: dict[str, LayerControls] = {}
+
+    def set_state(self, state: ViewState | None) -> None:
+        for c in self.controls.values():
+            c.setParent(None)
+            c.deleteLater()
+        self.controls = {}
+        if state is None:
+            return
+        self.all_check.blockSignals(True)
+        self.all_check.setChecked(state.overlays_on)
+        self.all_check.blockSignals(False)
+        for key in state.layer_info:
+            c = LayerControls(key, state, self)
+            c.changed.connect(self.changed)
+            self._box.addWidget(c)
+            self.controls[key] = c
+
+
+class FindingsPanel(QtWidgets.QWidget):
+    selected = QtCore.Signal(str)  # finding key
+    decided = QtCore.Signal(str, str)  # finding key, accepted | rejected | ""
+
+    COLUMNS = ("model", "label", "score", "size", "slice", "review")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        v = QtWidgets.QVBoxLayout(self)
+        self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.cellClicked.connect(self._on_clicked)
+        v.addWidget(self.table)
+        buttons = QtWidgets.QHBoxLayout()
+        self.accept_button = QtWidgets.QPushButton("Accept")
+        self.reject_button = QtWidgets.QPushButton("Reject")
+        self.clear_button = QtWidgets.QPushButton("Undecide")
+        for b in (self.accept_button, self.reject_button, self.clear_button):
+            buttons.addWidget(b)
+        self.accept_button.clicked.connect(self._on_accept)
+        self.reject_button.clicked.connect(self._on_reject)
+        self.clear_button.clicked.connect(self._on_clear)
+        v.addLayout(buttons)
+        self.keys: list[str] = []
+
+    def set_state(self, state: ViewState | None) -> None:
+        self.table.setRowCount(0)
+        self.keys = []
+        if state is None:
+            return
+        rows = state.visible_rows()
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            values = (
+                r.model,
+                r.label,
+                "" if r.score is None else f"{r.score:.2f}",
+                r.size,
+                str(r.center_zyx[0] + 1),
+                state.decisions.get(r.key, ""),
+            )
+            for j, text in enumerate(values):
+                self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))
+            self.keys.append(r.key)
+        if state.selected in self.keys:
+            self.table.selectRow(self.keys.index(state.selected))
+
+    def show_selected(self, key: str | None) -> None:
+        if key in self.keys:
+            self.table.blockSignals(True)
+            self.table.selectRow(self.keys.index(key))
+            self.table.blockSignals(False)
+
+    def current_key(self) -> str | None:
+        i = self.table.currentRow()
+        return self.keys[i] if 0 <= i < len(self.keys) else None
+
+    def _on_clicked(self, row: int, col: int) -> None:
+        if 0 <= row < len(self.keys):
+            self.selected.emit(self.keys[row])
+
+    def _decide(self, decision: str) -> None:
+        key = self.current_key()
+        if key is not None:
+            self.decided.emit(key, decision)
+
+    def _on_accept(self) -> None:
+        self._decide("accepted")
+
+    def _on_reject(self) -> None:
+        self._decide("rejected")
+
+    def _on_clear(self) -> None:
+        self._decide("")

@@ -1,0 +1,82 @@
+"""The viewer's long jobs as Qt-free generators (design 3): each takes the cancel event last.
+
+The JobRunner runs them in a worker thread; they only compose the imaging/inference generators and
+return immutable values. torch is imported inside ``infer`` only, when a model first runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+
+import numpy as np
+
+from imaging.progress import Progress, check_cancel
+from imaging.volume import Volume
+
+THUMB = 96
+
+
+def scan_paths(paths: tuple[str, ...], cancel: threading.Event) -> Generator[Progress, None, list]:
+    """Scan each path; a path that fails is reported as skipped, the others still count."""
+    from imaging.discovery import ScanResult, Skipped, iter_scan
+    from imaging.errors import ImagingError
+
+    results = []
+    for path in paths:
+        try:
+            result = yield from iter_scan(path, cancel)
+        except ImagingError as err:
+            result = ScanResult((), (Skipped(str(path), err.reason),))
+        results.append((path, result))
+    return results
+
+
+def load_volume(source, cancel: threading.Event) -> Generator[Progress, None, Volume]:
+    from imaging.loading import iter_load
+
+    return (yield from iter_load(source, cancel))
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A small uint8 picture of a slice (percentile window, strided down), for the browser."""
+    from imaging.windowing import apply_window, percentile_window
+
+    a = np.asarray(image)
+    if a.ndim == 3:  # RGB
+        step = max(1, max(a.shape[:2]) // THUMB)
+        return np.ascontiguousarray(a[::step, ::step]).astype(np.uint8)
+    step = max(1, max(a.shape) // THUMB)
+    small = a[::step, ::step]
+    return np.ascontiguousarray(apply_window(small, percentile_window(small)))
+
+
+def thumbnails(series: tuple, cancel: threading.Event) -> Generator[Progress, None, None]:
+    """The middle slice of each series: the loader's first preview, then the load is dropped."""
+    from imaging.errors import RadlensError
+    from imaging.loading import iter_load
+
+    for i, s in enumerate(series):
+        check_cancel(cancel, "thumbnails")
+        try:
+            job = iter_load(s, cancel)
+            for p in job:
+                if p.preview is not None:
+                    yield Progress(i + 1, len(series), "thumbnails", preview=(s.uid, thumbnail(p.preview.image)))
+                    break
+            job.close()
+        except RadlensError:
+            continue
+
+
+def demo_paths(cancel: threading.Event) -> Generator[Progress, None, list]:
+    from viewer.demo import iter_demo_paths
+
+    return (yield from iter_demo_paths(cancel))
+
+
+def infer(volume: Volume, bundles: tuple, cancel: threading.Event):
+    """Run models on the volume; each model's Findings arrives as a Progress preview (streamed)."""
+    from inference.engine import iter_infer
+
+    return (yield from iter_infer(volume, list(bundles), device="auto", cancel=cancel))

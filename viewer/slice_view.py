@@ -1,0 +1,436 @@
+"""One plane of a volume: an ImageItem windowed by levels, overlays, crosshair and corner text.
+
+Scene coordinates are millimetres (the image item is scaled by the plane's pixel size), so the
+aspect is right by construction and boxes, masks and the crosshair share one frame. The per-frame
+path touches only the 2D slice: ``setImage`` with fixed levels, a LUT for inversion, and overlay
+slices of the same size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from imaging.geometry import extract_plane
+from imaging.volume import Volume
+from viewer.measure import ellipse_stats
+from viewer.overlays import OverlayData, boxes_on_slice, heat_lut, mask_rgba
+from viewer.qt import QtCore, QtGui, QtWidgets, pg
+from viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
+
+INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
+_LABEL_CSS = "color: #e8e8e8; background: transparent; font-family: monospace; font-size: 11px;"
+_LETTER_CSS = "color: #ffd24a; background: transparent; font-weight: bold; font-size: 13px;"
+
+
+class _ViewBox(pg.ViewBox):
+    """Mouse mapping: left-drag W/L (or a measurement tool), click = crosshair, middle pan, right zoom."""
+
+    def __init__(self, view: SliceView):
+        super().__init__(invertY=True, lockAspect=True, enableMenu=False)
+        self._view = view
+
+    def mouseDragEvent(self, ev, axis=None):
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            ev.accept()
+            self._view.left_drag(ev)
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
+            ev.accept()
+            p = self.mapSceneToView(ev.scenePos())
+            self._view.point_clicked(p.x(), p.y())
+            return
+        super().mouseClickEvent(ev)
+
+    def wheelEvent(self, ev, axis=None):
+        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            self._view.update_zoom_text()
+            return
+        ev.accept()
+        self._view.scroll_requested.emit(self._view.plane, 1 if ev.delta() > 0 else -1)
+
+
+class _ScaleBar(QtWidgets.QWidget):
+    """A bar of a round length in mm, sized from the current zoom."""
+
+    def __init__(self, parent):
+        super().__init__(parent)
+        self.mm, self.px = 0.0, 0
+        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.resize(160, 24)
+
+    def set_scale(self, px_per_mm: float) -> None:
+        if not math.isfinite(px_per_mm) or px_per_mm <= 0:
+            self.mm, self.px = 0.0, 0
+        else:
+            target = 100.0 / px_per_mm
+            nice = [n * 10**e for e in range(-1, 4) for n in (1, 2, 5)]
+            self.mm = max((n for n in nice if n <= target), default=nice[0])
+            self.px = round(self.mm * px_per_mm)
+        self.update()
+
+    def paintEvent(self, ev):
+        if self.px <= 0:
+            return
+        p = QtGui.QPainter(self)
+        p.setPen(QtGui.QPen(QtGui.QColor(232, 232, 232), 2))
+        y = self.height() - 6
+        p.drawLine(4, y, 4 + self.px, y)
+        p.drawLine(4, y - 4, 4, y)
+        p.drawLine(4 + self.px, y - 4, 4 + self.px, y)
+        mm = f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
+        p.drawText(8, y - 6, mm)
+        p.end()
+
+
+class SliceView(pg.GraphicsView):
+    """A plane widget; the main window (or the exporter) owns the state and calls ``refresh``."""
+
+    clicked = QtCore.Signal(str, float, float)  # plane, row, column (displayed pixels)
+    scroll_requested = QtCore.Signal(str, int)
+    window_dragged = QtCore.Signal(float, float)
+    probed = QtCore.Signal(str, float, float)
+    measured = QtCore.Signal(str)
+
+    def __init__(self, plane: str, parent=None):
+        super().__init__(parent)
+        self.plane = plane
+        self.tool = "wl"  # wl | ruler | roi
+        self.volume: Volume | None = None
+        self.state: ViewState | None = None
+        self.overlays: OverlayData | None = None
+        self.shown_index = -1
+        self.pixel_mm = (1.0, 1.0)
+        self.anonymize = False
+        self.corner_extra = ""  # e.g. "SYNTHETIC"
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(120, 120)
+
+        self.vb = _ViewBox(self)
+        self.setCentralItem(self.vb)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.vb.addItem(self.image_item)
+        self.mask_items: dict[str, pg.ImageItem] = {}
+        self.heat_items: dict[str, pg.ImageItem] = {}
+        self.box_items: list[QtWidgets.QGraphicsRectItem] = []
+        self.box_labels: list[pg.TextItem] = []
+        self.visible_boxes: list[tuple[str, int, float, tuple[int, int, int, int]]] = []
+        pen = pg.mkPen((80, 200, 255, 170), width=1)
+        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pen)
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pen)
+        for line in (self.hline, self.vline):
+            line.setZValue(50)
+            self.vb.addItem(line, ignoreBounds=True)
+        self.measure_item = None
+
+        vp = self.viewport()
+        self.corners = {k: QtWidgets.QLabel(vp) for k in ("tl", "tr", "bl", "br")}
+        for k, lab in self.corners.items():
+            lab.setStyleSheet(_LABEL_CSS)
+            lab.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+            lab.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight if k[1] == "r" else QtCore.Qt.AlignmentFlag.AlignLeft)
+        self.letters = {k: QtWidgets.QLabel(vp) for k in ("left", "right", "top", "bottom")}
+        for lab in self.letters.values():
+            lab.setStyleSheet(_LETTER_CSS)
+            lab.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.scale_bar = _ScaleBar(vp)
+        self.vb.sigRangeChanged.connect(self.update_zoom_text)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._drag_start = None
+
+    # -- data ------------------------------------------------------------------------------------
+    def set_volume(self, volume: Volume | None, state: ViewState | None) -> None:
+        self.volume, self.state = volume, state
+        self.shown_index = -1
+        self.set_overlays(None)
+        self.clear_measurement()
+        if volume is None:
+            self.image_item.clear()
+            return
+        self.pixel_mm = plane_pixel_mm(volume, self.plane)
+        self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
+        for side, letter in orientation_letters(volume, self.plane).items():
+            self.letters[side].setText(letter)
+            self.letters[side].adjustSize()
+        self.refresh()
+        self.fit()
+
+    def show_preview(self, image: np.ndarray, pixel_mm: tuple[float, float] | None, levels) -> None:
+        """A single axial slice shown while the series is still loading."""
+        self.image_item.setImage(image, autoLevels=False, levels=levels)
+        if pixel_mm is not None:
+            self.pixel_mm = pixel_mm
+            self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
+        self.fit()
+
+    def set_overlays(self, overlays: OverlayData | None) -> None:
+        self.overlays = overlays
+        for item in (*self.mask_items.values(), *self.heat_items.values()):
+            self.vb.removeItem(item)
+        self.mask_items, self.heat_items = {}, {}
+        if overlays is None:
+            self._set_boxes([])
+            return
+        cmap = pg.colormap.get("inferno")
+        lut = heat_lut(cmap)
+        for key in overlays.heat:
+            item = pg.ImageItem(axisOrder="row-major")
+            item.setLookupTable(lut)
+            item.setZValue(10)
+            self.vb.addItem(item)
+            self.heat_items[key] = item
+        for key in overlays.masks:
+            item = pg.ImageItem(axisOrder="row-major")
+            item.setZValue(20)
+            self.vb.addItem(item)
+            self.mask_items[key] = item
+        for item in (*self.mask_items.values(), *self.heat_items.values()):
+            item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
+
+    # -- drawing ---------------------------------------------------------------------------------
+    def refresh(self, *, image: bool = True, levels: bool = True, overlays: bool = True) -> None:
+        st, vol = self.state, self.volume
+        if st is None or vol is None:
+            return
+        idx = st.slice_index(self.plane)
+        w = st.window
+        if image and idx != self.shown_index:
+            self.image_item.setImage(
+                extract_plane(vol, self.plane, idx).image,
+                autoLevels=False,
+                levels=None if vol.is_rgb else (w.low, w.high),
+            )
+            self.shown_index = idx
+        elif levels and not vol.is_rgb:
+            self.image_item.setLevels((w.low, w.high))
+        self.image_item.setLookupTable(INVERT_LUT if st.invert and not vol.is_rgb else None)
+        if overlays:
+            self._draw_overlays(idx)
+        self._draw_crosshair()
+        self.update_corner_text()
+
+    def _draw_overlays(self, idx: int) -> None:
+        st, ov = self.state, self.overlays
+        if ov is None:
+            self._set_boxes([])
+            return
+        for key, item in self.mask_items.items():
+            shown = st.shown(key)
+            item.setVisible(shown)
+            if shown:
+                m = ov.mask_slice(key, self.plane, idx)
+                item.setImage(mask_rgba(m, st.layer_info[key].color), autoLevels=False, levels=(0, 255))
+                item.setOpacity(st.layers[key].opacity)
+        for key, item in self.heat_items.items():
+            shown = st.shown(key)
+            item.setVisible(shown)
+            if shown:
+                item.setImage(ov.heat_slice(key, self.plane, idx), autoLevels=False, levels=(0.0, 1.0))
+                item.setOpacity(st.layers[key].opacity)
+        boxes = []
+        for key, bs in ov.boxes.items():
+            if st.shown(key):
+                for fid, score, rect in boxes_on_slice(bs, st.threshold(key), self.plane, idx, st.shape_zyx, st.flip_z):
+                    boxes.append((key, fid, score, rect))
+        self._set_boxes(boxes)
+
+    def _set_boxes(self, boxes) -> None:
+        self.visible_boxes = boxes
+        while len(self.box_items) < len(boxes):
+            rect = QtWidgets.QGraphicsRectItem()
+            rect.setZValue(30)
+            self.vb.addItem(rect, ignoreBounds=True)
+            text = pg.TextItem(anchor=(0, 1))
+            text.setZValue(31)
+            self.vb.addItem(text, ignoreBounds=True)
+            self.box_items.append(rect)
+            self.box_labels.append(text)
+        rmm, cmm = self.pixel_mm
+        st = self.state
+        for i, (rect, text) in enumerate(zip(self.box_items, self.box_labels, strict=True)):
+            if i >= len(boxes):
+                rect.setVisible(False)
+                text.setVisible(False)
+                continue
+            key, fid, score, (r0, c0, r1, c1) = boxes[i]
+            layer, ls = st.layer_info[key], st.layers[key]
+            selected = st.selected == f"det:{layer.model}:{fid}"
+            color = QtGui.QColor(*layer.color, int(255 * ls.opacity))
+            pen = QtGui.QPen(color, 3 if selected else 2)
+            pen.setCosmetic(True)
+            rect.setPen(pen)
+            rect.setRect(QtCore.QRectF(c0 * cmm, r0 * rmm, (c1 - c0) * cmm, (r1 - r0) * rmm))
+            rect.setVisible(True)
+            text.setText(f"{layer.label} {score:.2f}", color=color)
+            text.setPos(c0 * cmm, r0 * rmm)
+            text.setVisible(True)
+
+    def _draw_crosshair(self) -> None:
+        st = self.state
+        _, row, col = to_plane(self.plane, st.cursor_zyx, st.shape_zyx, st.flip_z)
+        self.hline.setPos((row + 0.5) * self.pixel_mm[0])
+        self.vline.setPos((col + 0.5) * self.pixel_mm[1])
+
+    def set_crosshair_visible(self, on: bool) -> None:
+        self.hline.setVisible(on)
+        self.vline.setVisible(on)
+
+    # -- text ------------------------------------------------------------------------------------
+    def update_corner_text(self) -> None:
+        st, vol = self.state, self.volume
+        if st is None or vol is None:
+            return
+        idx = st.slice_index(self.plane)
+        n = st.count(self.plane)
+        pos_mm = vol.index_to_lps(st.cursor_zyx)
+        pos = {"axial": pos_mm[2], "coronal": pos_mm[1], "sagittal": pos_mm[0]}[self.plane]
+        study = vol.study
+        tl = [] if self.anonymize else [study.patient_name or "(no name)", study.patient_id, study.study_date]
+        if self.corner_extra:
+            tl.insert(0, self.corner_extra)
+        self._set_corner("tl", "\n".join(t for t in tl if t))
+        self._set_corner("tr", "\n".join(t for t in (vol.modality, vol.description, self.plane) if t))
+        self._set_corner("bl", f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
+        w = st.window
+        self._set_corner("br", f"W {w.width:.0f} L {w.level:.0f}{'  inv' if st.invert else ''}\n{self.zoom_text()}")
+
+    def zoom(self) -> float:
+        """Screen pixels per image pixel (columns)."""
+        px = self.vb.viewPixelSize()[0]
+        return self.pixel_mm[1] / px if px > 0 else float("nan")
+
+    def zoom_text(self) -> str:
+        z = self.zoom()
+        return f"zoom {z:.2f}×" if math.isfinite(z) else ""
+
+    def update_zoom_text(self, *args) -> None:
+        px = self.vb.viewPixelSize()[0]
+        self.scale_bar.set_scale(1.0 / px if px > 0 else float("nan"))
+        if self.state is not None and self.volume is not None:
+            w = self.state.window
+            self._set_corner(
+                "br", f"W {w.width:.0f} L {w.level:.0f}{'  inv' if self.state.invert else ''}\n{self.zoom_text()}"
+            )
+
+    def _set_corner(self, key: str, text: str) -> None:
+        lab = self.corners[key]
+        if lab.text() != text:
+            lab.setText(text)
+            lab.adjustSize()
+            self._place_labels()
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        if not hasattr(self, "scale_bar"):  # pyqtgraph resizes once inside its own __init__
+            return
+        self._place_labels()
+        self.update_zoom_text()
+
+    def _place_labels(self) -> None:
+        w, h = self.viewport().width(), self.viewport().height()
+        m = 4
+        c = self.corners
+        c["tl"].move(m, m)
+        c["tr"].move(w - c["tr"].width() - m, m)
+        c["bl"].move(m, h - c["bl"].height() - m)
+        c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
+        L = self.letters
+        L["left"].move(m, (h - L["left"].height()) // 2)
+        L["right"].move(w - L["right"].width() - m, (h - L["right"].height()) // 2)
+        L["top"].move((w - L["top"].width()) // 2, m)
+        L["bottom"].move((w - L["bottom"].width()) // 2, h - c["bl"].height() - L["bottom"].height() - m)
+        self.scale_bar.move(m, h - c["bl"].height() - self.scale_bar.height() - m)
+
+    # -- view --------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        self.vb.autoRange(padding=0.0, items=[self.image_item])
+        self.update_zoom_text()
+
+    def one_to_one(self) -> None:
+        """One image pixel per screen pixel, centred where the view is now."""
+        r = self.vb.viewRect()
+        cx, cy = r.center().x(), r.center().y()
+        w = self.vb.width() * self.pixel_mm[1] / 2
+        h = self.vb.height() * self.pixel_mm[1] / 2
+        self.vb.setRange(xRange=(cx - w, cx + w), yRange=(cy - h, cy + h), padding=0)
+        self.update_zoom_text()
+
+    def center_on(self, row: float, col: float) -> None:
+        r = self.vb.viewRect()
+        x, y = (col + 0.5) * self.pixel_mm[1], (row + 0.5) * self.pixel_mm[0]
+        self.vb.setRange(
+            xRange=(x - r.width() / 2, x + r.width() / 2), yRange=(y - r.height() / 2, y + r.height() / 2), padding=0
+        )
+
+    def scene_to_pixel(self, x_mm: float, y_mm: float) -> tuple[float, float]:
+        """View (mm) → displayed (row, column) in pixels (fractional)."""
+        return y_mm / self.pixel_mm[0], x_mm / self.pixel_mm[1]
+
+    # -- mouse -------------------------------------------------------------------------------------
+    def point_clicked(self, x_mm: float, y_mm: float) -> None:
+        row, col = self.scene_to_pixel(x_mm, y_mm)
+        self.clicked.emit(self.plane, row, col)
+
+    def left_drag(self, ev) -> None:
+        if self.tool == "wl":
+            d = ev.screenPos() - ev.lastScreenPos()
+            self.window_dragged.emit(float(d.x()), float(d.y()))
+            return
+        p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
+        p1 = self.vb.mapSceneToView(ev.scenePos())
+        self.clear_measurement()
+        if self.tool == "ruler":
+            self.measure_item = QtWidgets.QGraphicsLineItem(p0.x(), p0.y(), p1.x(), p1.y())
+        else:
+            self.measure_item = QtWidgets.QGraphicsEllipseItem(QtCore.QRectF(p0, p1).normalized())
+        pen = QtGui.QPen(QtGui.QColor(80, 255, 120), 2)
+        pen.setCosmetic(True)
+        self.measure_item.setPen(pen)
+        self.measure_item.setZValue(40)
+        self.vb.addItem(self.measure_item, ignoreBounds=True)
+        self.measured.emit(self.measurement_text(p0.x(), p0.y(), p1.x(), p1.y()))
+
+    def measurement_text(self, x0: float, y0: float, x1: float, y1: float) -> str:
+        if self.tool == "ruler":
+            return f"length {math.hypot(x1 - x0, y1 - y0):.1f} mm"
+        img = np.asarray(extract_plane(self.volume, self.plane, self.state.slice_index(self.plane)).image)
+        r0, c0 = self.scene_to_pixel(min(x0, x1), min(y0, y1))
+        r1, c1 = self.scene_to_pixel(max(x0, x1), max(y0, y1))
+        return ellipse_stats(img, (r0, c0, r1, c1), self.pixel_mm).text()
+
+    def clear_measurement(self) -> None:
+        if self.measure_item is not None:
+            self.vb.removeItem(self.measure_item)
+            self.measure_item = None
+
+    def _mouse_moved(self, scene_pos) -> None:
+        if self.volume is None:
+            return
+        p = self.vb.mapSceneToView(scene_pos)
+        row, col = self.scene_to_pixel(p.x(), p.y())
+        self.probed.emit(self.plane, row, col)
+
+    def keyPressEvent(self, ev):
+        k = ev.key()
+        step = {
+            QtCore.Qt.Key.Key_Up: 1,
+            QtCore.Qt.Key.Key_Down: -1,
+            QtCore.Qt.Key.Key_Right: 1,
+            QtCore.Qt.Key.Key_Left: -1,
+            QtCore.Qt.Key.Key_PageUp: 10,
+            QtCore.Qt.Key.Key_PageDown: -10,
+        }.get(k)
+        if step is not None and self.state is not None:
+            self.scroll_requested.emit(self.plane, step)
+            return
+        if k in (QtCore.Qt.Key.Key_Home, QtCore.Qt.Key.Key_End) and self.state is not None:
+            n = self.state.count(self.plane)
+            target = 0 if k == QtCore.Qt.Key.Key_Home else n - 1
+            self.scroll_requested.emit(self.plane, target - self.state.slice_index(self.plane))
+            return
+        super().keyPressEvent(ev)

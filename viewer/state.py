@@ -1,0 +1,295 @@
+"""What the viewer shows, without Qt: slice per plane, window, layers, findings and their review.
+
+The widgets read this state and draw it; tests drive it directly (like napari's layer model and
+ndv's controller). Plane geometry follows ``imaging.geometry.extract_plane``: rows top→bottom,
+coronal/sagittal rows along z, reversed when z points to the head so the head is at the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imaging.geometry import _z_points_to_head
+from imaging.volume import Volume, Window
+from inference.findings import Findings
+
+AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+# LPS letter for the positive direction of each patient axis, and for the negative one.
+_POS, _NEG = "LPS", "RAI"
+
+
+# -- plane geometry --------------------------------------------------------------------------------
+def head_up(volume: Volume) -> bool:
+    """True when coronal/sagittal rows are z reversed (as extract_plane displays them)."""
+    return _z_points_to_head(volume)
+
+
+def to_plane(plane: str, zyx, shape_zyx, flip_z: bool) -> tuple[int, float, float]:
+    """Voxel (z, y, x) → (slice index, displayed row, displayed column) in ``plane``."""
+    z, y, x = zyx
+    nz = shape_zyx[0]
+    zr = (nz - 1 - z) if flip_z else z
+    if plane == "axial":
+        return round(z), y, x
+    if plane == "coronal":
+        return round(y), zr, x
+    return round(x), zr, y
+
+
+def from_plane(plane: str, index: int, row: float, col: float, shape_zyx, flip_z: bool) -> tuple[float, float, float]:
+    """(slice index, displayed row, displayed column) in ``plane`` → voxel (z, y, x)."""
+    nz = shape_zyx[0]
+    if plane == "axial":
+        return float(index), row, col
+    z = (nz - 1 - row) if flip_z else row
+    if plane == "coronal":
+        return z, float(index), col
+    return z, col, float(index)
+
+
+def box_on_plane(box_zyx, plane: str, index: int, shape_zyx, flip_z: bool) -> tuple[int, int, int, int] | None:
+    """A half-open 3D box's rectangle (row0, col0, row1, col1) on one slice, or None if it misses it."""
+    z0, y0, x0, z1, y1, x1 = box_zyx
+    nz = shape_zyx[0]
+    r0, r1 = (nz - z1, nz - z0) if flip_z else (z0, z1)
+    if plane == "axial":
+        return (y0, x0, y1, x1) if z0 <= index < z1 else None
+    if plane == "coronal":
+        return (r0, x0, r1, x1) if y0 <= index < y1 else None
+    return (r0, y0, r1, y1) if x0 <= index < x1 else None
+
+
+def plane_pixel_mm(volume: Volume, plane: str) -> tuple[float, float]:
+    """(row, column) pixel size in mm of a plane: what gives the view its true aspect."""
+    sz, sy, sx = volume.spacing_zyx
+    return {"axial": (sy, sx), "coronal": (sz, sx), "sagittal": (sz, sy)}[plane]
+
+
+def orientation_letters(volume: Volume, plane: str) -> dict[str, str]:
+    """Patient directions at the four edges of a displayed plane: {"left", "right", "top", "bottom"}."""
+    d = volume.direction  # columns: LPS unit vectors of the x, y, z index axes
+    flip = -1.0 if head_up(volume) else 1.0
+    col_vec, row_vec = {
+        "axial": (d[:, 0], d[:, 1]),
+        "coronal": (d[:, 0], flip * d[:, 2]),
+        "sagittal": (d[:, 1], flip * d[:, 2]),
+    }[plane]
+
+    def letter(v: np.ndarray) -> str:
+        i = int(np.argmax(np.abs(v)))
+        return _POS[i] if v[i] > 0 else _NEG[i]
+
+    return {"right": letter(col_vec), "left": letter(-col_vec), "bottom": letter(row_vec), "top": letter(-row_vec)}
+
+
+# -- layers and findings -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layer:
+    """One overlay: boxes of a detector label, a segmentation mask, or a heat map."""
+
+    key: str
+    kind: str  # boxes | mask | heatmap
+    model: str
+    label: str
+    version: str
+    color: tuple[int, int, int]
+    default_threshold: float | None = None
+
+
+@dataclass
+class LayerState:
+    visible: bool = True
+    opacity: float = 0.5
+    threshold: float = 0.0
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """A row of the findings panel: one detection, one segmented component, or one classification."""
+
+    key: str
+    layer: str
+    model: str
+    label: str
+    score: float | None
+    size: str
+    center_zyx: tuple[int, int, int]
+    box_zyx: tuple[int, int, int, int, int, int] | None
+
+
+PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
+
+
+def build_layers(findings: Findings) -> list[Layer]:
+    versions = {m.name: m.version for m in findings.models}
+    thresholds = {m.name: m.threshold for m in findings.models}
+    keys: list[tuple[str, str, str, str]] = []
+    for d in findings.detections:
+        k = ("boxes", f"det:{d.model}:{d.label}", d.model, d.label)
+        if k not in keys:
+            keys.append(k)
+    keys += [
+        ("mask", f"seg:{s.model}:{s.label}", s.model, s.label) for s in findings.segmentations if s.mask is not None
+    ]
+    keys += [
+        ("heatmap", f"heat:{c.model}:{c.label}", c.model, c.label)
+        for c in findings.classifications
+        if c.heatmap is not None
+    ]
+    return [
+        Layer(key, kind, model, label, versions.get(model, "?"), PALETTE[i % len(PALETTE)], thresholds.get(model))
+        for i, (kind, key, model, label) in enumerate(keys)
+    ]
+
+
+def finding_rows(findings: Findings, volume: Volume) -> list[FindingRow]:
+    rows = []
+    for d in findings.detections:
+        c = tuple(round(v) for v in d.center_zyx)
+        rows.append(
+            FindingRow(
+                f"det:{d.model}:{d.id}",
+                f"det:{d.model}:{d.label}",
+                d.model,
+                d.label,
+                d.score,
+                f"{d.diameter_mm:.1f} mm",
+                c,
+                tuple(d.box_zyx),
+            )
+        )
+    for s in findings.segmentations:
+        for comp in s.components:
+            z0, y0, x0, z1, y1, x1 = comp.box_zyx
+            c = ((z0 + z1 - 1) // 2, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2)
+            rows.append(
+                FindingRow(
+                    f"seg:{s.model}:{s.label}:{comp.id}",
+                    f"seg:{s.model}:{s.label}",
+                    s.model,
+                    s.label,
+                    comp.mean_probability,
+                    f"{comp.volume_ml:.2f} ml",
+                    c,
+                    tuple(comp.box_zyx),
+                )
+            )
+    for cl in findings.classifications:
+        nz, ny, nx = volume.shape_zyx
+        z = int(np.argmax(cl.per_slice)) if cl.per_slice else nz // 2
+        rows.append(
+            FindingRow(
+                f"cls:{cl.model}:{cl.label}",
+                f"heat:{cl.model}:{cl.label}",
+                cl.model,
+                cl.label,
+                cl.probability,
+                "study",
+                (z, ny // 2, nx // 2),
+                None,
+            )
+        )
+    return rows
+
+
+# -- the view state ----------------------------------------------------------------------------------
+@dataclass
+class ViewState:
+    """Everything a redraw needs apart from the pixels: the crosshair, window, layout and layers."""
+
+    shape_zyx: tuple[int, int, int]
+    window: Window
+    flip_z: bool = True
+    invert: bool = False
+    layout: str = "1x3"  # or "single"
+    active_plane: str = "axial"
+    overlays_on: bool = True
+    cursor_zyx: list[int] = field(default_factory=list)
+    layers: dict[str, LayerState] = field(default_factory=dict)
+    layer_info: dict[str, Layer] = field(default_factory=dict)
+    rows: list[FindingRow] = field(default_factory=list)
+    decisions: dict[str, str] = field(default_factory=dict)  # finding key → accepted | rejected
+    selected: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.cursor_zyx:
+            self.cursor_zyx = [n // 2 for n in self.shape_zyx]
+
+    @classmethod
+    def for_volume(cls, volume: Volume, window: Window) -> ViewState:
+        return cls(volume.shape_zyx, window, flip_z=head_up(volume), invert=volume.invert)
+
+    # slices
+    def count(self, plane: str) -> int:
+        return self.shape_zyx[AXIS[plane]]
+
+    def slice_index(self, plane: str) -> int:
+        return self.cursor_zyx[AXIS[plane]]
+
+    def set_slice(self, plane: str, index: int) -> int:
+        i = int(min(max(index, 0), self.count(plane) - 1))
+        self.cursor_zyx[AXIS[plane]] = i
+        return i
+
+    def scroll(self, plane: str, delta: int) -> int:
+        return self.set_slice(plane, self.slice_index(plane) + delta)
+
+    def set_cursor(self, zyx) -> None:
+        self.cursor_zyx = [int(min(max(round(v), 0), n - 1)) for v, n in zip(zyx, self.shape_zyx, strict=True)]
+
+    # window
+    def drag_window(self, dx: float, dy: float) -> Window:
+        """Left-drag: right widens, down raises the level; the step scales with the current width."""
+        step = max(self.window.width, 1.0) / 256.0
+        self.window = Window(max(1.0, self.window.width + dx * step), self.window.level + dy * step)
+        return self.window
+
+    # layers
+    def set_findings(self, findings: Findings | None, volume: Volume) -> None:
+        if findings is None:
+            self.layers, self.layer_info, self.rows = {}, {}, []
+            return
+        old = self.layers
+        self.layer_info = {layer.key: layer for layer in build_layers(findings)}
+        self.layers = {
+            key: old.get(key)
+            or LayerState(
+                opacity=0.8 if layer.kind == "boxes" else 0.4,
+                threshold=layer.default_threshold if layer.default_threshold is not None else 0.5,
+            )
+            for key, layer in self.layer_info.items()
+        }
+        self.rows = finding_rows(findings, volume)
+
+    def shown(self, layer_key: str) -> bool:
+        s = self.layers.get(layer_key)
+        return bool(self.overlays_on and s is not None and s.visible)
+
+    def threshold(self, layer_key: str) -> float:
+        s = self.layers.get(layer_key)
+        return s.threshold if s is not None else 0.0
+
+    def visible_rows(self) -> list[FindingRow]:
+        """Findings above their layer's threshold (what the panel lists and N/P walk through)."""
+        return [
+            r
+            for r in self.rows
+            if r.score is None or not r.key.startswith("det:") or r.score >= self.threshold(r.layer)
+        ]
+
+    def select(self, key: str) -> FindingRow | None:
+        row = next((r for r in self.rows if r.key == key), None)
+        if row is not None:
+            self.selected = key
+            self.set_cursor(row.center_zyx)
+        return row
+
+    def step_finding(self, delta: int) -> FindingRow | None:
+        rows = self.visible_rows()
+        if not rows:
+            return None
+        keys = [r.key for r in rows]
+        i = keys.index(self.selected) + delta if self.selected in keys else (0 if delta > 0 else len(rows) - 1)
+        return self.select(keys[i % len(keys)])
