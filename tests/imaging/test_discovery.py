@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -188,6 +189,8 @@ def test_junk_and_truncated_files_are_skipped_with_reasons(tmp_path):
     ds.NumberOfFrames = 11
     ds.save_as(lying)
     lying.write_bytes(lying.read_bytes().replace(b"IS\x02\x0011", b"IS\x02\x001A"))  # pydicom refuses to write it
+    os.mkfifo(tmp_path / "pipe")  # opening it would block forever
+    os.symlink(tmp_path / "gone.dcm", tmp_path / "dangling.dcm")
     result = run_to_end(iter_scan(tmp_path))
     assert _only(result.series).shape_zyx[0] == 3
     reasons = {Path(s.path).name: s.reason for s in result.skipped}
@@ -196,6 +199,7 @@ def test_junk_and_truncated_files_are_skipped_with_reasons(tmp_path):
     assert reasons["im0003.dcm"] == "truncated: pixel data needs 128 bytes, the file holds 78 of them"
     assert reasons["half_header.dcm"]  # whatever the parser tripped over, it is a one-line reason
     assert reasons["lying.dcm"] == "invalid NumberOfFrames '1A'"
+    assert reasons["pipe"] == reasons["dangling.dcm"] == "not a regular file"
     assert all("\n" not in r for r in reasons.values())
 
 
