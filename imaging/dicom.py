@@ -16,6 +16,7 @@ the same code discovery uses.
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import threading
 from collections.abc import Generator, Sequence
@@ -132,6 +133,7 @@ def _load_stack(files: Sequence[str], cancel, what: str):
         ds = read_dataset(path)
         if _frames(path, ds) != 1:
             raise GeometryError(path, "a multi-frame image inside a stack of single-frame slices")
+        _check_header_size(path, ds, n)
         frame = _to_display_colour(_decode_frames(path, ds)[0])
         if slab is None:
             slab = _Slab.allocate(path, frame, n)
@@ -159,13 +161,12 @@ def _load_stack(files: Sequence[str], cancel, what: str):
     check_cancel(cancel, what)
 
     orientation = geometries[mid].orientation
-    for g, path in zip(geometries, files, strict=True):
-        if (
-            g.orientation is not None
-            and orientation is not None
-            and not np.allclose(g.orientation, orientation, atol=1e-3)
-        ):
-            raise GeometryError(path, "slice orientation differs from the rest of the stack")
+    if orientation is not None:
+        known = [z for z, g in enumerate(geometries) if g.orientation is not None]
+        cosines = np.array([geometries[z].orientation for z in known]).reshape(-1, 6)
+        off = np.flatnonzero(np.any(np.abs(cosines - np.asarray(orientation)) > 1e-3, axis=1))
+        if len(off):
+            raise GeometryError(files[known[off[0]]], "slice orientation differs from the rest of the stack")
     have_positions = all(g.position is not None for g in geometries)
     positions = np.array([g.position for g in geometries]) if have_positions else None
     numbers = [g.instance for g in geometries]
@@ -199,8 +200,14 @@ def _is_monochrome1(ds: Dataset) -> bool:
 
 
 def _load_multiframe(path: str, cancel, what: str):
-    """One file: a single image, a classic multi-frame or an enhanced CT/MR with functional groups."""
-    ds = read_dataset(path)
+    """One file: a single image, a classic multi-frame or an enhanced CT/MR with functional groups.
+
+    Plain uncompressed frames are read from the file straight into their slices (the pixel bytes
+    are never held twice); other encodings are decoded frame by frame by pydicom.
+    """
+    located = _header_with_pixel_location(path)
+    ds = located[0] if located is not None else read_dataset(path)
+    native = located[1] if located is not None else None
     n = _frames(path, ds)
     geometry = frame_geometry(ds, path, n)
     stack = stack_geometry(geometry.orientation, geometry.positions, [None] * n, geometry.fallback_spacing_z, "frames")
@@ -208,22 +215,29 @@ def _load_multiframe(path: str, cancel, what: str):
     rescales = _frame_rescales(ds, n)
     mid_z = n // 2
     mid_frame = order[mid_z]
-    native = _native_frames(path, ds, n)
-    first = native[mid_frame] if native is not None else _decode_frames(path, ds, index=mid_frame)[0]
-    first = _to_display_colour(first)
-    slab = _Slab.allocate(path, first, n)
-    slab.put(mid_z, first, path, rescales[mid_frame])
+    z_of = {frame: z for z, frame in enumerate(order)}
+    if native is not None:
+        slab = _Slab.for_native(path, native, n)
+        slab.read_native(mid_z, path, native, frame=mid_frame, rescale=rescales[mid_frame])
+    else:
+        _check_header_size(path, ds, n)
+        first = _to_display_colour(_decode_frames(path, ds, index=mid_frame)[0])
+        slab = _Slab.allocate(path, first, n)
+        slab.put(mid_z, first, path, rescales[mid_frame])
     yield Progress(1, n, what, preview=SlicePreview(mid_z, slab.modality_slice(mid_z), n))
 
-    z_of = {frame: z for z, frame in enumerate(order)}
     step = max(1, n // 100)
     done = 1
-    frames = enumerate(native) if native is not None else ((i, f) for i, f in enumerate(_iter_decoded(path, ds, n)))
-    for i, frame in frames:
+    frames = range(n) if native is not None else enumerate(_iter_decoded(path, ds, n))
+    for item in frames:
         check_cancel(cancel, what)
+        i, frame = (item, None) if native is not None else item
         if i == mid_frame:
             continue
-        slab.put(z_of[i], _to_display_colour(frame), path, rescales[i])
+        if native is not None:
+            slab.read_native(z_of[i], path, native, frame=i, rescale=rescales[i])
+        else:
+            slab.put(z_of[i], _to_display_colour(frame), path, rescales[i])
         done += 1
         if done % step == 0 or done == n:
             yield Progress(done, n, what)
@@ -231,6 +245,71 @@ def _load_multiframe(path: str, cancel, what: str):
     grid = _grid(stack, geometry.pixel_spacing)
     array = slab.finish()
     return array, grid, ds, _is_monochrome1(ds) and array.ndim == 3, (path,), [*geometry.warnings, *stack.warnings]
+
+
+def _header_with_pixel_location(path: str) -> tuple[Dataset, NativeHeader] | None:
+    """The header of a file whose pixels are plain little-endian monochrome, and where they start.
+
+    None for anything else (compressed, big endian, deflated, colour, float): pydicom decodes those.
+    """
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(132)
+            force = not (len(head) == 132 and head[128:132] == b"DICM")
+            if force and head[:2] not in (b"\x08\x00", b"\x02\x00"):
+                return None
+            fp.seek(0)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
+            at = fp.tell()
+            element = fp.read(12)
+    except Exception:  # read_dataset reads it again and words the error
+        return None
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) or len(element) < 8:
+        return None
+    if struct.unpack_from("<HH", element) != (0x7FE0, 0x0010):
+        return None
+    if syntax == ExplicitVRLittleEndian:
+        if element[4:6] not in (b"OB", b"OW") or len(element) < 12:
+            return None
+        (length,) = struct.unpack_from("<I", element, 8)
+        offset = at + 12
+    else:
+        (length,) = struct.unpack_from("<I", element, 4)
+        offset = at + 8
+    try:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        rows, columns, allocated = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+        stored = int(ds.get("BitsStored", allocated) or allocated)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if length == 0xFFFFFFFF or samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    if allocated not in (8, 16) or not 0 < stored <= allocated or rows < 1 or columns < 1:
+        return None
+    frames = _frames(path, ds)
+    header = NativeHeader(
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        bits_allocated=allocated,
+        bits_stored=stored,
+        signed=signed,
+        monochrome1=photometric == "MONOCHROME1",
+        slope=1.0,
+        intercept=0.0,
+        position=None,
+        orientation=None,
+        pixel_spacing=None,
+        instance=None,
+        fallback_spacing_z=None,
+        pixel_offset=offset,
+        pixel_length=length,
+    )
+    return ds, header
 
 
 def _grid(stack, pixel_spacing) -> _Grid:
@@ -278,19 +357,23 @@ class _Slab:
         _check_fits_memory(path, shape, max(dtype.itemsize, 2))
         return cls(np.empty(shape, dtype=dtype), header.rows, header.columns)
 
-    def read_native(self, z: int, path: str, header: NativeHeader) -> None:
-        """Read one plain slice's pixels from its file straight into slice ``z``."""
+    def read_native(
+        self, z: int, path: str, header: NativeHeader, frame: int = 0, rescale: tuple[float, float] | None = None
+    ) -> None:
+        """Read frame ``frame`` of a plain file from disk straight into slice ``z``."""
         target = self.array[z]
         nbytes = target.nbytes
-        if header.pixel_length < nbytes:
+        if header.pixel_length < nbytes * (frame + 1):
             raise ImagingError(
-                path, f"pixel data is shorter than Rows×Columns ({header.pixel_length} of {nbytes} bytes)"
+                path,
+                f"pixel data is shorter than Rows×Columns×Frames ({header.pixel_length} of "
+                f"{nbytes * header.frames} bytes)",
             )
         view = memoryview(target).cast("B")
         got = 0
         try:
             with open(path, "rb", buffering=0) as fp:
-                fp.seek(header.pixel_offset)
+                fp.seek(header.pixel_offset + frame * nbytes)
                 while got < nbytes:
                     count = fp.readinto(view[got:])
                     if not count:
@@ -306,7 +389,7 @@ class _Slab:
             shift = header.bits_allocated - header.bits_stored
             np.left_shift(target, shift, out=target)
             np.right_shift(target, shift, out=target)
-        self.slopes[z], self.intercepts[z] = header.slope, header.intercept
+        self.slopes[z], self.intercepts[z] = rescale if rescale is not None else (header.slope, header.intercept)
         self.lows[z], self.highs[z] = (float(v) for v in _min_max(target))
 
     def put(self, z: int, frame: np.ndarray, path: str, rescale: tuple[float, float]) -> None:
@@ -395,6 +478,18 @@ def _rescaled(image: np.ndarray, slope: float, intercept: float) -> np.ndarray:
 
 def _min_max(frame: np.ndarray) -> tuple:
     return frame.min(), frame.max()
+
+
+def _check_header_size(path: str, ds: Dataset, n: int) -> None:
+    """Refuse what the header says is too big before a decoder tries to allocate it."""
+    try:
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        raise ImagingError(path, f"invalid Rows/Columns {ds.get('Rows')!r}×{ds.get('Columns')!r}") from None
+    if rows < 1 or columns < 1:
+        raise ImagingError(path, f"invalid image size {rows}×{columns}")
+    _check_fits_memory(path, (n, rows, columns, samples), 4)
 
 
 def _check_fits_memory(path: str, shape: tuple[int, ...], itemsize: int) -> None:

@@ -325,3 +325,14 @@ def test_deflated_file_loads_through_a_series(tmp_path):
     series = SeriesInfo("dfl", "OT", "", StudyInfo(), (str(path),), (1, ds.Rows, ds.Columns), (1.0, 1.0, 1.0))
     out = load(series)
     np.testing.assert_array_equal(out.array[0], ds.pixel_array)
+
+
+def test_a_header_claiming_a_huge_image_is_refused_before_allocating(tmp_path):
+    (path,) = write_dicom_series(_ct(shape=(1, 4, 4)), tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.Rows = ds.Columns = 65535
+    ds.NumberOfFrames = 100000
+    ds.save_as(path)
+    with pytest.raises(ImagingError) as err:
+        load(path)
+    assert str(path) in _one_line(err.value)
