@@ -125,7 +125,7 @@ def read_header(path: str) -> Header:
     sop_class = str(_value(ds, "SOPClassUID") or meta_class)
     modality = str(_value(ds, "Modality") or "").strip().upper()
     if meta_class == _DIRECTORY_SOP_CLASS:
-        raise NotAnImageError(path, "no image (a DICOMDIR: open it or its folder to read what it lists)")
+        raise NotAnImageError(path, "no image (a DICOMDIR: the index of a folder, not an image)")
     if not sop_class and not _value(ds, "Rows"):
         raise NotAnImageError(path, "not a DICOM file")
     _check_pixel_data(path, ds, pixel_at, pixel_head, size, sop_class, modality)

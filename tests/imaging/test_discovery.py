@@ -155,6 +155,29 @@ def test_empty_uids_group_by_geometry_and_acquisition(tmp_path):
     assert scan(tmp_path)[0].uid == series[0].uid  # the made-up uid is stable
 
 
+def test_gantry_tilt_shear_is_reported(tmp_path):
+    for i in range(4):  # each slice 2 mm further along z and 0.54 mm further along y: a 15° tilt
+        write_slice(tmp_path / f"t{i}.dcm", position=(0.0, 0.536 * i, 2.0 * i), series_uid="1.2.7", instance_number=i)
+    (warning,) = _only(scan(tmp_path)).warnings
+    assert warning.startswith("slices are sheared: positions drift 1.61 mm in-plane over the stack (gantry tilt?)")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the files broken on purpose
+def test_every_pydicom_test_file_is_a_series_or_skipped_with_a_reason():
+    """pydicom ships broken files on purpose; none may stop a scan or vanish from its report."""
+    result = run_to_end(iter_scan(TEST_FILES))
+    listed = [f for s in result.series for f in s.files] + [s.path for s in result.skipped]
+    on_disk = [str(p) for p in TEST_FILES.rglob("*") if p.is_file()]
+    assert sorted(listed) == sorted(on_disk)
+    assert all(s.reason and "\n" not in s.reason for s in result.skipped)
+    by_name = {Path(s.path).name: s.reason for s in result.skipped}
+    assert by_name["badVR.dcm"] == "invalid NumberOfFrames '1A'"
+    assert by_name["MR_truncated.dcm"] == "truncated: pixel data needs 8192 bytes, the file holds 8130 of them"
+    assert by_name["README.txt"] == "not a DICOM file"
+    ct = next(s for s in result.series if s.files == (str(TEST_FILES / "CT_small.dcm"),))
+    assert ct.shape_zyx == (1, 128, 128) and ct.spacing_zyx[1:] == pytest.approx((0.661468, 0.661468))
+
+
 def test_without_positions_falls_back_to_instance_numbers(tmp_path):
     for i, number in enumerate([3, 1, 2]):
         write_slice(
@@ -211,7 +234,7 @@ def test_files_without_images_are_skipped_as_such(tmp_path):
     assert {Path(s.path).name: s.reason for s in result.skipped} == {
         "rtstruct.dcm": "no image (SOP class RT Structure Set Storage / modality RTSTRUCT)",
         "test-SR.dcm": "no image (SOP class Comprehensive SR Storage / modality SR)",
-        "DICOMDIR": "no image (a DICOMDIR: open it or its folder to read what it lists)",
+        "DICOMDIR": "no image (a DICOMDIR: the index of a folder, not an image)",
     }
     assert describe(tmp_path / "rtstruct.dcm") == {
         "path": str(tmp_path / "rtstruct.dcm"),
