@@ -70,7 +70,11 @@ def iter_scan(
     skipped: list[Skipped] = []
     if os.path.isdir(path):
         files = []
-        for root, dirs, names in os.walk(path):
+
+        def unreadable(err: OSError) -> None:
+            skipped.append(Skipped(err.filename or path, f"cannot list: {err.strerror or err}"))
+
+        for root, dirs, names in os.walk(path, onerror=unreadable):
             dirs.sort()
             for name in sorted(names):
                 full = os.path.join(root, name)
@@ -87,7 +91,9 @@ def iter_scan(
         files = [path]
 
     volumes = [f for f in files if is_volume_file(f)]
-    dicoms = [f for f in files if not is_volume_file(f)]
+    # The .raw/.zraw beside a .mhd or .nhdr belongs to that volume: not a file to try as DICOM.
+    data_files = {d for v in volumes for d in _volume_data_files(v)}
+    dicoms = [f for f in files if not is_volume_file(f) and os.path.abspath(f) not in data_files]
     headers: list[Header] = []
     done = 0
     for chunk in _read_headers(dicoms, cancel, workers):
@@ -220,6 +226,26 @@ def _dicomdir_files(path: str) -> tuple[list[str], list[Skipped]]:
         else:
             missing.append(Skipped(candidate, "listed in the DICOMDIR but missing"))
     return files, missing
+
+
+def _volume_data_files(path: str) -> list[str]:
+    """The detached data file a MetaImage (.mhd) or NRRD (.nhdr) header names, as an absolute path."""
+    lower = path.lower()
+    if not lower.endswith((".mhd", ".nhdr")):
+        return []
+    try:
+        with open(path, "rb") as fp:
+            text = fp.read(64 * 1024).decode("latin-1")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, sep, value = line.partition("=" if lower.endswith(".mhd") else ":")
+        key = key.strip().lower()
+        if sep and key in ("elementdatafile", "data file", "datafile"):
+            name = value.strip()
+            if name and name.upper() not in ("LOCAL", "LIST") and "%" not in name:
+                return [os.path.abspath(os.path.join(os.path.dirname(path), name))]
+    return []
 
 
 def _volume_series(path: str) -> SeriesInfo:

@@ -297,10 +297,12 @@ def test_volume_files_are_described_from_their_header(tmp_path):
     assert s.files == (str(path),)
     assert s.shape_zyx == (4, 5, 6) and s.spacing_zyx == pytest.approx((3.0, 0.5, 0.25))
     assert s.origin_lps == pytest.approx((1.0, 2.0, 3.0)) and s.modality == "CT"
+    write_volume(vol, tmp_path / "luna" / "case.mhd")  # writes case.mhd + case.raw (or .zraw)
     (tmp_path / "broken.nrrd").write_text("NRRD0004\ngarbage\n")
     result = run_to_end(iter_scan(tmp_path))
-    assert len(result.series) == 1
-    assert result.skipped[0].path.endswith("broken.nrrd") and result.skipped[0].reason.startswith("cannot read volume")
+    assert sorted(Path(s.files[0]).name for s in result.series) == ["case.mhd", "ct.nii.gz"]
+    (skipped,) = result.skipped  # the .raw beside case.mhd is part of it, not a skipped file
+    assert skipped.path.endswith("broken.nrrd") and skipped.reason.startswith("cannot read volume")
 
 
 def test_threads_and_one_thread_agree(tmp_path):
