@@ -144,7 +144,9 @@ def _load_stack(files: Sequence[str], cancel, what: str):
         geometries[z] = _SliceGeometry(g.orientation, position, number, g.fallback_spacing_z, g.warnings)
         return ds
 
-    header_ds = read(mid, files[mid]) or _read_header_dataset(files[mid])
+    header_ds = read(mid, files[mid])
+    if header_ds is None:  # read natively: pydicom reads this one header for windows, names, study
+        header_ds = _read_header_dataset(files[mid])
     preview = SlicePreview(mid, slab.modality_slice(mid), n)
     yield Progress(1, n, what, preview=preview)
 
@@ -176,8 +178,7 @@ def _load_stack(files: Sequence[str], cancel, what: str):
     if order != list(range(n)):
         slab.reorder(order)
         files = [files[i] for i in order]
-    pixel_spacing = _pixel_spacing(header_ds, files[0])
-    grid = _grid(stack, pixel_spacing)
+    grid = _grid(stack, frame_geometry(header_ds, files[0], 1).pixel_spacing)
     warnings = [w for g in geometries for w in g.warnings] + list(stack.warnings)
     array = slab.finish()
     return array, grid, header_ds, _is_monochrome1(header_ds), tuple(files), warnings
@@ -189,10 +190,6 @@ def _read_header_dataset(path: str) -> Dataset:
         return pydicom.dcmread(path, stop_before_pixels=True, force=True)
     except Exception as err:  # it parsed a moment ago; a file changing underneath us is still the file's fault
         raise ImagingError(path, f"unreadable DICOM: {_one_line(err)}") from None
-
-
-def _pixel_spacing(ds: Dataset, path: str) -> tuple[float, float] | None:
-    return frame_geometry(ds, path, 1).pixel_spacing
 
 
 def _is_monochrome1(ds: Dataset) -> bool:
@@ -217,7 +214,7 @@ def _load_multiframe(path: str, cancel, what: str):
     mid_frame = order[mid_z]
     z_of = {frame: z for z, frame in enumerate(order)}
     if native is not None:
-        slab = _Slab.for_native(path, native, n)
+        slab = _Slab.for_native(path, native, n, rescales)
         slab.read_native(mid_z, path, native, frame=mid_frame, rescale=rescales[mid_frame])
     else:
         _check_header_size(path, ds, n)
@@ -336,6 +333,7 @@ class _Slab:
         self.lows = np.zeros(n)
         self.highs = np.zeros(n)
         self.colour = array.ndim == 4
+        self.scratch: np.ndarray | None = None
 
     @classmethod
     def allocate(cls, path: str, frame: np.ndarray, n: int) -> _Slab:
@@ -351,17 +349,28 @@ class _Slab:
         return cls(np.empty(shape, dtype=dtype), frame.shape[0], frame.shape[1])
 
     @classmethod
-    def for_native(cls, path: str, header: NativeHeader, n: int) -> _Slab:
-        dtype = np.dtype(f"{'i' if header.signed else 'u'}{header.bits_allocated // 8}")
+    def for_native(cls, path: str, header: NativeHeader, n: int, rescales=()) -> _Slab:
+        """Room for ``n`` plain slices: their stored integers, or float32 when a rescale is fractional.
+
+        With a fractional slope or intercept (MR, PET) each slice is read into a one-slice scratch
+        buffer and rescaled into the float32 array at once, so the stored values never exist twice.
+        """
+        stored = np.dtype(f"{'i' if header.signed else 'u'}{header.bits_allocated // 8}")
         shape = (n, header.rows, header.columns)
+        values = [v for pair in (*rescales, (header.slope, header.intercept)) for v in pair]
+        fractional = not all(float(v).is_integer() for v in values)
+        dtype = np.dtype(np.float32) if fractional else stored
         _check_fits_memory(path, shape, max(dtype.itemsize, 2))
-        return cls(np.empty(shape, dtype=dtype), header.rows, header.columns)
+        slab = cls(np.empty(shape, dtype=dtype), header.rows, header.columns)
+        if fractional:
+            slab.scratch = np.empty(shape[1:], dtype=stored)
+        return slab
 
     def read_native(
         self, z: int, path: str, header: NativeHeader, frame: int = 0, rescale: tuple[float, float] | None = None
     ) -> None:
         """Read frame ``frame`` of a plain file from disk straight into slice ``z``."""
-        target = self.array[z]
+        target = self.array[z] if self.scratch is None else self.scratch
         nbytes = target.nbytes
         if header.pixel_length < nbytes * (frame + 1):
             raise ImagingError(
@@ -389,8 +398,13 @@ class _Slab:
             shift = header.bits_allocated - header.bits_stored
             np.left_shift(target, shift, out=target)
             np.right_shift(target, shift, out=target)
-        self.slopes[z], self.intercepts[z] = rescale if rescale is not None else (header.slope, header.intercept)
-        self.lows[z], self.highs[z] = (float(v) for v in _min_max(target))
+        slope, intercept = rescale if rescale is not None else (header.slope, header.intercept)
+        if self.scratch is not None:
+            np.multiply(target, np.float32(slope), out=self.array[z], casting="unsafe")
+            self.array[z] += np.float32(intercept)
+            slope, intercept = 1.0, 0.0
+        self.slopes[z], self.intercepts[z] = slope, intercept
+        self.lows[z], self.highs[z] = float(target.min()), float(target.max())
 
     def put(self, z: int, frame: np.ndarray, path: str, rescale: tuple[float, float]) -> None:
         if frame.shape[:2] != (self.rows, self.columns) or (frame.ndim == 3) != self.colour:
@@ -404,7 +418,7 @@ class _Slab:
             elif kind != "f" and not np.can_cast(frame.dtype, self.array.dtype, "safe"):
                 self.array = self.array.astype(np.result_type(frame.dtype, self.array.dtype))
             self.slopes[z], self.intercepts[z] = rescale
-            self.lows[z], self.highs[z] = (float(v) for v in _min_max(frame))
+            self.lows[z], self.highs[z] = float(frame.min()), float(frame.max())
         self.array[z] = frame
 
     def modality_slice(self, z: int) -> np.ndarray:
@@ -436,17 +450,13 @@ class _Slab:
             and out_hi.max() <= 32767
         )
         if integral:
-            if a.dtype.itemsize == 2:
-                # uint16 holding values < 32768 reads the same as int16: rescale in place, no copy.
-                if a.dtype.kind == "u" and self.highs.max() > 32767:
-                    a = a.astype(np.int32)
-                else:
-                    a = a.view(np.int16)
+            if a.dtype.itemsize == 2 and (a.dtype.kind == "i" or self.highs.max() <= 32767):
+                a = a.view(np.int16)  # uint16 below 32768 reads the same as int16: rescale in place
             slope = int(slopes[0])
             if a.dtype != np.int16:
                 out = np.empty(a.shape, dtype=np.int16)
                 for z in range(a.shape[0]):
-                    out[z] = a[z] * slope + int(intercepts[z])
+                    out[z] = a[z].astype(np.int32) * slope + int(intercepts[z])
                 return out
             if slope != 1:
                 np.multiply(a, slope, out=a)
@@ -474,10 +484,6 @@ def _rescaled(image: np.ndarray, slope: float, intercept: float) -> np.ndarray:
             return out.astype(np.int16)
         return out.astype(np.float32)
     return (image.astype(np.float32) * np.float32(slope) + np.float32(intercept)).astype(np.float32)
-
-
-def _min_max(frame: np.ndarray) -> tuple:
-    return frame.min(), frame.max()
 
 
 def _check_header_size(path: str, ds: Dataset, n: int) -> None:

@@ -336,3 +336,40 @@ def test_a_header_claiming_a_huge_image_is_refused_before_allocating(tmp_path):
     with pytest.raises(ImagingError) as err:
         load(path)
     assert str(path) in _one_line(err.value)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_peak_memory_stays_near_the_volume_size(tmp_path, modality):
+    """One preallocated array, filled in place: int16 CT, and float32 MR with a fractional slope."""
+    import tracemalloc
+
+    if modality == "CT":
+        vol = _ct(shape=(48, 96, 96))
+    else:
+        a = np.random.default_rng(2).random((48, 96, 96)).astype(np.float32) * 900
+        vol = Volume(a, modality="MR")
+    write_dicom_series(vol, tmp_path)
+    series = _series_of(tmp_path)
+    tracemalloc.start()
+    try:
+        out = load(series)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.array.dtype == (np.int16 if modality == "CT" else np.float32)
+    assert peak <= 1.3 * out.nbytes, peak / out.nbytes
+
+
+def test_unsigned_values_above_int16_keep_their_values(tmp_path):
+    """Stored uint16 beyond 32767: int16 when the rescale brings them into range, else float32."""
+    a = np.array([[[0, 40000], [65535, 7]]], dtype=np.uint16)
+    (path,) = write_dicom_series(Volume(a, modality="MR"), tmp_path / "raw")
+    out = load(path)
+    assert out.array.dtype == np.float32
+    np.testing.assert_array_equal(out.array[0], a[0])
+    ds = pydicom.dcmread(path)
+    ds.RescaleIntercept = -32768
+    ds.save_as(path)
+    out = load(path)
+    assert out.array.dtype == np.int16
+    np.testing.assert_array_equal(out.array[0], a[0].astype(np.int32) - 32768)
