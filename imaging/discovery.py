@@ -15,6 +15,7 @@ import hashlib
 import os
 import threading
 import warnings as pywarnings
+from collections import Counter
 from collections.abc import Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -405,10 +406,12 @@ def _along_normal(headers: list[Header]) -> np.ndarray:
 def _split_reason(clusters: list[list[Header]], stacks: list[_Stack]) -> str:
     reasons = []
     heads = [c[0] for c in clusters]
-    orientations = {tuple(np.round(h.geometry.orientation, 3)) if h.geometry.orientation else None for h in heads}
+    orientations = list(dict.fromkeys(_orientation_name(h.geometry.orientation) for h in heads))
+    if len(orientations) > 3:  # name the kinds only, or the line gets unreadable
+        kinds = Counter(name.split(" (")[0] for name in orientations)
+        orientations = [kind if n == 1 else f"{n} {kind}" for kind, n in kinds.items()]
     if len(orientations) > 1:
-        shown = "; ".join("none" if o is None else " ".join(f"{v:g}" for v in o) for o in orientations)
-        reasons.append(f"orientations differ: {shown}")
+        reasons.append(f"orientations differ: {', '.join(orientations)}")
     sizes = {(h.rows, h.columns) for h in heads}
     if len(sizes) > 1:
         reasons.append("sizes differ: " + ", ".join(f"{r}×{c}" for r, c in sorted(sizes)))
@@ -424,6 +427,19 @@ def _split_reason(clusters: list[list[Header]], stacks: list[_Stack]) -> str:
     if multiframe:
         reasons.append(f"{multiframe} multi-frame image(s), each its own stack")
     return "; ".join(reasons) or "stacks differ"
+
+
+def _orientation_name(orientation) -> str:
+    """axial / coronal / sagittal within ~8°, else oblique with its row and column cosines."""
+    if orientation is None:
+        return "no orientation"
+    normal = np.abs(np.cross(orientation[:3], orientation[3:]))
+    axis = int(np.argmax(normal))
+    if normal[axis] > 0.99:
+        return ("sagittal", "coronal", "axial")[axis]
+    row = " ".join(f"{round(v, 2) + 0.0:.2f}" for v in orientation[:3])  # + 0.0: no "-0.00"
+    col = " ".join(f"{round(v, 2) + 0.0:.2f}" for v in orientation[3:])
+    return f"oblique (row {row}, column {col})"
 
 
 def _stack_to_series(stack: _Stack, uid: str, warnings: list[str]) -> tuple[SeriesInfo, list[Skipped]]:

@@ -127,7 +127,7 @@ def test_one_uid_with_two_orientations_is_split_with_a_warning(tmp_path):
     assert [(s.uid, s.shape_zyx[0]) for s in series] == [(uid, 4), (f"{uid}.2", 2)]
     for s in series:
         (warning,) = s.warnings
-        assert warning.startswith(f"series {uid} split into 2 stacks (orientations differ: ")
+        assert warning.startswith(f"series {uid} split into 2 stacks (orientations differ: axial, coronal)")
     coronal = series[1]
     np.testing.assert_allclose(coronal.direction[:, 2], [0.0, 1.0, 0.0], atol=1e-9)  # cross(x, -z) = +y
     assert coronal.spacing_zyx[0] == pytest.approx(3.0)
