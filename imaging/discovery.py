@@ -516,7 +516,10 @@ def _order_slices(headers: list[Header]) -> tuple[StackGeometry, list[Header], l
 
 def _made_up_uid(key: tuple, members: list[Header]) -> str:
     """A stable, valid UID (2.25 root) for files without a SeriesInstanceUID."""
-    digest = hashlib.sha1(repr((key, sorted(h.path for h in members)[:1])).encode()).hexdigest()
+    # From the files' own SOPInstanceUIDs (or names), so that the same files read from another
+    # mount point or as a relative path get the same uid.
+    first = min(h.sop_instance or os.path.basename(h.path) for h in members)
+    digest = hashlib.sha1(repr((key, first)).encode()).hexdigest()
     return f"2.25.{int(digest[:30], 16)}"
 
 
