@@ -69,8 +69,11 @@ def render_study(
     w, h = (int(v) for v in size_wh)
     findings = overlays.findings if overlays is not None else None
     legend = legend_lines(volume, state, plane, findings, synthetic=synthetic)
+    font = QtGui.QFont()
+    font.setPixelSize(12)
+    drawn = _wrap(legend, QtGui.QFontMetrics(font), w - 12)
     heat = [k for k in (overlays.heat if overlays else {}) if state.shown(k)]
-    legend_h = LINE_H * len(legend) + 8 + (14 if heat else 0)
+    legend_h = LINE_H * len(drawn) + 8 + (14 if heat else 0)
     if w < 32 or h < legend_h + 32:
         raise RadlensError(f"export size {w}×{h}: too small (at least 32×{legend_h + 32})")
     view = SliceView(plane)
@@ -98,10 +101,8 @@ def render_study(
     p = QtGui.QPainter(out)
     p.drawImage(QtCore.QRect(0, 0, w, h - legend_h), shot)
     p.setPen(QtGui.QColor(235, 235, 235))
-    font = p.font()
-    font.setPixelSize(12)
     p.setFont(font)
-    for i, line in enumerate(legend):
+    for i, line in enumerate(drawn):
         p.drawText(6, h - legend_h + 4 + LINE_H * (i + 1) - 4, line)
     if heat:
         lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256)
@@ -113,6 +114,22 @@ def render_study(
         p.drawText(80 + 132, y + 11, "1")
     p.end()
     return out, legend
+
+
+def _wrap(lines: list[str], fm: QtGui.QFontMetrics, width: int) -> list[str]:
+    """Break legend lines at spaces so that each fits the image width."""
+    out = []
+    for line in lines:
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and fm.horizontalAdvance(trial) > width:
+                out.append(current)
+                current = "  " + word
+            else:
+                current = trial
+        out.append(current)
+    return out
 
 
 def save_png(image: QtGui.QImage, path, legend: list[str], *, anonymize: bool, study: StudyInfo) -> Path:

@@ -318,7 +318,11 @@ class SliceView(pg.GraphicsView):
             )
 
     def _set_corner(self, key: str, text: str) -> None:
+        """Each line is elided to half the view's width so that the four corners never overlap."""
         lab = self.corners[key]
+        fm = lab.fontMetrics()
+        room = max(40, self.viewport().width() // 2 - 10)
+        text = "\n".join(fm.elidedText(t, QtCore.Qt.TextElideMode.ElideRight, room) for t in text.split("\n"))
         if lab.text() != text:
             lab.setText(text)
             lab.adjustSize()

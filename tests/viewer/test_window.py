@@ -232,22 +232,23 @@ def test_export_png_has_size_legend_and_overlay_where_the_finding_is(window, qtb
     assert "Patient" not in img.textKeys()
     assert "nodule-detector v1.0.0" in img.text("Description")
     img.save(str(shots / "export_axial.png"))
-    # the view (above the legend) fits 64×64 pixels of 0.8 mm; find the yellow box pixels
-    arr = _qimage_rgb(img)
-    yellow = (arr[..., 0] > 200) & (arr[..., 1] > 150) & (arr[..., 2] < 80)
-    ys, xs = np.nonzero(yellow[: img.height() - 60])
-    assert xs.size > 20
+    # the yellow box surrounds the white nodule (300 HU is white in the mediastinum window)
+    arr = _qimage_rgb(img).astype(int)
+    view = arr[: img.height() - 80]
+    yellow = (view[..., 0] > 200) & (view[..., 1] > 150) & (view[..., 2] < 80)
+    white = (view > 245).all(axis=-1)
+    wy, wx = np.nonzero(white)
+    assert wx.size > 100
+    yellow[: wy.min() - 6] = False  # the box's label sits above the box
+    yellow[wy.max() + 6 :] = False  # the orientation letter below
+    ys, xs = np.nonzero(yellow)
+    assert xs.size > 50
     _z0, y0, x0, _z1, y1, x1 = NODULE
     scale = 512 / 64  # the 64-column slice spans the full width
-    top = (600 - _legend_h(img) - 64 * scale) / 2
-    assert abs(np.median(xs) - (x0 + x1) / 2 * scale) < 12
-    assert abs(np.median(ys) - (top + (y0 + y1) / 2 * scale)) < 40
-
-
-def _legend_h(img) -> int:
-    from viewer.export import LINE_H
-
-    return LINE_H * 2 + 8
+    assert abs(np.median(xs) - np.median(wx)) < 4 and abs(np.median(ys) - np.median(wy)) < 8
+    assert abs((xs.max() - xs.min()) - (x1 - x0) * scale) < 6  # the box is the nodule's width
+    assert abs((ys.max() - ys.min()) - (y1 - y0) * scale) < 6  # and its height
+    assert abs(np.median(wx) - (x0 + x1) / 2 * scale) < 6
 
 
 def _qimage_rgb(img: QtGui.QImage) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""Opening studies through the background jobs: scan, preview first, load, errors, drop, recents, stale jobs."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from imaging.phantom import iter_write_phantoms
+from imaging.progress import Progress, run_to_end
+from viewer.qt import QtCore, QtGui
+from viewer.worker import JobRunner
+
+
+@pytest.fixture(scope="module")
+def phantom_dicom(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom")
+    run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=1, seed=0, fmt="dicom", shape_zyx=(16, 48, 48)))
+    return root / "imagesTr"
+
+
+def test_open_folder_shows_preview_then_the_volume(window, qtbot, phantom_dicom, shots):
+    previews = []
+
+    def spy(ev):
+        if ev.channel == "load" and ev.progress.preview is not None:
+            previews.append(ev.progress.preview)
+
+    window.runner.progressed.connect(spy)
+    window.open_paths([phantom_dicom])
+    qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
+    vol = window.study.volume
+    assert vol.shape_zyx == (16, 48, 48) and vol.modality == "CT"
+    assert previews and previews[0].index == 8  # the middle slice came first
+    assert [s.description for s in window.browser.series()] == [vol.description]
+    assert window.recent() == [str(phantom_dicom)]
+    assert window.recent_menu.actions()[0].text() == str(phantom_dicom)
+    qtbot.waitUntil(lambda: not window.browser._series_items[vol.series_uid].icon(0).isNull(), timeout=20000)
+    assert "SYNTHETIC" in window.views["axial"].corners["tl"].text()  # the phantom's own patient name
+    window.grab().save(str(shots / "window_phantom.png"))
+
+
+def test_bad_path_is_one_line_in_the_status_bar(window, qtbot, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    window.open_paths([bad])
+    qtbot.waitUntil(lambda: "no images" in window.message.text(), timeout=20000)
+    assert window.study is None and window.isVisible()
+    assert window.browser.skipped.count() == 1
+
+
+def test_drop_a_folder_opens_it(window, qtbot, phantom_dicom):
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(phantom_dicom))])
+    pos = QtCore.QPointF(window.rect().center())
+    drop = QtGui.QDropEvent(
+        pos,
+        QtCore.Qt.DropAction.CopyAction,
+        mime,
+        QtCore.Qt.MouseButton.LeftButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(drop)
+    qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
+    assert window.study.volume.shape_zyx == (16, 48, 48)
+
+
+def _slow(n: int, tag: str, cancel: threading.Event):
+    for i in range(n):
+        time.sleep(0.01)
+        yield Progress(i, n, tag)
+    return tag
+
+
+def test_a_stale_job_result_is_dropped(qtbot):
+    runner = JobRunner()
+    got = []
+    runner.finished.connect(got.append)
+    first = runner.start("infer", lambda cancel: _uncancellable(cancel))
+    second = runner.start("infer", lambda cancel: _slow(3, "second", cancel))
+    qtbot.waitUntil(lambda: len(got) == 1, timeout=5000)
+    assert got[0].job_id == second and got[0].result == "second"
+    qtbot.waitUntil(lambda: runner.dropped >= 1, timeout=5000)  # the first one's answer came and was dropped
+    assert all(ev.job_id != first for ev in got)
+    assert runner.wait_idle(5000)
+
+
+def _uncancellable(cancel):
+    """Ignores its cancel event, so its late result must be dropped by the runner."""
+    time.sleep(0.2)
+    yield Progress(1, 1, "late")
+    return "first"
+
+
+def test_a_failing_job_reports_one_line(qtbot):
+    runner = JobRunner()
+    got = []
+    runner.finished.connect(got.append)
+
+    def boom(cancel):
+        yield Progress(0, 1, "")
+        raise ValueError("bad\nthing")
+
+    runner.start("load", boom)
+    qtbot.waitUntil(lambda: bool(got), timeout=5000)
+    assert got[0].error == "bad thing"
+
+
+def test_radlens_export_subprocess(study, tmp_path, shots):
+    volume, folder = study
+    out = tmp_path / "out.png"
+    cmd = [
+        sys.executable,
+        "-m",
+        "radlens",
+        "export",
+        volume.source,
+        "--out",
+        str(out),
+        "--findings",
+        str(folder),
+        "--finding",
+        "1",
+        "--plane",
+        "coronal",
+        "--preset",
+        "lung",
+        "--size",
+        "400",
+        "500",
+        "--anonymize",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    img = QtGui.QImage(str(out))
+    assert (img.width(), img.height()) == (400, 500)
+    assert "W 1500 L -600" in img.text("Description") and "coronal slice 25/64" in img.text("Description")
+    img.save(str(shots / "cli_export_coronal.png"))
+    bad = subprocess.run(
+        [*cmd[:5], "--out", str(tmp_path / "x.png"), "--preset", "nope"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("radlens: error: --preset") and bad.stderr.count("\n") == 1
+
+
+def test_export_overlays_none_draws_no_box(study, tmp_path):
+    import argparse
+
+    from viewer.cli import register
+    from viewer.export import export_command
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    volume, folder = study
+
+    def yellow_pixels(overlays: str) -> int:
+        out = tmp_path / f"{overlays}.png"
+        argv = ["export", volume.source, "--out", str(out), "--findings", str(folder), "--finding", "1"]
+        argv += ["--overlays", overlays, "--size", "256", "300"]
+        assert export_command(parser.parse_args(argv)) == 0
+        img = QtGui.QImage(str(out)).convertToFormat(QtGui.QImage.Format.Format_RGB888)
+        arr = np.frombuffer(img.constBits(), np.uint8, count=img.bytesPerLine() * img.height())
+        rgb = arr.reshape(img.height(), -1)[:, : img.width() * 3].reshape(img.height(), img.width(), 3)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] > 150) & (rgb[..., 2] < 80)).sum())
+
+    boxes = yellow_pixels("nodule-detector")
+    plain = yellow_pixels("none")
+    assert boxes > plain + 50  # the box outline; what is left in "none" is the orientation letters
