@@ -55,7 +55,7 @@ def _place_lesions(rng: np.random.Generator, d_min: float) -> list[tuple[np.ndar
     """2–6 non-overlapping lesions in the cerebral white/grey matter, clear of the ventricles."""
     placed: list[tuple[np.ndarray, float, str]] = []
     for _ in range(int(rng.integers(2, 7))):
-        d = float(np.exp(rng.uniform(np.log(d_min), np.log(25.0))))
+        d = min(float(np.exp(rng.uniform(np.log(d_min), np.log(25.0)))), 25.0)
         r = d / 2
         contrast = "hyper" if rng.random() < 0.65 else "hypo"
         for _try in range(80):

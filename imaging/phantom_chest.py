@@ -16,9 +16,8 @@ from scipy import ndimage
 from imaging.phantom_fields import (
     Grid,
     blob_fraction,
-    correlated_noise,
+    blur_with_noise,
     random_unit,
-    smooth_field,
     sphere_points,
     tube_fraction,
 )
@@ -84,31 +83,34 @@ def _body(grid: Grid) -> np.ndarray:
     return np.repeat(plane[None], grid.shape_zyx[0], axis=0)
 
 
-def _bones(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, HU) of ribs, vertebrae and sternum, evaluated slab by slab to bound memory."""
+def _add_bones(grid: Grid, img: np.ndarray) -> None:
+    """Paint ribs, vertebrae and sternum into ``img``, slab by slab, only on the pixels near them."""
     nz = grid.shape_zyx[0]
-    mask = np.zeros(grid.shape_zyx, dtype=bool)
-    value = np.zeros(grid.shape_zyx, dtype=np.float32)
-    x = grid.xr[None, None, :]
-    y = grid.yr[None, :, None]
-    # Ribs: a family of bands around the ribcage ellipse, sloping down from the spine to the front.
-    b_rib = np.where(y < 0, RIB_B_ANT, RIB_B_POST)
-    theta = np.arctan2(x / RIB_A, y / b_rib)  # 0 at the back, ±π at the front
-    front = np.abs(theta) / np.pi
-    has_rib = np.abs(theta) < 0.86 * np.pi  # no ribs over the sternum (costal cartilage gap)
-    spine_d2 = x * x + (y - 62.0) ** 2
-    canal_d2 = x * x + (y - 90.0) ** 2
+    yy, xx = grid.yr[:, None], grid.xr[None, :]
+    b2 = np.where(yy < 0, RIB_B_ANT, RIB_B_POST)
+    r1 = np.sqrt((xx / RIB_A) ** 2 + (yy / b2) ** 2)  # the ribcage ellipse at full width is r1 = 1
+    near_spine = (np.abs(xx) < 22.0) & (yy > 40.0) & (yy < 120.0)
+    near_sternum = (np.abs(xx) < 20.0) & (np.abs(yy + BODY_B_ANT - 15.0) < 9.0)
     for z0 in range(0, nz, 16):
         sl = slice(z0, min(nz, z0 + 16))
-        z = grid.zr[sl][:, None, None]
+        k_lo, k_hi = float(cage_scale(grid.zr[sl].max())), float(cage_scale(grid.zr[sl].min()))
+        tol = 6.0 / (RIB_B_POST * k_lo)
+        py, px = np.nonzero(((r1 > k_lo * (1 - tol)) & (r1 < k_hi * (1 + tol))) | near_spine | near_sternum)
+        x, y, z = grid.xr[px][None], grid.yr[py][None], grid.zr[sl][:, None]
+        # Ribs: a family of bands around the ribcage, sloping down from the spine to the front.
         k = cage_scale(z)
+        b_rib = np.where(y < 0, RIB_B_ANT, RIB_B_POST)
         r_ell = np.sqrt((x / (RIB_A * k)) ** 2 + (y / (b_rib * k)) ** 2)
         radial = np.sqrt(x * x + y * y) * (1.0 - 1.0 / np.maximum(r_ell, 1e-3))  # mm off the centreline
-        phase = np.mod(z + RIB_DROP * front - 3.0, RIB_PITCH) - RIB_PITCH / 2
+        theta = np.arctan2(x / RIB_A, y / b_rib)  # 0 at the back, ±π at the front
+        phase = np.mod(z + RIB_DROP * np.abs(theta) / np.pi - 3.0, RIB_PITCH) - RIB_PITCH / 2
         q = (radial / 4.5) ** 2 + (phase / 5.0) ** 2
-        ribs = (q < 1.0) & has_rib & (z > -110.0) & (z < 122.0)
-        rib_hu = np.where(q < 0.35, 380.0, 750.0)
+        # No ribs over the sternum (the costal cartilage gap), nor below the chest.
+        ribs = (q < 1.0) & (np.abs(theta) < 0.86 * np.pi) & (z > -110.0) & (z < 122.0)
+        rib_hu = np.where(q < 0.35, 380.0, 750.0)  # marrow inside a cortical shell
         # Vertebral bodies with discs every 28 mm, a cortical rim, the canal and the posterior arch.
+        spine_d2 = x * x + (y - 62.0) ** 2
+        canal_d2 = x * x + (y - 90.0) ** 2
         disc = np.mod(z + 7.0, 28.0) < 5.0
         vb = spine_d2 < 17.0**2
         vb_hu = np.where(disc, 80.0, np.where(spine_d2 > 14.5**2, 700.0, 260.0))
@@ -116,15 +118,12 @@ def _bones(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         spinous = ((x / 4.5) ** 2 + ((y - 106.0) / 9.0) ** 2 < 1.0) & ~disc
         sternum = ((x / 18.0) ** 2 + ((y + BODY_B_ANT - 15.0) / 7.0) ** 2 < 1.0) & (z > -70.0) & (z < 110.0)
         csf = canal_d2 <= 7.0**2
-        m = ribs | vb | arch | spinous | sternum | csf
-        v = np.select(
+        slab = img[sl]
+        slab[:, py, px] = np.select(
             [vb, csf, ribs, arch | spinous, sternum],
             [vb_hu, np.float32(HU["csf"]), rib_hu, np.float32(650.0), np.float32(450.0)],
-            0.0,
+            slab[:, py, px],
         )
-        mask[sl] = m
-        value[sl] = v
-    return mask, value
 
 
 def _lung_mask(grid: Grid) -> np.ndarray:
@@ -181,15 +180,18 @@ def _rasterise_vessels(grid: Grid, segments, edge: float) -> np.ndarray:
     return frac
 
 
-def _place_nodules(rng: np.random.Generator, segments, d_min: float) -> list[tuple[np.ndarray, float, str, str]]:
+def _place_nodules(
+    rng: np.random.Generator, segments, d_min: float, voxel: float
+) -> list[tuple[np.ndarray, float, str, str]]:
     """(centre, radius, kind, intended contact) for 2–6 non-overlapping nodules inside the lungs."""
     n = int(rng.integers(2, 7))
     placed: list[tuple[np.ndarray, float, str, str]] = []
     thick = [s for s in segments if s[3] >= 1.0 and in_lung(*((s[0] + s[1]) / 2))]
     for _ in range(n):
         kind = "part-solid" if rng.random() < 0.35 else "solid"
-        lo = max(d_min, 8.0) if kind == "part-solid" else d_min
-        d = float(np.exp(rng.uniform(np.log(lo), np.log(30.0))))
+        # A part-solid nodule needs room for a solid core of at least 3 voxels inside its ground glass.
+        lo = min(max(d_min, 8.0, 5.0 * voxel), 30.0) if kind == "part-solid" else d_min
+        d = min(float(np.exp(rng.uniform(np.log(lo), np.log(30.0)))), 30.0)
         r = d / 2
         target = str(rng.choice(["pleura", "vessel", "free"], p=[0.4, 0.3, 0.3]))
         for _try in range(60):
@@ -229,7 +231,6 @@ def build_chest(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
     edge = float(min(grid.spacing_zyx))
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 30.0)  # ≥ 3 voxels on every axis, unless the grid is coarse
     img = _body(grid)
-    img += 6.0 * smooth_field(rng, grid, 12.0)  # soft-tissue texture
     lung = _lung_mask(grid)
     x = grid.xr[None, None, :]
     y = grid.yr[None, :, None]
@@ -239,13 +240,11 @@ def build_chest(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
     vessels = _rasterise_vessels(grid, segments, edge)
     vessels *= lung
     img += vessels * (HU["vessel"] - img)
-    bone, bone_hu = _bones(grid)
-    img[bone] = bone_hu[bone]
-    del bone_hu
+    _add_bones(grid, img)
 
     labels = np.zeros(grid.shape_zyx, dtype=np.uint8)
     nodules: list[RawNodule] = []
-    for c, r, kind, target in _place_nodules(rng, segments, d_min):
+    for c, r, kind, target in _place_nodules(rng, segments, d_min, max(grid.spacing_zyx)):
         lobes = np.array([rng.uniform(0.0, 0.12), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.15 * r + 3 * max(grid.spacing_zyx)
         box = grid.box(c - pad, c + pad)
@@ -259,7 +258,7 @@ def build_chest(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
         else:
             # Ground glass over the whole nodule (vessels stay visible through it), a solid core inside.
             sub += f * np.maximum(rng.uniform(-600, -420) - sub, 0)
-            rc = r * rng.uniform(0.3, 0.55)
+            rc = min(max(r * rng.uniform(0.3, 0.55), 1.5 * max(grid.spacing_zyx)), 0.7 * r)
             core_c = c + random_unit(rng) * rng.uniform(0, 0.3) * (r - rc)
             fc = blob_fraction(grid, box, core_c, rc, edge, lobes * [0.5, 1, 1, 1]) * lung[box]
             sub += fc * np.maximum(rng.uniform(0, 40) - sub, 0)
@@ -273,8 +272,7 @@ def build_chest(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
         nodules.append(RawNodule(tuple(float(v) for v in c), 2 * r, kind, touches))  # type: ignore[arg-type]
     del vessels, lung
 
-    img = ndimage.gaussian_filter(img, 0.7 / np.asarray(grid.spacing_zyx))  # the scanner's blur
-    img += correlated_noise(rng, grid.shape_zyx, rng.uniform(15, 25))
+    img = blur_with_noise(rng, img, rng.uniform(15, 25), np.maximum(0.7 / np.asarray(grid.spacing_zyx), 0.5))
     np.rint(img, out=img)
     np.clip(img, -1024, 3071, out=img)
     return img.astype(np.int16), labels, nodules

@@ -1,7 +1,8 @@
 """Building blocks of the synthetic phantoms: a physical grid, smooth random fields, soft-edged shapes.
 
-Everything is placed in millimetres relative to the phantom's centre, so the same seed gives the same
-anatomy on any grid (a 96-slice demo or a 300×512×512 benchmark series); only the voxels differ.
+Everything is placed in millimetres relative to the phantom's centre, so the body keeps its physical
+size on any grid (a 128-slice demo or a 300×512×512 benchmark series), and the seed fixes the anatomy
+(the vessel trees are the same on every grid; the nodules depend also on the smallest size a grid shows).
 All work is numpy/scipy over whole arrays or small boxes: there is no Python loop over voxels.
 """
 
@@ -82,13 +83,17 @@ def smooth_field(rng: np.random.Generator, grid: Grid, corr_mm: float) -> np.nda
     return out.astype(np.float32, copy=False)
 
 
-def correlated_noise(rng: np.random.Generator, shape_zyx, sigma: float, smooth_vox: float = 0.6) -> np.ndarray:
-    """Gaussian noise slightly smoothed (a scanner's reconstruction kernel), rescaled to std ``sigma``."""
-    n = rng.standard_normal(shape_zyx, dtype=np.float32)
-    if smooth_vox > 0:
-        n = ndimage.gaussian_filter(n, smooth_vox)
-    n *= np.float32(sigma / max(float(n[:: max(1, n.shape[0] // 16)].std()), 1e-6))
-    return n
+def blur_with_noise(rng: np.random.Generator, img: np.ndarray, sigma: float, blur_vox) -> np.ndarray:
+    """The scanner's blur applied to the image plus white noise: noise correlated like a reconstruction
+    kernel's, scaled so that its standard deviation after the blur is ``sigma``. One filter pass for both."""
+    blur_vox = np.broadcast_to(np.asarray(blur_vox, dtype=np.float64), (3,))
+    gain = 1.0
+    for s in blur_vox:  # the discrete kernel scipy uses (truncate=3): noise variance shrinks by Σw²
+        radius = int(3.0 * s + 0.5)
+        w = np.exp(-0.5 * (np.arange(-radius, radius + 1) / s) ** 2)
+        gain *= float(np.sum((w / w.sum()) ** 2))
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma / np.sqrt(gain))
+    return ndimage.gaussian_filter(img, blur_vox, truncate=3.0)
 
 
 def soft_fraction(signed_mm: np.ndarray, edge_mm: float) -> np.ndarray:

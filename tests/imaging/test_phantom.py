@@ -111,7 +111,8 @@ def test_nodules_are_visible_and_part_solid_ones_have_ground_glass(chests):
             hu = ph.volume.array[ph.labels == f.id]
             kinds.add(f.kind)
             if f.kind == "solid":
-                assert np.median(hu) > -300, f
+                assert hu.max() > -100, f  # soft tissue at its core (small ones lose some to partial volume)
+                assert np.sum(hu > -250) > 0.25 * hu.size, f
             else:
                 assert np.sum((hu > -750) & (hu < -250)) > 0.2 * hu.size, f  # ground glass
                 assert hu.max() > -150, f  # and a solid part
