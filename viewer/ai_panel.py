@@ -39,6 +39,7 @@ class AiPanel(QtWidgets.QWidget):
         self.status.setWordWrap(True)
         v.addWidget(self.device)
         v.addWidget(self.status)
+        self.model_dirs: tuple = ()  # extra bundle folders searched first (``--model DIR`` style)
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
 
@@ -53,7 +54,7 @@ class AiPanel(QtWidgets.QWidget):
         from inference.bundle import list_bundles
 
         errors: list = []
-        for b in list_bundles(volume.modality, errors=errors):
+        for b in list_bundles(volume.modality, dirs=self.model_dirs, errors=errors):
             item = QtWidgets.QListWidgetItem(f"{b.name} {b.version} ({b.task})")
             item.setToolTip(b.description)
             item.setData(BUNDLE_ROLE, b)

@@ -57,7 +57,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.study: Study | None = None
         self.results: dict[str, Findings] = {}  # AI results per series, kept across reopenings
         self.synthetic = False
-        self.run_on_open = False
         self._streamed: set[str] = set()
         self._cine = QtCore.QTimer(self)
         self._cine.setInterval(80)
@@ -96,6 +95,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ai_panel = AiPanel()
         self.ai_panel.run_requested.connect(self.run_models)
         self.ai_panel.cancel_requested.connect(self.cancel_models)
+        self.ai_panel.run_on_open.setChecked(self.settings.value("run_on_open", "false") == "true")
+        self.ai_panel.run_on_open.toggled.connect(self._remember_run_on_open)
         self._add_dock("Studies", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         self._add_dock("Findings", self.findings_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Layers", self.layers_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
@@ -179,7 +180,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if not paths:
             return
         if run_models is not None:
-            self.run_on_open = run_models
             self.ai_panel.run_on_open.setChecked(run_models)
         for p in paths:
             self._remember_recent(p)
@@ -369,7 +369,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.layers_panel.set_state(state)
             self.findings_panel.set_state(state)
         self.ai_panel.set_volume(volume)
-        if self.run_on_open and self.study.key not in self.results:
+        if self.ai_panel.run_on_open.isChecked() and self.study.key not in self.results:
             self.run_models()
 
     def _findings_beside(self, volume: Volume) -> Findings | None:
@@ -614,6 +614,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._streamed = set()
         self.ai_panel.started(bundles)
         self.runner.start("infer", functools.partial(jobs.infer, self.study.volume, bundles))
+
+    def _remember_run_on_open(self, on: bool) -> None:
+        self.settings.setValue("run_on_open", "true" if on else "false")
 
     def cancel_models(self) -> None:
         self.runner.cancel("infer")

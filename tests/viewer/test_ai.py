@@ -1,0 +1,67 @@
+"""The AI panel: models run in the background worker, stream into the overlays, are kept per series,
+and a result for a series that is no longer shown is dropped."""
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tests.inference.inference_helpers import random_bundles, sphere_ct  # noqa: E402
+from viewer.qt import QtCore  # noqa: E402
+
+
+@pytest.fixture
+def models(tmp_path):
+    torch.set_num_threads(1)
+    random_bundles(tmp_path / "models")
+    return tmp_path / "models"
+
+
+def _volume(tmp_path, uid="1.2.3.synthetic"):
+    return dataclasses.replace(sphere_ct(), source=str(tmp_path / f"{uid}.nii.gz"), series_uid=uid)
+
+
+def test_models_run_in_background_and_results_are_kept_per_series(window, qtbot, tmp_path, models):
+    window.ai_panel.model_dirs = (models,)
+    vol = _volume(tmp_path)
+    window.set_volume(vol)
+    panel = window.ai_panel
+    assert sorted(b.name for b in panel.selected_bundles()) == ["rand-detector", "rand-segmenter"]
+    streamed = []
+    window.runner.progressed.connect(lambda ev: streamed.append(ev.progress.preview is not None))
+    qtbot.mouseClick(panel.run_button, QtCore.Qt.MouseButton.LeftButton)
+    assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=120000)
+    assert sum(streamed) == 2  # one preview per finished model
+    findings = window.results[vol.series_uid]
+    assert {m.name for m in findings.models} == {"rand-detector", "rand-segmenter"}
+    assert window.study.findings is findings
+    assert panel.device.text() == "device: cpu"
+    assert "machine-generated" in panel.status.text()
+    # reopening the series brings the results back without running the models again
+    window.set_volume(None)
+    window.set_volume(vol)
+    assert window.study.findings is findings and not window.runner.busy("infer")
+
+
+def test_a_result_for_a_series_no_longer_shown_is_dropped(window, qtbot, tmp_path, models):
+    window.ai_panel.model_dirs = (models,)
+    first = _volume(tmp_path, "1.2.3.first")
+    window.set_volume(first)
+    window.run_models()
+    window.set_volume(_volume(tmp_path, "1.2.3.second"))  # cancels the first series' job
+    assert window.runner.wait_idle(120000)
+    qtbot.waitUntil(lambda: window.runner.dropped >= 1, timeout=10000)
+    assert window.study.volume.series_uid == "1.2.3.second"
+    assert window.study.findings is None and "1.2.3.first" not in window.results
+
+
+def test_run_on_open_starts_the_models(window, qtbot, tmp_path, models):
+    window.ai_panel.model_dirs = (models,)
+    window.ai_panel.run_on_open.setChecked(True)
+    window.set_volume(_volume(tmp_path))
+    assert window.runner.busy("infer")
+    window.cancel_models()
+    assert window.ai_panel.run_button.isEnabled() and window.ai_panel.status.text() == "cancelled"
+    assert window.runner.wait_idle(120000)
