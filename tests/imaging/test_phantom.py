@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from imaging.loading import load
 from imaging.phantom import case_seed, iter_write_phantoms, make_brain_mr, make_chest_ct
 from imaging.phantom_chest import LUNG_CX, LUNG_CY
 from imaging.progress import Cancelled, run_to_end
@@ -267,6 +268,9 @@ def test_radlens_phantom_writes_dicom_series_with_nifti_masks_on_their_grid(tmp_
     assert np.array_equal(pixels, expected.volume.array)
     assert np.array_equal(label.array, expected.labels)
     assert not list(out.rglob(".*"))  # no temporary files left behind
+    loaded = load(out / "imagesTr" / "brain_000_0000")  # what the viewer and training read
+    assert loaded.same_grid(label, tol=1e-4) and np.array_equal(loaded.array, expected.volume.array)
+    assert loaded.modality == "MR" and "SYNTHETIC" in loaded.description
 
 
 def test_radlens_phantom_refuses_bad_requests_in_one_line(tmp_path):
