@@ -65,7 +65,8 @@ def in_lung(x, y, z) -> np.ndarray:
     k = cage_scale(z)
     b_cage = np.where(y < 0, RIB_B_ANT, RIB_B_POST) * k - 9.0
     inside &= (x / (RIB_A * k - 9.0)) ** 2 + (y / b_cage) ** 2 < 1.0  # inside the ribcage
-    inside &= np.abs(x) > 20.0 + 8.0 * np.clip((z - 60.0) / 60.0, 0.0, 1.0)  # mediastinum
+    # Mediastinum: narrowest behind the sternum's middle, wider in front and at the spine, curved.
+    inside &= np.abs(x) > 16.0 + 14.0 * ((y - 10.0) / 90.0) ** 2 + 8.0 * np.clip((z - 60.0) / 60.0, 0.0, 1.0)
     inside &= ((x - 25.0) / 62.0) ** 2 + ((y + 30.0) / 55.0) ** 2 + ((z + 55.0) / 55.0) ** 2 > 1.0  # heart
     inside &= (x / 34.0) ** 2 + ((y - 68.0) / 30.0) ** 2 > 1.0  # spine and paravertebral muscle
     inside &= ((x - 24.0) / 15.0) ** 2 + ((y - 40.0) / 15.0) ** 2 > 1.0  # descending aorta
