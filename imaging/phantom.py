@@ -84,11 +84,17 @@ def _uid(*parts: object) -> str:
     return f"2.25.{int(digest[:32], 16)}"
 
 
+def check_shape(shape_zyx) -> tuple[int, int, int]:
+    """A phantom grid needs three sizes of at least 8 voxels (smaller grids cannot hold the anatomy)."""
+    shape = tuple(int(n) for n in shape_zyx)
+    if len(shape) != 3 or min(shape) < 8:
+        raise ValueError(f"phantom shape must be three sizes of at least 8 voxels, got {list(shape)}")
+    return shape  # type: ignore[return-value]
+
+
 def _grid(default_shape, extent_zyx, shape_zyx, spacing_zyx) -> Grid:
     """The requested grid; without a spacing, one that keeps the body at its physical size."""
-    shape = tuple(int(n) for n in (shape_zyx or default_shape))
-    if len(shape) != 3 or min(shape) < 8:
-        raise ValueError(f"phantom shape must be three sizes of at least 8 voxels, got {shape}")
+    shape = check_shape(shape_zyx or default_shape)
     if spacing_zyx is None:
         spacing = tuple(e / n for e, n in zip(extent_zyx, shape, strict=True))
     else:
@@ -215,8 +221,13 @@ def iter_write_phantoms(
         raise ImagingError(root, f"--cases must be at least 1, got {cases}")
     if root.exists() and not root.is_dir():
         raise ImagingError(root, "exists and is not a folder")
-    if shape_zyx is not None and (len(shape_zyx) != 3 or min(shape_zyx) < 8):
-        raise ImagingError(root, f"phantom shape must be three sizes of at least 8 voxels, got {list(shape_zyx)}")
+    if seed < 0:
+        raise ImagingError(root, f"--seed must be 0 or more, got {seed}")
+    if shape_zyx is not None:
+        try:
+            check_shape(shape_zyx)
+        except ValueError as err:
+            raise ImagingError(root, str(err)) from None
     images, labels_dir = root / "imagesTr", root / "labelsTr"
     for folder in (images, labels_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,16 @@ def test_requested_shape_and_spacing_are_honoured_and_the_body_keeps_its_size():
 # -- brain MR -----------------------------------------------------------------------------------
 
 
+def test_brain_keeps_its_physical_size_on_any_grid():
+    for shape in ((40, 80, 80), (64, 128, 96)):
+        v = make_brain_mr(2, shape).volume
+        assert v.shape_zyx == shape
+        row = v.array[shape[0] // 2, shape[1] // 2]
+        inside = np.flatnonzero(row > 300)  # scalp to scalp across the head
+        width_mm = (inside[-1] - inside[0] + 1) * v.spacing_zyx[2]
+        assert 135 < width_mm < 160
+
+
 def test_brain_is_deterministic_and_labels_its_lesions(brains):
     again = make_brain_mr(0)
     assert np.array_equal(again.volume.array, brains[0].volume.array)
@@ -277,6 +287,10 @@ def test_radlens_phantom_refuses_bad_requests_in_one_line(tmp_path):
     done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--cases", "0")
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "radlens: error:" in done.stderr and "--cases" in done.stderr
+    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--shape", "4", "64", "64")
+    assert done.returncode == 1 and "at least 8 voxels" in done.stderr and "Traceback" not in done.stderr
+    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--seed", "-2")
+    assert done.returncode == 1 and "--seed" in done.stderr and "Traceback" not in done.stderr
     (tmp_path / "file").write_text("not a folder")
     done = _radlens("phantom", str(tmp_path / "file"), "--kind", "brain-mr")
     assert done.returncode == 1 and "not a folder" in done.stderr
