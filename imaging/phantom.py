@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -228,6 +229,7 @@ def iter_write_phantoms(
             check_shape(shape_zyx)
         except ValueError as err:
             raise ImagingError(root, str(err)) from None
+    _check_previous(root, kind)
     images, labels_dir = root / "imagesTr", root / "labelsTr"
     for folder in (images, labels_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -259,8 +261,37 @@ def iter_write_phantoms(
         )
         names.append(name)
         yield Progress(i + 1, cases, f"wrote {name}")
+    _remove_stale_cases(root, kind, set(names), fmt)
     _write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt))
     return root
+
+
+def _check_previous(root: Path, kind: str) -> None:
+    """Write only over nothing or over our own phantoms of the same kind: never mix into someone's dataset."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("synthetic") is not True or meta.get("kind") not in KINDS:
+        raise ImagingError(root, "holds a dataset not written by radlens phantom; choose another folder")
+    if meta["kind"] != kind:
+        raise ImagingError(root, f"holds {meta['kind']} phantoms; choose another folder for {kind}")
+
+
+def _remove_stale_cases(root: Path, kind: str, written: set[str], fmt: str) -> None:
+    """Cases left by an earlier, larger run (or in the other image format) would silently join the dataset."""
+    pattern = re.compile(rf"({CASE_PREFIX[kind]}_\d+)(_0000)?(\.nii\.gz|\.json)?")
+    for folder in (root / "imagesTr", root / "labelsTr"):
+        for p in folder.iterdir():
+            m = pattern.fullmatch(p.name)
+            if m is None:
+                continue
+            other_format = folder.name == "imagesTr" and p.is_dir() != (fmt == "dicom")
+            if m.group(1) not in written or other_format:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _dataset_json(kind: str, seed: int, cases: int, fmt: str) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from imaging.errors import ImagingError
 from imaging.loading import load
 from imaging.phantom import case_seed, iter_write_phantoms, make_brain_mr, make_chest_ct
 from imaging.phantom_chest import LUNG_CX, LUNG_CY
@@ -302,3 +303,27 @@ def test_case_folder_is_replaced_whole(tmp_path):
     run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=1, seed=0, fmt="dicom", shape_zyx=(20, 48, 48)))
     run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=1, seed=0, fmt="dicom", shape_zyx=(12, 48, 48)))
     assert len(list(Path(root, "imagesTr", "brain_000_0000").iterdir())) == 12
+
+
+def test_rewriting_a_folder_leaves_exactly_the_new_cases(tmp_path):
+    """3 NIfTI cases, then 2 DICOM cases into the same folder: the old third case and the NIfTI images go."""
+    root = tmp_path / "r"
+    run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=3, seed=0, shape_zyx=(16, 40, 40)))
+    run_to_end(iter_write_phantoms(root, kind="brain-mr", cases=2, seed=0, fmt="dicom", shape_zyx=(16, 40, 40)))
+    assert sorted(p.name for p in (root / "imagesTr").iterdir()) == ["brain_000_0000", "brain_001_0000"]
+    labels = sorted(p.name for p in (root / "labelsTr").iterdir())
+    assert labels == ["brain_000.json", "brain_000.nii.gz", "brain_001.json", "brain_001.nii.gz"]
+    assert json.loads((root / "dataset.json").read_text())["numTraining"] == 2
+
+
+def test_never_writes_into_someone_elses_dataset(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "dataset.json").write_text(json.dumps({"name": "Task06_Lung", "labels": {"0": "background"}}))
+    with pytest.raises(ImagingError, match="not written by radlens phantom"):
+        run_to_end(iter_write_phantoms(theirs, kind="chest-ct", cases=1, seed=0, shape_zyx=(16, 40, 40)))
+    assert sorted(p.name for p in theirs.iterdir()) == ["dataset.json"]
+    ours = tmp_path / "ours"
+    run_to_end(iter_write_phantoms(ours, kind="brain-mr", cases=1, seed=0, shape_zyx=(16, 40, 40)))
+    with pytest.raises(ImagingError, match="holds brain-mr phantoms"):
+        run_to_end(iter_write_phantoms(ours, kind="chest-ct", cases=1, seed=0, shape_zyx=(16, 40, 40)))
