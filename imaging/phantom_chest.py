@@ -233,9 +233,8 @@ def build_chest(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 30.0)  # ≥ 3 voxels on every axis, unless the grid is coarse
     img = _body(grid)
     lung = _lung_mask(grid)
-    x = grid.xr[None, None, :]
     y = grid.yr[None, :, None]
-    parenchyma = np.broadcast_to(HU["lung"] + 35.0 * (y - LUNG_CY) / LUNG_AY + 0 * x, grid.shape_zyx)
+    parenchyma = np.broadcast_to(HU["lung"] + 35.0 * (y - LUNG_CY) / LUNG_AY, grid.shape_zyx)
     img[lung] = parenchyma[lung]  # denser towards the back, as in a supine patient
     segments = vessel_trees(rng)
     vessels = _rasterise_vessels(grid, segments, edge)
