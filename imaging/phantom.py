@@ -64,6 +64,8 @@ class PhantomLesion:
 
 @dataclass(frozen=True, eq=False)
 class Phantom:
+    """A SYNTHETIC study with its ground truth: what ``radlens phantom`` writes for one case."""
+
     volume: Volume
     labels: np.ndarray  # chest: nodule instance map (nodule i → i); brain: lesion label map (1 = lesion)
     findings: tuple[PhantomLesion, ...]
