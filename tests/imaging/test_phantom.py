@@ -284,17 +284,29 @@ def test_radlens_phantom_writes_dicom_series_with_nifti_masks_on_their_grid(tmp_
     assert loaded.modality == "MR" and "SYNTHETIC" in loaded.description
 
 
-def test_radlens_phantom_refuses_bad_requests_in_one_line(tmp_path):
-    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--cases", "0")
-    assert done.returncode == 1
-    assert done.stderr.strip().count("\n") == 0 and "radlens: error:" in done.stderr and "--cases" in done.stderr
-    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--shape", "4", "64", "64")
-    assert done.returncode == 1 and "at least 8 voxels" in done.stderr and "Traceback" not in done.stderr
-    done = _radlens("phantom", str(tmp_path / "x"), "--kind", "chest-ct", "--seed", "-2")
-    assert done.returncode == 1 and "--seed" in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--cases", "0"], "--cases must be at least 1"),
+        (["--shape", "4", "64", "64"], "at least 8 voxels"),
+        (["--seed", "-2"], "--seed must be 0 or more"),
+    ],
+)
+def test_radlens_phantom_refuses_bad_requests_in_one_line(tmp_path, capsys, args, says):
+    from radlens.cli import main
+
+    assert main(["phantom", str(tmp_path / "x"), "--kind", "chest-ct", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("radlens: error: ") and says in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_radlens_phantom_refuses_a_file_as_its_folder(tmp_path, capsys):
+    from radlens.cli import main
+
     (tmp_path / "file").write_text("not a folder")
-    done = _radlens("phantom", str(tmp_path / "file"), "--kind", "brain-mr")
-    assert done.returncode == 1 and "not a folder" in done.stderr
+    assert main(["phantom", str(tmp_path / "file"), "--kind", "brain-mr"]) == 1
+    assert "not a folder" in capsys.readouterr().err
 
 
 def test_case_folder_is_replaced_whole(tmp_path):
