@@ -18,6 +18,7 @@ from imaging.progress import Progress
 KINDS = ("chest-ct", "brain-mr")
 VERSION = "v1"  # bump when the phantoms change so stale caches are rewritten
 DONE = ".complete"
+SHAPE_ZYX = None  # the phantoms' own default size; tests make smaller ones
 
 
 def demo_root() -> Path:
@@ -34,7 +35,9 @@ def iter_demo_paths(cancel: threading.Event | None = None, root: Path | None = N
         folder = root / kind
         if not (folder / DONE).is_file():
             yield Progress(0, 1, f"writing the synthetic {kind} study (first run only)")
-            yield from iter_write_phantoms(folder, kind=kind, cases=1, seed=0, fmt="dicom", cancel=cancel)
+            yield from iter_write_phantoms(
+                folder, kind=kind, cases=1, seed=0, fmt="dicom", shape_zyx=SHAPE_ZYX, cancel=cancel
+            )
             (folder / DONE).write_text("synthetic demo study, written by radlens --demo\n")
         paths.append(str(folder / "imagesTr"))
     return paths

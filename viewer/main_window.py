@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.results: dict[str, Findings] = {}  # AI results per series, kept across reopenings
         self.synthetic = False
         self._streamed: set[str] = set()
+        self._last_progress = 0.0
         self._cine = QtCore.QTimer(self)
         self._cine.setInterval(80)
         self._cine.timeout.connect(self._cine_step)
@@ -263,13 +265,13 @@ class MainWindow(QtWidgets.QMainWindow):
     @QtCore.Slot(object)
     def _on_progress(self, ev: JobEvent) -> None:
         p: Progress = ev.progress
-        self._show_progress(p)
+        shown = self._show_progress(p)
         if ev.channel == "load" and p.preview is not None and hasattr(p.preview, "image"):
             self._show_load_preview(p.preview)
         elif ev.channel == "infer" and isinstance(p.preview, Findings):
             self._on_model_result(p.preview)
             self.ai_panel.set_progress(p)
-        elif ev.channel == "infer":
+        elif ev.channel == "infer" and shown:
             self.ai_panel.set_progress(p)
         elif ev.channel == "thumbs" and p.preview is not None:
             uid, image = p.preview
@@ -297,13 +299,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if handler is not None:
             handler(ev.result)
 
-    def _show_progress(self, p: Progress) -> None:
+    def _show_progress(self, p: Progress) -> bool:
+        """At most ~10 updates a second: a chatty job must not cost the views their frames."""
+        now = time.monotonic()
+        finished = p.total > 0 and p.done >= p.total
+        if not finished and now - self._last_progress < 0.1:
+            return False
+        self._last_progress = now
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self.progress.setMaximum(max(p.total, 0))
         self.progress.setValue(min(p.done, max(p.total, 0)))
         if p.message:
             self.message.setText(p.message)
+        return True
 
     def cancel_loading(self) -> None:
         for channel in ("scan", "load", "demo", "thumbs"):
