@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iterations", type=int, metavar="N", help="iterations per epoch")
+    p.add_argument("--channels", type=int, nargs="+", metavar="C", help="network channels per level")
+    p.add_argument("--res-units", type=int, metavar="N", help="residual units per level (default 1; 0 is faster)")
+    p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs (default 1)")
+    p.add_argument("--val-fraction", type=float, metavar="F", help="share of cases held out (default 0.2)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
@@ -25,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--out", metavar="metrics.json")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--record", action="store_true", help="also store the metrics in the bundle's metadata.json")
     p.set_defaults(func=run_evaluate)
 
 

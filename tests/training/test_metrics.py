@@ -1,0 +1,97 @@
+"""Metric functions against cases whose answers are worked out by hand."""
+
+import numpy as np
+import pytest
+
+from training import metrics
+from training.metrics import Candidate, Nodule
+
+
+def test_dice_rules_for_empty_masks_and_a_known_overlap():
+    empty = np.zeros((4, 4, 4), bool)
+    a = empty.copy()
+    a[0, :2, :2] = True  # 4 voxels
+    b = empty.copy()
+    b[0, :2, 1:3] = True  # 4 voxels, 2 shared
+    assert metrics.dice(empty, empty) == 1.0
+    assert metrics.dice(a, empty) == 0.0
+    assert metrics.dice(empty, a) == 0.0
+    assert metrics.dice(a, b) == pytest.approx(2 * 2 / 8)
+    labels = np.zeros((4, 4, 4), int)
+    labels[a] = 1
+    assert metrics.dice_per_label(labels, labels, [1, 2]) == {1: 1.0, 2: 1.0}
+
+
+def test_hd95_in_millimetres_on_single_voxels_and_shifted_blocks():
+    p = np.zeros((5, 5, 9), bool)
+    r = p.copy()
+    p[2, 2, 1] = True
+    r[2, 2, 4] = True
+    # Three columns apart along x at 2 mm: 6 mm in both directions.
+    assert metrics.hd95(p, r, (1.0, 1.0, 2.0)) == pytest.approx(6.0)
+    # A block and the same block shifted one slice along z at 3 mm: no surface point is farther than 3 mm.
+    a = np.zeros((10, 10, 10), bool)
+    a[2:6, 2:6, 2:6] = True
+    b = np.roll(a, 1, axis=0)
+    assert metrics.hd95(a, b, (3.0, 1.0, 1.0)) == pytest.approx(3.0)
+    assert metrics.hd95(a, a, (3.0, 1.0, 1.0)) == 0.0
+    assert metrics.hd95(a, np.zeros_like(a), (1, 1, 1)) is None
+    assert metrics.hd95(np.zeros_like(a), np.zeros_like(a), (1, 1, 1)) == 0.0
+
+
+def test_per_lesion_counts_and_lesion_dice():
+    ref = np.zeros((10, 20, 20), bool)
+    ref[2:5, 2:5, 2:5] = True  # lesion 1 (27 voxels)
+    ref[2:5, 12:15, 12:15] = True  # lesion 2, missed
+    pred = np.zeros_like(ref)
+    pred[2:5, 2:5, 2:4] = True  # finds lesion 1 (18 voxels)
+    pred[7:9, 15:17, 2:4] = True  # a false component
+    m = metrics.lesion_detection(pred, ref)
+    assert (m["lesions"], m["lesions_found"], m["components"], m["components_true"]) == (2, 1, 2, 1)
+    assert m["sensitivity"] == 0.5 and m["precision"] == 0.5 and m["f1"] == 0.5
+    # 27 voxels of 1 mm³: a sphere of the same volume is 3.72 mm wide.
+    lesions = metrics.lesion_dice(pred, ref, (1, 1, 1))
+    assert [round(d["dice"], 4) for d in lesions] == [round(2 * 18 / 45, 4), 0.0]
+    assert metrics.lesion_dice(pred, ref, (1, 1, 1), min_diameter_mm=4.0) == []
+    v = metrics.volume_error(pred, ref, (1, 1, 1))
+    assert v["ref_ml"] == pytest.approx(0.054) and v["pred_ml"] == pytest.approx(0.026)
+
+
+def _made_up_scans():
+    scan_a = (
+        [
+            Candidate((1, 1, 1), 0.9),  # hits nodule 1
+            Candidate((2, 0, 0), 0.8),  # hits nodule 1 again: counted once, never a false positive
+            Candidate((100, 0, 0), 0.7),  # false positive
+            Candidate((52, 0, 0), 0.6),  # hits nodule 2 (radius 3 mm)
+        ],
+        [Nodule((0, 0, 0), 10.0), Nodule((50, 0, 0), 6.0)],
+    )
+    scan_b = (
+        [Candidate((30, 0, 0), 0.95), Candidate((0, 3, 0), 0.5)],  # a false positive, then a hit (radius 4)
+        [Nodule((0, 0, 0), 8.0)],
+    )
+    return [scan_a, scan_b]
+
+
+def test_froc_with_the_luna16_hit_rule():
+    f = metrics.froc(_made_up_scans(), threshold=0.6)
+    assert f["nodules"] == 3 and f["scans"] == 2
+    # Thresholds: 0.95 → (0, 0.5 FP/scan); 0.9 → (1/3, 0.5); 0.7 → (1/3, 1); 0.6 → (2/3, 1); 0.5 → (1, 1).
+    s = f["sensitivity_at_fps"]
+    assert s["0.125"] == 0.0 and s["0.25"] == 0.0
+    assert s["0.5"] == pytest.approx(1 / 3)
+    assert s["1.0"] == s["2.0"] == s["4.0"] == s["8.0"] == 1.0
+    assert f["cpm"] == pytest.approx((1 / 3 + 4) / 7)
+    at = f["at_threshold"]
+    assert at["sensitivity"] == pytest.approx(2 / 3) and at["fps_per_scan"] == 1.0
+    assert at["precision"] == pytest.approx(0.5)  # 2 nodules found, 2 false positives
+    assert at["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+
+
+def test_froc_leaves_small_nodules_out_without_counting_hits_on_them_as_false_positives():
+    f = metrics.froc(_made_up_scans(), min_diameter_mm=7.0)
+    assert f["nodules"] == 2  # the 6 mm nodule is left out
+    fps_at_lowest = f["curve"][-1]["fps_per_scan"]
+    assert fps_at_lowest == 1.0  # still two false positives in two scans: the hit on the 6 mm nodule is neither
+    assert f["curve"][-1]["sensitivity"] == 1.0

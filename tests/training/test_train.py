@@ -1,0 +1,168 @@
+"""Training on a tiny synthetic phantom set: the loss falls, the bundle runs in `radlens infer`, a resumed
+run equals an uninterrupted one, a NaN loss stops cleanly, and DDP runs under torchrun (gloo, CPU)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from imaging.progress import Cancelled, run_to_end
+from radlens.cli import build_parser, main
+from training import train as train_module
+from training.train import TrainingError, load_checkpoint, train
+
+TINY = ["--patch", "16", "32", "32", "--channels", "4", "8", "16", "--res-units", "0", "--batch", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Four SYNTHETIC chest phantoms of 32×48×48 voxels (8 mm), each with nodules."""
+    from imaging.phantom import iter_write_phantoms
+
+    root = tmp_path_factory.mktemp("data") / "chest"
+    return run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=4, seed=1, shape_zyx=(32, 48, 48)))
+
+
+def _args(*argv):
+    return build_parser().parse_args(["train", *map(str, argv)])
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+
+
+def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "tiny-seg"
+    args = _args("segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, *TINY)
+    assert run_to_end(train(args, log=lambda s: None)) == out
+    history = json.loads((out / "training_log.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert (out / "training_log.csv").read_text().startswith("epoch,loss,metric,")
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "segmentation" and meta["arch"] == "unet3d-seg" and meta["labels"] == ["nodule"]
+    assert meta["training"]["synthetic"] is True and meta["training"]["seed"] == 0
+    assert meta["training"]["split"]["validation"] and meta["input"]["spacing_zyx"] == [8.0, 8.0, 8.0]
+    assert meta["input"]["normalization"]["kind"] == "ct-clip"
+    assert "dice_mean" in meta["evaluation"]["validation"]
+
+    image = tiny_dataset / "imagesTr" / "chest_000_0000.nii.gz"
+    assert main(["infer", str(image), "--out", str(tmp_path / "found"), "--model", str(out)]) == 0
+    findings = json.loads((tmp_path / "found" / "findings.json").read_text())
+    assert [m["name"] for m in findings["models"]] == ["tiny-seg"]
+    assert findings["models"][0]["sha256"] == meta["sha256"]
+
+
+def _interrupt_after_first_epoch(job, cancel):
+    with pytest.raises(Cancelled):
+        while True:
+            p = next(job)
+            if isinstance(p.preview, dict) and p.preview.get("epoch_report", {}).get("epoch") == 1:
+                cancel.set()
+
+
+def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted_run(tiny_dataset, tmp_path):
+    common = ["--epochs", 2, "--iterations", 3, "--seed", 5, *TINY]
+    straight = tmp_path / "straight"
+    run_to_end(train(_args("detect", tiny_dataset, "--out", straight, *common), log=lambda s: None))
+
+    broken = tmp_path / "broken"
+    cancel = threading.Event()
+    _interrupt_after_first_epoch(
+        train(_args("detect", tiny_dataset, "--out", broken, *common), cancel, lambda s: None), cancel
+    )
+    assert not (broken / "metadata.json").exists()
+    assert json.loads((broken / "training_log.json").read_text())[-1]["epoch"] == 1
+    run_to_end(train(_args("detect", tiny_dataset, "--out", broken, "--resume", *common), log=lambda s: None))
+
+    a, b = (
+        _weights(straight / "checkpoints" / "last.safetensors"),
+        _weights(broken / "checkpoints" / "last.safetensors"),
+    )
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    la = [h["loss"] for h in json.loads((straight / "training_log.json").read_text())]
+    lb = [h["loss"] for h in json.loads((broken / "training_log.json").read_text())]
+    assert la == lb
+    meta = json.loads((broken / "metadata.json").read_text())
+    assert meta["task"] == "detection" and meta["thresholds"]["score"] > 0
+    assert len(meta["training"]["resumed_with"]) == 1
+
+
+def test_resume_without_a_checkpoint_says_so(tiny_dataset, tmp_path):
+    with pytest.raises(TrainingError, match="no checkpoint to resume from"):
+        run_to_end(train(_args("segment", tiny_dataset, "--out", tmp_path / "none", "--resume", *TINY)))
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    real = train_module.make_loss
+    calls = {"n": 0}
+
+    def poisoned(task):
+        loss = real(task)
+
+        def fn(out, tgt):
+            calls["n"] += 1
+            value = loss(out, tgt)
+            return value * float("nan") if calls["n"] > 3 else value  # the 2nd epoch goes bad
+
+        return fn
+
+    monkeypatch.setattr(train_module, "make_loss", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingError) as info:
+        run_to_end(
+            train(
+                _args("segment", tiny_dataset, "--out", out, "--epochs", 3, "--iterations", 3, *TINY),
+                log=lambda s: None,
+            )
+        )
+    message = str(info.value)
+    assert "epoch 2 iteration 1: loss is nan" in message
+    assert str(out / "checkpoints" / "last.safetensors") in message
+    from inference.networks import build_network
+
+    net = build_network("unet3d-seg", n_labels=1, channels=[4, 8, 16], num_res_units=0)
+    state = load_checkpoint(out / "checkpoints" / "last.safetensors", net)
+    assert state["epoch"] == 0  # epoch 1, the last good one
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes_trains_an_epoch(tiny_dataset, tmp_path):
+    out = tmp_path / "ddp"
+    script = Path(sys.executable).parent / "radlens"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+        "--master_port", str(_free_port()), str(script),
+        "train", "segment", str(tiny_dataset), "--out", str(out), "--epochs", "1", "--iterations", "2", *TINY,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((out / "training_log.json").read_text())
+    assert len(history) == 1  # one writer: rank 0
+    assert result.stderr.count("bundle written") == 1
+    assert json.loads((out / "metadata.json").read_text())["task"] == "segmentation"

@@ -1,0 +1,234 @@
+"""``radlens evaluate BUNDLE DATASET``: run a bundle exactly as ``radlens infer`` does and score it.
+
+Each test case goes through :func:`inference.engine.run_bundle` (the same preprocessing, sliding
+windows and decoding the viewer uses), and the findings are compared with the references on the
+input grid: FROC (LUNA16 rule) for detectors, Dice/HD95/per-lesion metrics for segmenters. Writes
+metrics.json and a PNG plot beside it; ``--record`` also stores the metrics in the bundle's
+metadata (the weights and their sha256 are untouched).
+
+Which cases: the dataset's own test set (imagesTs + labelsTs) when it has one; otherwise, when the
+dataset is the one the bundle was trained on, its validation split; otherwise every case (a
+separate held-out folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import threading
+from collections.abc import Generator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
+from training import metrics
+from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
+from training.train import TrainingError
+
+# The goals of the shipped bundles are stated for nodules of at least these sizes.
+DETECTION_MIN_DIAMETER_MM = 4.0
+SEGMENTATION_MIN_DIAMETER_MM = 6.0
+
+
+def select_cases(ds: Dataset, meta: dict) -> tuple[list[Case], str]:
+    if ds.test_cases:
+        return ds.test_cases, "the dataset's test set (imagesTs/labelsTs)"
+    training = meta.get("training") or {}
+    same = training.get("dataset") and Path(training["dataset"]).resolve() == ds.root.resolve()
+    if same:
+        val = set((training.get("split") or {}).get("validation") or [])
+        if not val:
+            raise TrainingError(f"{ds.root}: the bundle was trained on every case here; nothing is held out")
+        return [c for c in ds.cases if c.case_id in val], "the bundle's validation split"
+    return list(ds.cases), "every case (a folder the bundle did not train on)"
+
+
+def _reference_label_map(case: Case, ds: Dataset, labels: list[str]) -> np.ndarray:
+    """The case's label map with the bundle's label numbering (1..K in the bundle's label order)."""
+    ref = np.asarray(load_label(case.label).array)
+    if len(labels) == 1 and len(ds.labels) <= 1:
+        return (ref > 0).astype(np.uint8)  # one label: an instance map counts as that label
+    by_name = {name: value for value, name in ds.labels.items()}
+    out = np.zeros(ref.shape, dtype=np.uint8)
+    for i, name in enumerate(labels, start=1):
+        if name in by_name:
+            out[ref == by_name[name]] = i
+    return out
+
+
+def evaluate(
+    bundle_path: str, dataset_path: str, device: str = "auto", cancel: threading.Event | None = None
+) -> Generator[Progress, None, dict]:
+    """Score a bundle on a dataset's held-out cases; returns the metrics document."""
+    from inference.bundle import load_bundle
+    from inference.engine import run_bundle, select_device
+
+    bundle = load_bundle(bundle_path)
+    meta = bundle.metadata
+    task = "detect" if meta["task"] == "detection" else "segment"
+    ds = read_dataset(dataset_path, task)
+    cases, source = select_cases(ds, meta)
+    dev, _ = select_device(device)
+    labels = bundle.labels or ["lesion"]
+    per_case: dict[str, dict] = {}
+    scans = []
+    for k, case in enumerate(cases):
+        check_cancel(cancel, "evaluation")
+        yield Progress(k, len(cases), f"{case.case_id}")
+        volume = load_image(case.image)
+        findings = run_to_end(run_bundle(volume, bundle, device=dev, cancel=cancel))
+        if task == "detect":
+            nodules = case.nodules if case.nodules is not None else nodules_from_instances(load_label(case.label))
+            cands = [metrics.Candidate(tuple(d.center_lps), float(d.score)) for d in findings.detections]
+            refs = [metrics.Nodule(tuple(n.center_lps), float(n.diameter_mm)) for n in nodules]
+            scans.append((cands, refs))
+            per_case[case.case_id] = {"nodules": len(refs), "candidates": len(cands)}
+        else:
+            pred = np.zeros(volume.shape_zyx, dtype=np.uint8)
+            for seg in findings.segmentations:
+                pred[np.asarray(seg.mask, dtype=bool)] = seg.label_value
+            ref = _reference_label_map(case, ds, labels)
+            values = list(range(1, len(labels) + 1))
+            m = metrics.segmentation_case_metrics(pred, ref, volume.spacing_zyx, values)
+            for v in values:
+                m[str(v)]["lesion_dice"] = metrics.lesion_dice(
+                    pred == v, ref == v, volume.spacing_zyx, SEGMENTATION_MIN_DIAMETER_MM
+                )
+            per_case[case.case_id] = m
+    yield Progress(len(cases), len(cases), "scoring")
+    doc: dict = {
+        "schema": "radlens.metrics/1",
+        "bundle": {
+            "name": bundle.name,
+            "version": bundle.info.version,
+            "sha256": bundle.sha256,
+            "path": str(bundle_path),
+        },
+        "dataset": str(ds.root),
+        "synthetic": ds.synthetic,
+        "cases_from": source,
+        "cases": len(cases),
+        "device": dev,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": _command_line(),
+        "task": meta["task"],
+        "per_case": per_case,
+    }
+    if task == "detect":
+        threshold = bundle.info.threshold
+        doc["froc_all"] = metrics.froc(scans, threshold=threshold)
+        doc["froc"] = metrics.froc(scans, threshold=threshold, min_diameter_mm=DETECTION_MIN_DIAMETER_MM)
+        doc["summary"] = {
+            "min_diameter_mm": DETECTION_MIN_DIAMETER_MM,
+            "cpm": doc["froc"]["cpm"],
+            "sensitivity_at_1_fp": doc["froc"]["sensitivity_at_fps"]["1.0"],
+            "at_threshold": doc["froc"].get("at_threshold"),
+        }
+    else:
+        values = list(range(1, len(labels) + 1))
+        summary = metrics.summarize_segmentation(per_case, values)
+        for v in values:
+            key = str(v)
+            lesion = [d["dice"] for c in per_case.values() for d in c[key]["lesion_dice"]]
+            summary[key]["label"] = labels[v - 1]
+            summary[key][f"lesion_dice_mean_ge_{SEGMENTATION_MIN_DIAMETER_MM:g}mm"] = (
+                float(np.mean(lesion)) if lesion else None
+            )
+            summary[key][f"lesions_ge_{SEGMENTATION_MIN_DIAMETER_MM:g}mm"] = len(lesion)
+        doc["summary"] = summary
+    return doc
+
+
+def _command_line() -> str:
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("radlens", "__main__.py", "cli.py"):
+        argv[0] = "radlens"
+    return shlex.join(argv)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def plot(doc: dict, path: Path) -> Path:
+    """FROC curve (detectors) or Dice per case (segmenters) as a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    title = f"{doc['bundle']['name']} on {Path(doc['dataset']).name} ({doc['cases']} cases)"
+    if doc["synthetic"]:
+        title += " — synthetic"
+    if "froc" in doc:
+        f = doc["froc"]
+        curve = f["curve"]
+        ax.step([p["fps_per_scan"] for p in curve], [p["sensitivity"] for p in curve], where="post")
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(1 / 16, 16)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("false positives per scan")
+        ax.set_ylabel(f"sensitivity (nodules ≥ {f['min_diameter_mm']:g} mm)")
+        ax.set_title(f"{title}\nFROC, CPM {f['cpm']:.3f}", fontsize=9)
+        for rate, s in f["sensitivity_at_fps"].items():
+            ax.plot(float(rate), s, "o", color="C1", markersize=3)
+    else:
+        ids = sorted(doc["per_case"])
+        for v in sorted(doc["summary"], key=int):
+            ax.bar(
+                np.arange(len(ids)) + 0.8 * (int(v) - 1) / len(doc["summary"]),
+                [doc["per_case"][c][v]["dice"] for c in ids],
+                width=0.8 / len(doc["summary"]),
+                label=doc["summary"][v]["label"],
+            )
+        ax.set_xticks(np.arange(len(ids)), ids, rotation=60, fontsize=6)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("Dice")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{title}\nDice per case", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def record_in_bundle(bundle_path: str, doc: dict) -> None:
+    """Put the held-out metrics (without per-case detail) into the bundle's metadata.json."""
+    from inference.bundle import METADATA, read_metadata
+
+    folder = Path(bundle_path)
+    meta = read_metadata(folder)
+    held_out = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}
+    meta.setdefault("evaluation", {})["held_out"] = held_out
+    if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
+        meta["evaluation"]["held_out_at_threshold"] = doc["froc"]["at_threshold"]
+    _atomic_text(folder / METADATA, json.dumps(meta, indent=1) + "\n")
+    read_metadata(folder)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    doc = run_with_progress(evaluate(args.bundle, args.dataset, args.device), "evaluating")
+    out = Path(args.out or "metrics.json")
+    _atomic_text(out, json.dumps(doc, indent=1) + "\n")
+    png = plot(doc, out.with_suffix(".png"))
+    if getattr(args, "record", False):
+        record_in_bundle(args.bundle, doc)
+    print(json.dumps(doc["summary"], indent=1))
+    print(f"metrics: {out}; plot: {png}", file=sys.stderr)
+    return 0
