@@ -95,3 +95,14 @@ def window(qtbot, tmp_path):
     w.show()
     qtbot.waitExposed(w)
     return w
+
+
+@pytest.fixture(scope="session")
+def phantom_dicom(tmp_path_factory):
+    """A small SYNTHETIC chest CT written as a DICOM series (the folder holding it)."""
+    from imaging.phantom import iter_write_phantoms
+    from imaging.progress import run_to_end
+
+    root = tmp_path_factory.mktemp("phantom")
+    run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=1, seed=0, fmt="dicom", shape_zyx=(16, 48, 48)))
+    return root / "imagesTr"

@@ -6,19 +6,10 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-from imaging.phantom import iter_write_phantoms
-from imaging.progress import Progress, run_to_end
+from imaging.progress import Progress
 from viewer.qt import QtCore, QtGui
 from viewer.worker import JobRunner
-
-
-@pytest.fixture(scope="module")
-def phantom_dicom(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantom")
-    run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=1, seed=0, fmt="dicom", shape_zyx=(16, 48, 48)))
-    return root / "imagesTr"
 
 
 def test_open_folder_shows_preview_then_the_volume(window, qtbot, phantom_dicom, shots):
