@@ -31,7 +31,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from imaging.dicom_headers import frame_geometry, stack_geometry, study_info
 from imaging.dicom_native import NativeHeader, read_native_header
-from imaging.errors import GeometryError, ImagingError, NotAnImageError, UnsupportedError
+from imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
 from imaging.progress import Progress, check_cancel
 from imaging.series import SeriesInfo
 from imaging.volume import Volume, Window
@@ -62,10 +62,16 @@ def iter_load_series(
     if not files:
         raise ImagingError(series.uid or "series", "no files in the series")
     what = f"loading {series.description or series.uid or files[0]}"
-    if len(files) == 1:
-        result = yield from _load_multiframe(files[0], cancel, what)
-    else:
-        result = yield from _load_stack(files, cancel, what)
+    try:
+        if len(files) == 1:
+            result = yield from _load_multiframe(files[0], cancel, what)
+        else:
+            result = yield from _load_stack(files, cancel, what)
+    except RadlensError:
+        raise
+    except Exception as err:  # a corrupt value pydicom only trips over late: still the file's fault, one line
+        where = files[0] if len(files) == 1 else f"{source or os.path.dirname(files[0])} ({len(files)} files)"
+        raise ImagingError(where, f"unreadable DICOM: {type(err).__name__}: {_one_line(err)}") from None
     array, geometry, ds, invert, files_in_order, warnings = result
     windows = _windows(ds)
     study = series.study if series.study.study_uid or series.study.patient_name else study_info(ds)
@@ -187,7 +193,9 @@ def _load_stack(files: Sequence[str], cancel, what: str):
 def _read_header_dataset(path: str) -> Dataset:
     """The header of one file for what the Volume carries besides pixels (windows, study, names)."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        _convert_all(ds)
+        return ds
     except Exception as err:  # it parsed a moment ago; a file changing underneath us is still the file's fault
         raise ImagingError(path, f"unreadable DICOM: {_one_line(err)}") from None
 
@@ -259,6 +267,7 @@ def _header_with_pixel_location(path: str) -> tuple[Dataset, NativeHeader] | Non
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=force)
             at = fp.tell()
             element = fp.read(12)
+        _convert_all(ds)
     except Exception:  # read_dataset reads it again and words the error
         return None
     meta = getattr(ds, "file_meta", None)
@@ -522,6 +531,7 @@ def read_dataset(path: str) -> Dataset:
                 raise NotAnImageError(path, "not a DICOM file")
             fp.seek(0)
             ds = pydicom.dcmread(fp, force=force)
+            _convert_all(ds)
     except ImagingError:
         raise
     except OSError as err:
@@ -543,6 +553,12 @@ def read_dataset(path: str) -> Dataset:
             ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
         )
     return ds
+
+
+def _convert_all(ds: Dataset) -> None:
+    """Convert every element now: pydicom converts lazily, and a corrupt value would otherwise raise
+    wherever it is first read, far from the file's name."""
+    ds.walk(lambda _ds, _elem: None)
 
 
 def _header_only(ds: Dataset) -> Dataset:
@@ -623,18 +639,7 @@ def _decode_frames(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
         native = _native_frames(path, ds, _frames(path, ds))
         if native is not None:
             return native
-    ts = _transfer_syntax(ds)
-    try:
-        array, _ = get_decoder(ts).as_array(ds, index=index)
-    except NotImplementedError as err:
-        raise UnsupportedError(path, f"cannot decode {ts.name or ts}: {_one_line(err)}") from None
-    except (RuntimeError, ValueError) as err:
-        message = _one_line(err)
-        if "plugin" in message.lower() or "no decoding" in message.lower():
-            raise UnsupportedError(path, f"cannot decode {ts.name or ts}: {message}") from None
-        raise ImagingError(path, f"cannot decode pixel data ({ts.name or ts}): {message}") from None
-    except Exception as err:  # broken codestreams surface as anything the plugins raise
-        raise ImagingError(path, f"cannot decode pixel data ({ts.name or ts}): {_one_line(err)}") from None
+    array = _decode_with_plugins(path, ds, _transfer_syntax(ds), index)
     colour = int(ds.get("SamplesPerPixel", 1) or 1) == 3
     frame_ndim = 3 if colour else 2
     if array.ndim == frame_ndim:
@@ -645,6 +650,50 @@ def _decode_frames(path: str, ds: Dataset, index: int | None = None) -> np.ndarr
         except Exception as err:
             raise ImagingError(path, f"cannot apply the palette colour table: {_one_line(err)}") from None
     return array
+
+
+# GDCM goes last, and only when no other plugin can decode the syntax at all: on a corrupt stream it
+# throws a C++ exception that aborts the whole process instead of raising (found by fuzzing).
+_PLUGIN_ORDER = ("pylibjpeg", "pydicom", "pillow", "gdcm")
+
+
+def _decode_with_plugins(path: str, ds: Dataset, ts: UID, index: int | None) -> np.ndarray:
+    """pydicom's decoders, one plugin at a time, so that a broken stream never reaches GDCM."""
+    name = ts.name or str(ts)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError:
+        raise UnsupportedError(path, f"unknown transfer syntax {str(ts)!r}") from None
+    if not ts.is_encapsulated:
+        try:
+            return decoder.as_array(ds, index=index)[0]
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as err:
+            raise ImagingError(path, f"cannot read pixel data ({name}): {_one_line(err)}") from None
+    available = decoder.available_plugins
+    if not available:
+        raise UnsupportedError(path, f"cannot decode {name}: no decoder for it is installed")
+    plugins = sorted(available, key=lambda p: _PLUGIN_ORDER.index(p) if p in _PLUGIN_ORDER else len(_PLUGIN_ORDER))
+    failures: list[tuple[str, BaseException]] = []
+    for plugin in plugins:
+        if plugin == "gdcm" and not all(_unsupported(err) for _, err in failures):
+            break  # another decoder read the stream and found it broken: do not hand it to GDCM
+        try:
+            return decoder.as_array(ds, index=index, decoding_plugin=plugin)[0]
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as err:  # plugins raise anything on a broken stream; Rust ones panic
+            failures.append((plugin, err))
+    text = "; ".join(f"{plugin}: {_one_line(err)}" for plugin, err in failures)
+    if all(_unsupported(err) for _, err in failures):
+        raise UnsupportedError(path, f"cannot decode {name}: {text}")
+    raise ImagingError(path, f"cannot decode pixel data ({name}): {text}")
+
+
+def _unsupported(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, NotImplementedError) or "not support" in text or "unsupported" in text
 
 
 def _iter_decoded(path: str, ds: Dataset, n: int):
@@ -737,5 +786,6 @@ def _unique(items) -> tuple[str, ...]:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
+    """An exception as one short line (pydicom embeds whole tracebacks in some messages: cut them)."""
+    text = " ".join(str(err).split("Traceback (most recent call last)")[0].split()) or type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."

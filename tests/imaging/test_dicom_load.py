@@ -14,13 +14,14 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataelem import RawDataElement
+from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
-from pydicom.uid import RLELossless
+from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
 from imaging.dicom import SlicePreview
 from imaging.dicom_write import write_dicom_series
 from imaging.discovery import scan
-from imaging.errors import GeometryError, ImagingError
+from imaging.errors import GeometryError, ImagingError, UnsupportedError
 from imaging.loading import iter_load, load
 from imaging.progress import Cancelled
 from imaging.volume import Volume, Window
@@ -373,3 +374,21 @@ def test_unsigned_values_above_int16_keep_their_values(tmp_path):
     out = load(path)
     assert out.array.dtype == np.int16
     np.testing.assert_array_equal(out.array[0], a[0].astype(np.int32) - 32768)
+
+
+@pytest.mark.parametrize(
+    ("syntax", "error", "words"),
+    [
+        ("1.2.3.4.5", UnsupportedError, "unknown transfer syntax"),  # no such syntax
+        (JPEGBaseline8Bit, ImagingError, "cannot decode"),  # says JPEG, holds raw pixels
+    ],
+)
+def test_a_wrong_transfer_syntax(tmp_path, syntax, error, words):
+    (path,) = write_dicom_series(_ct(shape=(1, 8, 8)), tmp_path)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([ds.PixelData]) if syntax == JPEGBaseline8Bit else ds.PixelData
+    ds.save_as(path)
+    with pytest.raises(error) as err:
+        load(path)
+    assert str(path) in _one_line(err.value) and words in str(err.value)
