@@ -392,3 +392,18 @@ def test_a_wrong_transfer_syntax(tmp_path, syntax, error, words):
     with pytest.raises(error) as err:
         load(path)
     assert str(path) in _one_line(err.value) and words in str(err.value)
+
+
+def test_a_dicomdir_with_one_series_loads(tmp_path):
+    from pydicom.fileset import FileSet
+
+    vol = _ct(direction=TILTED)
+    paths = write_dicom_series(vol, tmp_path / "written", instance_number_order="shuffled")
+    fs = FileSet()
+    for path in paths:
+        fs.add(path)
+    fs.write(tmp_path / "media")
+    out = load(tmp_path / "media" / "DICOMDIR")
+    np.testing.assert_array_equal(out.array, vol.array)
+    np.testing.assert_allclose(out.origin_lps, vol.origin_lps, atol=1e-6)
+    assert out.source == str(tmp_path / "media" / "DICOMDIR")
