@@ -1,11 +1,13 @@
 """DICOM pixels → one ``Volume`` (design section 2): modality values, LPS geometry, middle slice first.
 
 The series' files are decoded into one preallocated ``(z, y, x)`` array, slice by slice, so the
-peak memory stays near the volume's own size. Uncompressed data (the common case, and what the
-benchmark measures) skips pydicom's per-frame decoder: the PixelData bytes are viewed with the
-header's dtype and copied into the slab, and the rescale is applied once, vectorised, over the slab.
-Everything else (JPEG, JPEG-LS, JPEG 2000, RLE, odd bit depths, colour) goes through pydicom's
-pixel handlers, which use the pylibjpeg plugins or GDCM.
+peak memory stays near the volume's own size. Plain little-endian monochrome data (the common case,
+and what bench/load.py measures) skips pydicom's Dataset and decoders: :mod:`imaging.dicom_native`
+finds where the pixels start and they are ``readinto`` their slice of the array; the integer
+rescale is then applied once, in place, over the whole array (a fractional one goes straight into
+float32, slice by slice). Everything else (big endian, deflate, JPEG, JPEG-LS, JPEG 2000, RLE, odd
+bit depths, colour, palette) goes through pydicom's pixel handlers: the pylibjpeg plugins, pydicom's
+own, Pillow, and GDCM last (it aborts the process on some corrupt streams).
 
 The middle slice is read first and handed out as a :class:`SlicePreview` so that a viewer shows
 something at once; the rest fills in while the job yields ``Progress`` and checks its cancel event.
