@@ -20,8 +20,6 @@ from viewer.qt import QtCore, QtGui, QtWidgets, pg
 from viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
 
 INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
-_LABEL_CSS = "color: #e8e8e8; background: transparent; font-family: monospace; font-size: 11px;"
-_LETTER_CSS = "color: #ffd24a; background: transparent; font-weight: bold; font-size: 13px;"
 
 
 class _ViewBox(pg.ViewBox):
@@ -55,37 +53,24 @@ class _ViewBox(pg.ViewBox):
         self._view.scroll_requested.emit(self._view.plane, 1 if ev.delta() > 0 else -1)
 
 
-class _ScaleBar(QtWidgets.QWidget):
-    """A bar of a round length in mm, sized from the current zoom."""
+class _ScaleBar:
+    """A bar of a round length in mm (about 100 screen pixels), sized from the current zoom."""
 
-    def __init__(self, parent):
-        super().__init__(parent)
+    NICE = tuple(n * 10**e for e in range(-1, 4) for n in (1, 2, 5))
+
+    def __init__(self):
         self.mm, self.px = 0.0, 0
-        self.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.resize(160, 24)
 
     def set_scale(self, px_per_mm: float) -> None:
         if not math.isfinite(px_per_mm) or px_per_mm <= 0:
             self.mm, self.px = 0.0, 0
-        else:
-            target = 100.0 / px_per_mm
-            nice = [n * 10**e for e in range(-1, 4) for n in (1, 2, 5)]
-            self.mm = max((n for n in nice if n <= target), default=nice[0])
-            self.px = round(self.mm * px_per_mm)
-        self.update()
-
-    def paintEvent(self, ev):
-        if self.px <= 0:
             return
-        p = QtGui.QPainter(self)
-        p.setPen(QtGui.QPen(QtGui.QColor(232, 232, 232), 2))
-        y = self.height() - 6
-        p.drawLine(4, y, 4 + self.px, y)
-        p.drawLine(4, y - 4, 4, y)
-        p.drawLine(4 + self.px, y - 4, 4 + self.px, y)
-        mm = f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
-        p.drawText(8, y - 6, mm)
-        p.end()
+        target = 100.0 / px_per_mm
+        self.mm = max((n for n in self.NICE if n <= target), default=self.NICE[0])
+        self.px = round(self.mm * px_per_mm)
+
+    def text(self) -> str:
+        return f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
 
 
 class SliceView(pg.GraphicsView):
@@ -128,17 +113,11 @@ class SliceView(pg.GraphicsView):
             self.vb.addItem(line, ignoreBounds=True)
         self.measure_item = None
 
-        vp = self.viewport()
-        self.corners = {k: QtWidgets.QLabel(vp) for k in ("tl", "tr", "bl", "br")}
-        for k, lab in self.corners.items():
-            lab.setStyleSheet(_LABEL_CSS)
-            lab.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-            lab.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight if k[1] == "r" else QtCore.Qt.AlignmentFlag.AlignLeft)
-        self.letters = {k: QtWidgets.QLabel(vp) for k in ("left", "right", "top", "bottom")}
-        for lab in self.letters.values():
-            lab.setStyleSheet(_LETTER_CSS)
-            lab.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.scale_bar = _ScaleBar(vp)
+        # Text over the image is painted in drawForeground, in the same pass as the image: child
+        # label widgets would make every change repaint the viewport twice.
+        self.corners = {"tl": "", "tr": "", "bl": "", "br": ""}
+        self.letters = {"left": "", "right": "", "top": "", "bottom": ""}
+        self.scale_bar = _ScaleBar()
         self.vb.sigRangeChanged.connect(self.update_zoom_text)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self._drag_start = None
@@ -154,9 +133,7 @@ class SliceView(pg.GraphicsView):
             return
         self.pixel_mm = plane_pixel_mm(volume, self.plane)
         self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
-        for side, letter in orientation_letters(volume, self.plane).items():
-            self.letters[side].setText(letter)
-            self.letters[side].adjustSize()
+        self.letters = orientation_letters(volume, self.plane)
         self.refresh()
         self.fit()
 
@@ -296,8 +273,7 @@ class SliceView(pg.GraphicsView):
         self._set_corner("tl", "\n".join(t for t in tl if t))
         self._set_corner("tr", "\n".join(t for t in (vol.modality, vol.description, self.plane) if t))
         self._set_corner("bl", f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
-        w = st.window
-        self._set_corner("br", f"W {w.width:.0f} L {w.level:.0f}{'  inv' if st.invert else ''}\n{self.zoom_text()}")
+        self._set_corner("br", self._window_text())
 
     def zoom(self) -> float:
         """Screen pixels per image pixel (columns)."""
@@ -312,43 +288,66 @@ class SliceView(pg.GraphicsView):
         px = self.vb.viewPixelSize()[0]
         self.scale_bar.set_scale(1.0 / px if px > 0 else float("nan"))
         if self.state is not None and self.volume is not None:
-            w = self.state.window
-            self._set_corner(
-                "br", f"W {w.width:.0f} L {w.level:.0f}{'  inv' if self.state.invert else ''}\n{self.zoom_text()}"
-            )
+            self._set_corner("br", self._window_text())
+
+    def _window_text(self) -> str:
+        w = self.state.window
+        return f"W {w.width:.0f} L {w.level:.0f}{'  inv' if self.state.invert else ''}\n{self.zoom_text()}"
 
     def _set_corner(self, key: str, text: str) -> None:
-        """Each line is elided to half the view's width so that the four corners never overlap."""
-        lab = self.corners[key]
-        fm = lab.fontMetrics()
-        room = max(40, self.viewport().width() // 2 - 10)
-        text = "\n".join(fm.elidedText(t, QtCore.Qt.TextElideMode.ElideRight, room) for t in text.split("\n"))
-        if lab.text() != text:
-            lab.setText(text)
-            lab.adjustSize()
-            self._place_labels()
+        if self.corners[key] != text:
+            self.corners[key] = text
+            self.scene().update()  # merged with the items' own updates into one paint
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
-        if not hasattr(self, "scale_bar"):  # pyqtgraph resizes once inside its own __init__
-            return
-        self._place_labels()
-        self.update_zoom_text()
+        if hasattr(self, "scale_bar"):  # pyqtgraph resizes once inside its own __init__
+            self.update_zoom_text()
 
-    def _place_labels(self) -> None:
-        w, h = self.viewport().width(), self.viewport().height()
-        m = 4
-        c = self.corners
-        c["tl"].move(m, m)
-        c["tr"].move(w - c["tr"].width() - m, m)
-        c["bl"].move(m, h - c["bl"].height() - m)
-        c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
+    def drawForeground(self, painter: QtGui.QPainter, rect) -> None:
+        """Corner text, orientation letters and the scale bar, in viewport pixels over the scene."""
+        if self.volume is None:
+            return
+        painter.save()
+        painter.resetTransform()
+        w, h, m = self.viewport().width(), self.viewport().height(), 4
+        font = QtGui.QFont("monospace")
+        font.setStyleHint(QtGui.QFont.StyleHint.Monospace)
+        font.setPixelSize(11)
+        painter.setFont(font)
+        fm = painter.fontMetrics()
+        lh = fm.height()
+        room = max(40, w // 2 - 10)  # each corner gets half the width: corners never overlap
+        painter.setPen(QtGui.QColor(232, 232, 232))
+        for key, text in self.corners.items():
+            lines = [fm.elidedText(t, QtCore.Qt.TextElideMode.ElideRight, room) for t in text.split("\n") if t]
+            top = m if key[0] == "t" else h - m - lh * len(lines)
+            for i, line in enumerate(lines):
+                x = m if key[1] == "l" else w - m - fm.horizontalAdvance(line)
+                painter.drawText(x, top + i * lh + fm.ascent(), line)
+        bottom_text = lh * max(1, len(self.corners["bl"].split("\n")))
+        if self.scale_bar.px > 0:
+            y = h - m - bottom_text - 6
+            pen = QtGui.QPen(QtGui.QColor(232, 232, 232), 2)
+            painter.setPen(pen)
+            x1 = m + 4 + self.scale_bar.px
+            painter.drawLine(m + 4, y, x1, y)
+            painter.drawLine(m + 4, y - 4, m + 4, y)
+            painter.drawLine(x1, y - 4, x1, y)
+            painter.drawText(m + 8, y - 6, self.scale_bar.text())
+        bold = QtGui.QFont(font)
+        bold.setPixelSize(13)
+        bold.setBold(True)
+        painter.setFont(bold)
+        bfm = painter.fontMetrics()
+        painter.setPen(QtGui.QColor(255, 210, 74))
         L = self.letters
-        L["left"].move(m, (h - L["left"].height()) // 2)
-        L["right"].move(w - L["right"].width() - m, (h - L["right"].height()) // 2)
-        L["top"].move((w - L["top"].width()) // 2, m)
-        L["bottom"].move((w - L["bottom"].width()) // 2, h - c["bl"].height() - L["bottom"].height() - m)
-        self.scale_bar.move(m, h - c["bl"].height() - self.scale_bar.height() - m)
+        cy = h // 2 + bfm.ascent() // 2
+        painter.drawText(m, cy, L["left"])
+        painter.drawText(w - m - bfm.horizontalAdvance(L["right"]), cy, L["right"])
+        painter.drawText((w - bfm.horizontalAdvance(L["top"])) // 2, m + bfm.ascent(), L["top"])
+        painter.drawText((w - bfm.horizontalAdvance(L["bottom"])) // 2, h - m - bottom_text - 2, L["bottom"])
+        painter.restore()
 
     # -- view --------------------------------------------------------------------------------------
     def fit(self) -> None:
