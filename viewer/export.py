@@ -16,9 +16,9 @@ from pathlib import Path
 from imaging.errors import RadlensError
 from imaging.volume import StudyInfo, Volume, Window
 from inference.findings import Findings
-from viewer.findings_panel import MACHINE_NOTE
+from viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
 from viewer.overlays import OverlayData
-from viewer.qt import QtCore, QtGui, QtWidgets, pg
+from viewer.qt import QtCore, QtGui, QtWidgets
 from viewer.state import ViewState, plane_pixel_mm
 
 LINE_H = 16
@@ -105,12 +105,9 @@ def render_study(
     for i, line in enumerate(drawn):
         p.drawText(6, h - legend_h + 4 + LINE_H * (i + 1) - 4, line)
     if heat:
-        lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, 256)
         y = h - 14
         p.drawText(6, y + 11, "heat map 0")
-        for x in range(128):
-            r, g, b = (int(c) for c in lut[x * 2][:3])
-            p.fillRect(80 + x, y + 2, 1, 10, QtGui.QColor(r, g, b))
+        p.drawPixmap(80, y + 2, colour_bar_pixmap(128, 10))
         p.drawText(80 + 132, y + 11, "1")
     p.end()
     return out, legend

@@ -12,6 +12,18 @@ from viewer.state import ViewState
 MACHINE_NOTE = "AI results: machine-generated, not a diagnosis"
 
 
+def colour_bar_pixmap(width: int, height: int) -> QtGui.QPixmap:
+    """The heat map's colour scale (the LUT the views use, without its transparency ramp)."""
+    import numpy as np
+
+    from viewer.qt import pg
+
+    lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, width)[:, :3].astype(np.uint8)
+    rgb = np.ascontiguousarray(np.repeat(lut[None], height, axis=0))
+    image = QtGui.QImage(rgb.data, width, height, rgb.strides[0], QtGui.QImage.Format.Format_RGB888)
+    return QtGui.QPixmap.fromImage(image.copy())
+
+
 class LayerControls(QtWidgets.QFrame):
     changed = QtCore.Signal(str)  # layer key
 
@@ -36,6 +48,13 @@ class LayerControls(QtWidgets.QFrame):
         self.opacity.setValue(round(ls.opacity * 100))
         grid.addWidget(self.opacity, 2, 1, 1, 2)
         self.threshold = None
+        if layer.kind == "heatmap":
+            grid.addWidget(QtWidgets.QLabel("0"), 3, 0)
+            bar = QtWidgets.QLabel()
+            bar.setPixmap(colour_bar_pixmap(120, 10))
+            bar.setToolTip("probability 0 → 1")
+            grid.addWidget(bar, 3, 1)
+            grid.addWidget(QtWidgets.QLabel("1"), 3, 2)
         if layer.kind == "boxes":
             grid.addWidget(QtWidgets.QLabel("threshold"), 3, 0)
             self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)

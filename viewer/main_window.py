@@ -53,6 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__(parent)
         self.settings = settings or QtCore.QSettings("radlens", "radlens")
         self.setWindowTitle("RadLens")
+        self.setObjectName("RadLensMain")
         self.setAcceptDrops(True)
         self.resize(1400, 800)
         self.study: Study | None = None
@@ -107,6 +108,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # status bar: message, probe, progress, cancel
         self.message = QtWidgets.QLabel("Open a study: File ▸ Open, drag and drop, or radlens --demo")
         self.probe_label = QtWidgets.QLabel("")
+        self.probe_label.setMinimumWidth(460)  # a steady width: the probe changes on every mouse move
         self.progress = QtWidgets.QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)

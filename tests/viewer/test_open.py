@@ -159,3 +159,44 @@ def test_export_overlays_none_draws_no_box(study, tmp_path):
     boxes = yellow_pixels("nodule-detector")
     plain = yellow_pixels("none")
     assert boxes > plain + 50  # the box outline; what is left in "none" is the orientation letters
+
+
+def test_double_click_in_the_browser_loads_and_cancel_stops(window, qtbot, phantom_dicom):
+    window.open_paths([phantom_dicom])
+    qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
+    window.set_volume(None)
+    item = next(iter(window.browser._series_items.values()))
+    rect = window.browser.tree.visualItemRect(item)
+    at = QtCore.QPoint(rect.left() + 10, rect.center().y())
+    qtbot.mousePress(window.browser.tree.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseDClick(window.browser.tree.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=at)
+    assert window.runner.busy("load")
+    qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
+    window.set_volume(None)
+    window.load_source(item.data(0, QtCore.Qt.ItemDataRole.UserRole + 1))
+    window.cancel_loading()
+    assert window.runner.wait_idle(20000)
+    qtbot.wait(50)
+    assert window.study is None and window.message.text() == "cancelled"
+
+
+def test_app_main_opens_paths_and_returns(qtbot, phantom_dicom, monkeypatch, tmp_path):
+    from viewer import app as app_module
+    from viewer.qt import QtWidgets
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    opened = []
+
+    def quit_when_open():
+        windows = [w for w in QtWidgets.QApplication.topLevelWidgets() if w.objectName() == "RadLensMain"]
+        if windows and windows[0].study is not None:
+            opened.append(windows[0].study.volume.shape_zyx)
+            windows[0].close()
+            QtWidgets.QApplication.quit()
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(quit_when_open)
+    timer.start(50)
+    assert app_module.main([str(phantom_dicom)]) == 0
+    timer.stop()
+    assert opened == [(16, 48, 48)]
