@@ -113,12 +113,14 @@ def sliding_windows(
     batch: int | None = None,
     cancel: threading.Event | None = None,
     what: str = "model",
+    amp: bool = True,
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
-    Yields Progress(done windows, total windows) after each batch and checks ``cancel`` before
-    each. An out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU
-    (the message says so); at batch 1 on the CPU it is raised.
+    ``amp``: autocast to the device's fast reduced precision (:func:`autocast_dtype`); the
+    stitched output is float32 either way. Yields Progress(done windows, total windows) after each
+    batch and checks ``cancel`` before each. An out-of-memory halves the batch and retries; at
+    batch 1 a GPU run moves to the CPU (the message says so); at batch 1 on the CPU it is raised.
     """
     import torch
 
@@ -143,7 +145,7 @@ def sliding_windows(
         check_cancel(cancel, what)
         chunk = grid.starts[done : done + batch]
         try:
-            out = _forward(network, img, chunk, (pz, py, px), dev)
+            out = _forward(network, img, chunk, (pz, py, px), dev, amp)
         except Exception as err:
             if not _is_oom(err) or (batch == 1 and dev.type == "cpu"):
                 raise
@@ -173,14 +175,26 @@ def sliding_windows(
     return acc[:, :z, :y, :x].cpu(), dev.type
 
 
-def _forward(network, img, chunk, patch, dev):
+def autocast_dtype(device: str):
+    """The reduced precision a device runs well: fp16 on CUDA, bf16 on a CPU with native bf16, else None."""
+    import torch
+
+    if device == "cuda":
+        return torch.float16
+    if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _forward(network, img, chunk, patch, dev, amp: bool):
     import torch
 
     pz, py, px = patch
     x = torch.stack([img[z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])[:, None]
+    dtype = autocast_dtype(dev.type) if amp else None
     with torch.inference_mode():
-        if dev.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
+        if dtype is not None:
+            with torch.autocast(dev.type, dtype=dtype):
                 return network(x).float()
         return network(x).float()
 
@@ -207,6 +221,7 @@ def run_bundle(
     cancel: threading.Event | None = None,
     prepared: Prepared | None = None,
     batch: int | None = None,
+    amp: bool = True,
 ) -> Generator[Progress, None, Findings]:
     """One bundle on one volume: preprocess, windows, postprocess; the findings hold only this model."""
     from inference import postprocess
@@ -226,6 +241,7 @@ def run_bundle(
         batch=batch,
         cancel=cancel,
         what=bundle.name,
+        amp=amp,
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]
@@ -252,16 +268,21 @@ def iter_infer(
     cancel: threading.Event | None = None,
     *,
     threads: int | None = None,
+    amp: bool = True,
 ) -> Generator[Progress, None, Findings]:
     """Run every bundle on ``volume``; yield progress and, per finished model, a preview of its findings.
 
     ``bundles``: BundleInfo, LoadedBundle, names or folders. ``threads``: torch CPU threads (default:
-    every core but one, so a GUI stays responsive; the command line passes all cores).
+    every core but one, so a GUI stays responsive; the command line passes all cores). ``amp``: run
+    the networks in the device's fast reduced precision (CUDA fp16; bf16 on CPUs that have it, about
+    3× faster there); outputs are stitched and post-processed in float32.
     """
     import torch
 
     items = list(bundles)
     dev, note = select_device(device)
+    low = autocast_dtype(dev) if amp else None
+    shown = f"{dev} ({str(low).removeprefix('torch.')})" if low is not None else dev
     torch.set_num_threads(max(1, int(threads or cpu_threads())))
     total = UNITS * len(items)
     findings = Findings.empty_for(volume, dev)
@@ -276,14 +297,14 @@ def iter_infer(
         if key not in cache:
             yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
-        job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache[key])
+        job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache[key], amp=amp)
         while True:
             try:
                 p = next(job)
             except StopIteration as stop:
                 partial = stop.value
                 break
-            message = f"{name} on {dev}: window {p.done}/{p.total}"
+            message = f"{name} on {shown}: window {p.done}/{p.total}"
             if p.message:
                 note = p.message
             if note:

@@ -14,12 +14,10 @@ from inference.errors import BundleError
 
 
 def load_study(path: str) -> Volume:
-    """The study at ``path`` as one Volume (a file, a series folder, or a NIfTI/NRRD/MHA file)."""
-    try:
-        from imaging.loading import load
-    except ImportError:  # imaging.loading is written in parallel; volume files do not need it
-        from imaging.volume_io import read_volume as load
-    return load(path)
+    """The study at ``path`` as one Volume (a file, a series folder, DICOMDIR, NIfTI/NRRD/MHA), with a bar."""
+    from imaging.loading import iter_load
+
+    return run_with_progress(iter_load(path), desc="loading")
 
 
 def bundles_for(volume: Volume, models: list[str] | None) -> list[BundleInfo]:

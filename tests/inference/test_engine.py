@@ -231,3 +231,16 @@ def test_windows_cover_the_image_and_blend_evenly():
     weights = grid.counts[0][:, None, None] * grid.counts[1][None, :, None] * grid.counts[2][None, None, :]
     np.testing.assert_array_equal(covered, weights)
     assert covered.min() >= 1
+
+
+def test_windows_stitch_to_the_network_output_and_reduced_precision_stays_close(tmp_path):
+    det, _ = random_bundles(tmp_path)
+    net = load_bundle(det).network
+    image = np.random.default_rng(1).normal(size=(16, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        direct = net(torch.from_numpy(image)[None, None])[0]
+    exact, _ = run_to_end(engine.sliding_windows(net, image, (16, 32, 32), amp=False))
+    torch.testing.assert_close(exact, direct)
+    fast, _ = run_to_end(engine.sliding_windows(net, image, (16, 32, 32), amp=True))
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast, direct, atol=0.1, rtol=0.05)
