@@ -218,6 +218,21 @@ def intensity_normalization(ds: Dataset, plan: Plan, raw: dict[str, tuple]) -> d
     }
 
 
+def complete_plan(ds: Dataset, plan: Plan, device: str) -> None:
+    """Fill what the data decides (intensity normalisation, patch size) from up to PLAN_CASES training
+    images at the model spacing: nnU-Net's dataset fingerprint."""
+    if plan.normalization and plan.patch_zyx:
+        return
+    raw = CaseCache(ds, plan).raw_foreground(plan.train_cases[:PLAN_CASES])
+    if not plan.normalization:
+        plan.normalization = intensity_normalization(ds, plan, raw)
+    if not plan.patch_zyx:
+        shapes = [v[0].shape for v in raw.values()]
+        divisor = 2 ** (len(plan.arch_kwargs["channels"]) - 1)
+        budget = PATCH_BUDGET.get(device.split(":")[0], PATCH_BUDGET["cpu"])
+        plan.patch_zyx = default_patch(np.median(shapes, axis=0), plan.spacing_zyx, budget, divisor)
+
+
 # -- cache --------------------------------------------------------------------------------------
 
 
@@ -230,7 +245,7 @@ class CachedCase:
     label: np.ndarray | None  # uint8 label values 0..K (segmentation)
     centers_zyx: np.ndarray  # (n, 3) float voxel centres of nodules (detection)
     extents_zyx: np.ndarray  # (n, 3) float box extents in voxels (detection)
-    foreground: np.ndarray  # (k, 3) int voxel indices the sampler centres foreground patches on
+    foreground: np.ndarray  # (k, 3) int voxel centres of the objects foreground patches are centred near
     spacing_zyx: tuple[float, float, float]
 
 
@@ -240,6 +255,18 @@ def _nodules_of(case: Case) -> list:
     if case.label is not None:
         return nodules_from_instances(load_label(case.label))
     return []
+
+
+def _component_centres(mask: np.ndarray) -> np.ndarray:
+    """One voxel per connected object (its centre of mass, rounded): the sampler picks objects, not
+    voxels, so a 6 mm nodule is as likely to be centred in a patch as a 30 mm one."""
+    from scipy import ndimage
+
+    comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    centres = ndimage.center_of_mass(mask, comp, np.arange(1, n + 1))
+    return np.round(np.asarray(centres)).astype(np.int64).reshape(-1, 3)
 
 
 def _pad_to(array: np.ndarray, patch, value) -> tuple[np.ndarray, np.ndarray]:
@@ -315,10 +342,7 @@ class CaseCache:
                     extents = np.asarray([[n.diameter_mm / s for s in prepared.grid.spacing_zyx] for n in nodules])
                 foreground = np.round(centers).astype(np.int64).reshape(-1, 3)
             else:
-                fg = np.argwhere(label > 0)
-                if len(fg) > 20000:  # enough to centre patches on; keeps memory and time small
-                    fg = fg[np.random.default_rng(0).choice(len(fg), 20000, replace=False)]
-                foreground = fg.astype(np.int64).reshape(-1, 3)
+                foreground = _component_centres(label > 0)
             self.cases[case.case_id] = CachedCase(
                 case.case_id, np.ascontiguousarray(image), label, centers, extents, foreground,
                 tuple(prepared.grid.spacing_zyx),
@@ -526,6 +550,21 @@ def make_loss(task: str) -> Callable:
     return detection_loss
 
 
+def _start_sizes_at_the_mean(network, cache: CaseCache, plan: Plan) -> None:
+    """Start the size head at the training set's mean box extent (per axis, in voxels).
+
+    Adam moves a bias by about the learning rate per step, so a head starting at 0 needs thousands
+    of steps to reach extents of 5–15 voxels; starting at the mean it only learns the differences.
+    """
+    import torch
+
+    extents = [e for cid in plan.train_cases for e in cache.cases[cid].extents_zyx]
+    if not extents or not hasattr(network, "size"):
+        return
+    with torch.no_grad():
+        network.size.bias.copy_(torch.as_tensor(np.mean(extents, axis=0), dtype=network.size.bias.dtype))
+
+
 # -- validation ---------------------------------------------------------------------------------
 
 
@@ -657,6 +696,28 @@ def load_checkpoint(path: Path, network, optimizer=None, scaler=None) -> dict:
 # -- the run ------------------------------------------------------------------------------------
 
 
+def optimisation_step(model, optimizer, scaler, loss_fn, img, tgt, device: str) -> float:
+    """One forward/backward/update (AMP on CUDA); returns the loss, and skips the update when it is
+    not finite so that the weights stay those of the last good step."""
+    import torch
+
+    img = img.to(device, non_blocking=True)
+    tgt = tgt.to(device, non_blocking=True)
+    with _autocast(device):
+        loss = loss_fn(model(img), tgt)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, 12.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
 @dataclass
 class EpochReport:
     epoch: int
@@ -754,24 +815,17 @@ def train(
     missing = [c for c in plan.train_cases + plan.validation_cases if c not in {x.case_id for x in ds.cases}]
     if missing:
         raise TrainingError(f"{ds.root}: the checkpoint's cases {missing[:5]} are no longer in the dataset")
+    complete_plan(ds, plan, device)
     cache = CaseCache(ds, plan)
-    if not plan.normalization or not plan.patch_zyx:
-        # Statistics from up to PLAN_CASES training images at the model spacing (nnU-Net's fingerprint).
-        raw = cache.raw_foreground(plan.train_cases[:PLAN_CASES])
-        if not plan.normalization:
-            plan.normalization = intensity_normalization(ds, plan, raw)
-        if not plan.patch_zyx:
-            shapes = [v[0].shape for v in raw.values()]
-            divisor = 2 ** (len(plan.arch_kwargs["channels"]) - 1)
-            budget = PATCH_BUDGET.get(device.split(":")[0], PATCH_BUDGET["cpu"])
-            plan.patch_zyx = default_patch(np.median(shapes, axis=0), plan.spacing_zyx, budget, divisor)
-        del raw
     if main:
         log(("resuming: " if resume_state else "") + plan.describe())
     yield from cache.load(plan.train_cases + plan.validation_cases, cancel)
 
     torch.manual_seed(plan.seed)
-    network = build_network(plan.arch, **plan.arch_kwargs).to(device)
+    network = build_network(plan.arch, **plan.arch_kwargs)
+    if task == "detect":
+        _start_sizes_at_the_mean(network, cache, plan)
+    network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -819,11 +873,7 @@ def train(
                 lr = lr_at(step, total_steps, plan.lr, warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                img = img.to(device, non_blocking=True)
-                tgt = tgt.to(device, non_blocking=True)
-                with _autocast(device):
-                    loss = loss_fn(model(img), tgt)
-                value = float(loss.detach())
+                value = optimisation_step(model, optimizer, scaler, loss_fn, img, tgt, device)
                 if not math.isfinite(value):
                     kept = ckpt_dir / "last.safetensors"
                     where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
@@ -831,12 +881,6 @@ def train(
                         f"epoch {epoch + 1} iteration {it + 1}: loss is {value}; training stopped ({where}; "
                         f"try a lower --lr)"
                     )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(network.parameters(), 12.0)
-                scaler.step(optimizer)
-                scaler.update()
                 losses.append(value)
                 check_cancel(cancel, "training")
                 yield Progress(it + 1, plan.iterations, f"epoch {epoch + 1}/{plan.epochs} loss {np.mean(losses):.4f}",
