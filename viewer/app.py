@@ -10,18 +10,25 @@ from viewer.qt import QtWidgets
 
 def main(paths, demo: bool = False) -> int:
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    window = open_window(paths, demo)
+    _keep_running_on_errors(window)
+    return int(app.exec())
+
+
+def open_window(paths, demo: bool = False):
+    """The shown main window, already scanning ``paths`` (or preparing the demo) in the background."""
+    app = QtWidgets.QApplication.instance()
     app.setApplicationName("RadLens")
     app.setOrganizationName("radlens")
     from viewer.main_window import MainWindow
 
     window = MainWindow()
-    _keep_running_on_errors(window)
     window.show()
     if demo:
         window.open_demo()
     elif paths:
         window.open_paths(paths)
-    return int(app.exec())
+    return window
 
 
 def _keep_running_on_errors(window) -> None:

@@ -180,23 +180,12 @@ def test_double_click_in_the_browser_loads_and_cancel_stops(window, qtbot, phant
     assert window.study is None and window.message.text() == "cancelled"
 
 
-def test_app_main_opens_paths_and_returns(qtbot, phantom_dicom, monkeypatch, tmp_path):
-    from viewer import app as app_module
-    from viewer.qt import QtWidgets
+def test_app_opens_the_paths_given_on_the_command_line(qtbot, phantom_dicom, monkeypatch, tmp_path):
+    from viewer.app import open_window
+    from viewer.qt import QtCore as QC
 
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    opened = []
-
-    def quit_when_open():
-        windows = [w for w in QtWidgets.QApplication.topLevelWidgets() if w.objectName() == "RadLensMain"]
-        if windows and windows[0].study is not None:
-            opened.append(windows[0].study.volume.shape_zyx)
-            windows[0].close()
-            QtWidgets.QApplication.quit()
-
-    timer = QtCore.QTimer()
-    timer.timeout.connect(quit_when_open)
-    timer.start(50)
-    assert app_module.main([str(phantom_dicom)]) == 0
-    timer.stop()
-    assert opened == [(16, 48, 48)]
+    QC.QSettings.setPath(QC.QSettings.Format.NativeFormat, QC.QSettings.Scope.UserScope, str(tmp_path))
+    window = open_window([str(phantom_dicom)])
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
+    assert window.study.volume.shape_zyx == (16, 48, 48) and window.isVisible()
