@@ -420,9 +420,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def redraw_slices(self) -> None:
         """Each view shows its slice again (cheap when unchanged) and the crosshair follows."""
-        for v in self.views.values():
-            if v.isVisible() or self.study.state.layout == "1x3":
-                v.refresh(levels=False)
+        for v in self._shown_views():
+            v.refresh(levels=False)
 
     def _on_window_drag(self, dx: float, dy: float) -> None:
         if self.study is None:
@@ -431,8 +430,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_levels()
 
     def redraw_levels(self) -> None:
-        for v in self.views.values():
+        for v in self._shown_views():
             v.refresh(image=False, overlays=False)
+
+    def _shown_views(self) -> list[SliceView]:
+        """The views on screen (all three in 1×3; apply_layout catches a hidden one up when shown)."""
+        single = self.layout() == "single"
+        return [v for p, v in self.views.items() if not single or p == self.active_plane()]
 
     def set_window(self, window: Window) -> None:
         if self.study is None:
@@ -517,7 +521,8 @@ class MainWindow(QtWidgets.QMainWindow):
             v.setVisible(not single or plane == self.active_plane())
             v.set_crosshair_visible(not single)
         if self.study is not None:
-            self.redraw_slices()
+            for v in self._shown_views():
+                v.refresh()
 
     def fit_views(self) -> None:
         for v in self.views.values():

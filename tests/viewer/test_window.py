@@ -121,8 +121,12 @@ def test_switch_plane_and_layout(window, qtbot, study):
     assert window.views["coronal"].isVisible() and not window.views["axial"].isVisible()
     qtbot.keyClick(window.views["coronal"], Qt.Key.Key_Down)
     assert window.study.state.slice_index("coronal") == 31
+    qtbot.keyClick(window, Qt.Key.Key_1)  # a preset while the other views are hidden
     qtbot.keyClick(window, Qt.Key.Key_M)
     assert all(v.isVisible() for v in window.views.values())
+    for v in window.views.values():  # they catch up when shown again
+        assert tuple(v.image_item.levels) == (preset("lung").low, preset("lung").high)
+    np.testing.assert_array_equal(window.views["coronal"].image_item.image, volume.array[:, 31][::-1])
 
 
 def test_click_in_one_plane_moves_the_others(window, qtbot, study):
