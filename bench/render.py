@@ -6,7 +6,8 @@ processed, then each viewport is repainted at once (offscreen Qt, like a screen,
 hold the paint until its next refresh tick); the paint events are counted to show they happened.
 Measured idle and while a CPU-heavy
 job (torch matmuls, or numpy when torch is absent) runs in the viewer's own background worker.
-Also: how much memory opening the volume adds, in copies of the volume. Prints JSON.
+Idle with overlays: a mask and five boxes over the path. Also: how much memory opening the
+volume adds, in copies of the volume. Prints JSON.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python bench/render.py [--frames 200] [--shape 300 512 512]
 """
@@ -47,6 +48,30 @@ def synthetic_ct(shape_zyx) -> Volume:
     for z in range(nz):
         a[z] = plane + rng.integers(-20, 20, size=(ny, nx), dtype=np.int16)
     return Volume(a, (1.25, 0.7, 0.7), modality="CT", description="SYNTHETIC bench CT", source="synthetic")
+
+
+def synthetic_findings(volume: Volume):
+    """A SYNTHETIC mask (a sphere in the middle) and five boxes along the axial scroll path."""
+    from inference.findings import Component, Detection, Findings, ModelRun, Segmentation, input_block
+
+    nz, ny, nx = volume.shape_zyx
+    z, y, x = np.ogrid[:nz, :ny, :nx]
+    mask = ((z - nz / 2) / (nz / 6)) ** 2 + ((y - ny / 2) / (ny / 8)) ** 2 + ((x - nx / 2) / (nx / 8)) ** 2 < 1
+    box = (nz // 3, ny // 3, nx // 3, 2 * nz // 3, 2 * ny // 3, 2 * nx // 3)
+    dets = tuple(
+        Detection(i + 1, "bench-detector", "nodule", 0.9 - 0.1 * i, box, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 10.0)
+        for i in range(5)
+    )
+    comp = Component(1, float(mask.sum()) * float(np.prod(volume.spacing_zyx)) / 1000, (0.0, 0.0, 0.0), box, 0.9)
+    return Findings(
+        input=input_block(volume),
+        models=(
+            ModelRun("bench-detector", "0", "detection", threshold=0.5),
+            ModelRun("bench-seg", "0", "segmentation"),
+        ),
+        detections=dets,
+        segmentations=(Segmentation("bench-seg", "lesion", 1, comp.volume_ml, (comp,), mask=mask),),
+    )
 
 
 def rss_bytes() -> int:
@@ -192,6 +217,11 @@ def main() -> int:
         return out
 
     results = {"idle": scenarios()}
+    window.set_findings(synthetic_findings(volume))
+    app.processEvents()
+    results["idle_with_overlays"] = scenarios()
+    window.set_findings(None)
+    app.processEvents()
     window.runner.start("bench", busy_job)
     time.sleep(0.3)
     results["busy_worker"] = scenarios()

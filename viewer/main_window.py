@@ -568,14 +568,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layers_panel.all_check.blockSignals(True)
         self.layers_panel.all_check.setChecked(bool(on))
         self.layers_panel.all_check.blockSignals(False)
-        for v in self.views.values():
+        self.redraw_overlays()
+
+    def redraw_overlays(self) -> None:
+        for v in self._shown_views():
+            v.invalidate_overlays()
             v.refresh(image=False, levels=False)
 
     def _on_layer_changed(self, key: str) -> None:
         if self.study is None:
             return
-        for v in self.views.values():
-            v.refresh(image=False, levels=False)
+        self.redraw_overlays()
         if self.study.state.layer_info.get(key) and self.study.state.layer_info[key].kind == "boxes":
             self.findings_panel.set_state(self.study.state)
 
@@ -600,6 +603,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _centre_on_cursor(self) -> None:
         st = self.study.state
         self.redraw_slices()
+        self.redraw_overlays()  # the selected box is drawn thicker
         for plane, v in self.views.items():
             _, row, col = to_plane(plane, st.cursor_zyx, st.shape_zyx, st.flip_z)
             v.center_on(row, col)

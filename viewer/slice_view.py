@@ -90,6 +90,7 @@ class SliceView(pg.GraphicsView):
         self.state: ViewState | None = None
         self.overlays: OverlayData | None = None
         self.shown_index = -1
+        self._overlays_at = -1
         self.pixel_mm = (1.0, 1.0)
         self.anonymize = False
         self.corner_extra = ""  # e.g. "SYNTHETIC"
@@ -147,6 +148,7 @@ class SliceView(pg.GraphicsView):
 
     def set_overlays(self, overlays: OverlayData | None) -> None:
         self.overlays = overlays
+        self._overlays_at = -1
         for item in (*self.mask_items.values(), *self.heat_items.values()):
             self.vb.removeItem(item)
         self.mask_items, self.heat_items = {}, {}
@@ -186,10 +188,15 @@ class SliceView(pg.GraphicsView):
         elif levels and not vol.is_rgb:
             self.image_item.setLevels((w.low, w.high))
         self.image_item.setLookupTable(INVERT_LUT if st.invert and not vol.is_rgb else None)
-        if overlays:
+        if overlays and idx != self._overlays_at:
             self._draw_overlays(idx)
+            self._overlays_at = idx
         self._draw_crosshair()
         self.update_corner_text()
+
+    def invalidate_overlays(self) -> None:
+        """Layers, thresholds or the selection changed: the next refresh redraws the overlays."""
+        self._overlays_at = -1
 
     def _draw_overlays(self, idx: int) -> None:
         st, ov = self.state, self.overlays
@@ -199,10 +206,17 @@ class SliceView(pg.GraphicsView):
         for key, item in self.mask_items.items():
             shown = st.shown(key)
             item.setVisible(shown)
-            if shown:
-                m = ov.mask_slice(key, self.plane, idx)
-                item.setImage(mask_rgba(m, st.layer_info[key].color), autoLevels=False, levels=(0, 255))
-                item.setOpacity(st.layers[key].opacity)
+            if not shown:
+                continue
+            piece = mask_rgba(ov.mask_slice(key, self.plane, idx), st.layer_info[key].color)
+            if piece is None:  # nothing of this mask on this slice
+                item.setVisible(False)
+                continue
+            rgba, r0, c0 = piece
+            item.setImage(rgba, autoLevels=False, levels=(0, 255))
+            rmm, cmm = self.pixel_mm
+            item.setTransform(QtGui.QTransform(cmm, 0, 0, rmm, c0 * cmm, r0 * rmm))
+            item.setOpacity(st.layers[key].opacity)
         for key, item in self.heat_items.items():
             shown = st.shown(key)
             item.setVisible(shown)

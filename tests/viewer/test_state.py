@@ -74,14 +74,15 @@ def test_next_finding_moves_the_cursor_to_its_centre():
     assert st.step_finding(-1).key == keys[-2]
 
 
-def test_mask_rgba_fills_and_outlines():
+def test_mask_rgba_fills_outlines_and_crops():
     m = np.zeros((8, 8), bool)
-    m[2:6, 2:6] = True
-    rgba = mask_rgba(m, (255, 0, 0))
-    assert rgba[0, 0, 3] == 0
-    assert rgba[2, 2, 3] == 255  # outline
-    assert 0 < rgba[3, 3, 3] < 255  # fill
-    assert tuple(rgba[3, 3, :3]) == (255, 0, 0)
+    m[2:6, 3:6] = True
+    rgba, r0, c0 = mask_rgba(m, (255, 0, 0))
+    assert (r0, c0) == (2, 3) and rgba.shape == (4, 3, 4)
+    assert rgba[0, 0, 3] == 255  # outline
+    assert 0 < rgba[1, 1, 3] < 255  # fill
+    assert tuple(rgba[1, 1, :3]) == (255, 0, 0)
+    assert mask_rgba(np.zeros((8, 8), bool), (255, 0, 0)) is None
 
 
 def test_ellipse_roi_statistics():

@@ -8,7 +8,7 @@ from imaging.windowing import preset
 from inference.findings import read_findings
 from tests.viewer.conftest import NODULE
 from viewer.qt import QtCore, QtGui, pg
-from viewer.state import ViewState
+from viewer.state import ViewState, to_plane
 
 Qt = QtCore.Qt
 
@@ -270,3 +270,23 @@ def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study
     assert not window.load_findings_folder(folder)
     assert "grid" in window.message.text() and "\n" not in window.message.text()
     assert read_findings(folder).detections  # the file itself is fine
+
+
+def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
+    volume, _ = study
+    st = _open(window, qtbot, volume)
+    window.select_finding("det:nodule-detector:1")
+    for key in ("heat:nodule-classifier:malignant", "det:nodule-detector:nodule"):
+        window.layers_panel.controls[key].check.setChecked(False)
+    window.layers_panel.controls["seg:nodule-segmenter:nodule"].opacity.setValue(100)
+    qtbot.wait(20)
+    for plane in ("axial", "coronal", "sagittal"):
+        view = window.views[plane]
+        img = view.grab().toImage()
+        img.save(str(shots / f"mask_{plane}.png"))
+        _, row, col = to_plane(plane, st.cursor_zyx, st.shape_zyx, st.flip_z)
+        rmm, cmm = view.pixel_mm
+        inside = _pixel(img, *_scene_to_widget(view, (col + 0.5) * cmm, (row + 0.5) * rmm))
+        assert inside[2] > inside[0] + 40, (plane, inside)  # cyan over white: blue stays, red drops
+        outside = _pixel(img, *_scene_to_widget(view, (col - 12 + 0.5) * cmm, (row + 0.5) * rmm))
+        assert abs(outside[0] - outside[2]) < 10, (plane, outside)  # grey anatomy untouched
