@@ -1,57 +1,143 @@
-"""A minimal header reader for plain, uncompressed DICOM slices: where the pixels are and how to read them.
+"""The one header walker for plain DICOM files: ``struct`` instead of pydicom's Dataset.
 
 pydicom spends about a millisecond per file building a Dataset; for a 300-slice CT that is most of
-the load time. This reader walks the elements of little-endian (explicit or implicit VR) files with
-``struct`` (nested sequences are skipped, not parsed), keeps the dozen top-level values the loader
-needs, and stops at PixelData, so the caller can ``readinto`` the pixels straight into its array.
-Anything unusual (another transfer syntax, no preamble, functional groups, a modality LUT, colour,
-a malformed element) returns None and the caller uses pydicom, which also words the error.
+the time to open a folder and to load it. :func:`walk_header` walks the top-level elements of a
+file whose data set is little endian (explicit or implicit VR, and the compressed syntaxes, whose
+data set is explicit VR: only their pixel data is encapsulated), skips nested sequences without
+parsing them, keeps the raw bytes of the fields in :data:`FIELDS` and stops where the pixel data
+starts. Discovery builds its headers from that (:mod:`imaging.dicom_headers`); the loader reads
+plain monochrome pixels from the offset (:func:`read_native_header`).
+
+Anything unusual returns None and the caller uses pydicom, which also words the error: no preamble,
+big endian, deflate, a private transfer syntax, tags out of order, a field of :data:`FIELDS` with
+another VR than the dictionary's or non-ASCII text (a character set), no pixel data before the end.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.uid import UID, AllTransferSyntaxes
+
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
+UNDEFINED_LENGTH = 0xFFFFFFFF
+PIXEL_DATA = 0x7FE00010
+
+# Every header field RadLens reads from a file; discovery asks pydicom for the same list when the
+# walker gives up, so the two readers cannot drift apart.
+FIELDS = (
+    # what discovery groups, orders and names series by
+    "MediaStorageSOPClassUID",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "Modality",
+    "PatientName",
+    "PatientID",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyDescription",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "SeriesNumber",
+    "AcquisitionNumber",
+    "InstanceNumber",
+    "EchoNumbers",
+    "TemporalPositionIdentifier",
+    # the grid
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "GridFrameOffsetVector",
+    # how the pixels are stored and rescaled (the loader)
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    # sequences: only their presence is kept (functional groups, a modality LUT need pydicom)
+    "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "ModalityLUTSequence",
+)
+FIELD_TAGS = tuple(tag_for_keyword(k) for k in FIELDS)
+_FIELD_OF_TAG = {tag: (k, dictionary_VR(k)) for k, tag in zip(FIELDS, FIELD_TAGS, strict=True)}
+_VR_OF = dict(_FIELD_OF_TAG.values())
+
+# Value representations whose bytes are plain ASCII numbers, codes or UIDs, and free text that no
+# character set can change while it is plain ASCII: both decoded directly, several times cheaper
+# than pydicom's general conversion (measured with bench/info.py).
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
+
 _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"))
-_UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, PIXEL_DATA))  # float, double float, integer pixels
+_TRANSFER_SYNTAX = 0x00020010
 _CHUNK = 16384
 _MAX_HEADER = 1 << 22  # a header larger than 4 MiB is not "plain"; pydicom may read it
+# Top-level fields whose presence means the loader needs pydicom's full reading.
+_LOADER_NEEDS_PYDICOM = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "ModalityLUTSequence")
 
-# Top-level tags whose presence means the file needs pydicom's full reading.
-_NEEDS_PYDICOM = frozenset(
-    (
-        0x52009229,  # SharedFunctionalGroupsSequence
-        0x52009230,  # PerFrameFunctionalGroupsSequence
-        0x00283000,  # ModalityLUTSequence
-        0x7FE00008,  # FloatPixelData
-        0x7FE00009,  # DoubleFloatPixelData
-    )
-)
-_US = {
-    0x00280002: "samples",
-    0x00280010: "rows",
-    0x00280011: "columns",
-    0x00280100: "bits_allocated",
-    0x00280101: "bits_stored",
-    0x00280103: "pixel_representation",
-}
-_TEXT = {
-    0x00280004: "photometric",
-    0x00280008: "frames",
-    0x00200032: "position",
-    0x00200037: "orientation",
-    0x00280030: "pixel_spacing",
-    0x00281052: "intercept",
-    0x00281053: "slope",
-    0x00200013: "instance",
-    0x00180050: "thickness",
-    0x00180088: "spacing_between",
-}
+
+UNDECODED = object()  # what decode() returns for a value only pydicom can convert
+
+
+def decode(raw: bytes, vr: str, little_endian: bool = True):
+    """A raw value as RadLens reads it: ASCII fields as str (a list of str when multi-valued), plain
+    ASCII text as str, a single US as int; ``UNDECODED`` when pydicom must convert it."""
+    if vr in ASCII_VRS:
+        parts = [p.strip(" \0") for p in raw.decode("latin-1").split("\\")]
+        return parts[0] if len(parts) == 1 else parts
+    if vr in TEXT_VRS and raw.isascii():
+        return raw.decode("ascii").strip(" \0")
+    if vr == "US" and len(raw) == 2:
+        return struct.unpack("<H" if little_endian else ">H", raw)[0]
+    return UNDECODED
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """The fields of :data:`FIELDS` one file holds (raw bytes) and where its pixel data lies."""
+
+    transfer_syntax: str
+    elements: dict[str, bytes]  # keyword → value as stored; a sequence's value is empty, its presence counts
+    pixel_tag: int  # PixelData, FloatPixelData or DoubleFloatPixelData
+    pixel_offset: int  # where the pixel data's value starts in the file
+    pixel_length: int  # UNDEFINED_LENGTH when encapsulated (compressed)
+    file_size: int
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.elements
+
+    def value(self, keyword: str):
+        """Decoded as :func:`decode` does; None when absent. The walker let only decodable values in."""
+        raw = self.elements.get(keyword)
+        return None if raw is None else decode(raw, _VR_OF[keyword])
+
+
+class _Unusual(Exception):
+    """The file needs pydicom."""
+
+
+def walk_header(path: str) -> RawHeader | None:
+    """The header fields of a file with a little-endian data set, or None when pydicom must read it."""
+    try:
+        with open(path, "rb", buffering=0) as fp:
+            return _Walker(fp).walk(os.fstat(fp.fileno()).st_size)
+    except (OSError, _Unusual, struct.error, ValueError, UnicodeDecodeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -81,21 +167,58 @@ class NativeHeader:
         return (self.rows, self.columns, self.frames, self.bits_allocated, self.bits_stored, self.signed)
 
 
-class _Malformed(Exception):
-    pass
-
-
 def read_native_header(path: str) -> NativeHeader | None:
-    """The header of a plain little-endian monochrome file, or None when pydicom must read it."""
+    """The header of a plain little-endian monochrome file whose pixels can be read as they are
+    stored, or None when pydicom must read it (compressed, colour, float, functional groups...)."""
+    raw = walk_header(path)
+    if raw is None or raw.transfer_syntax not in (EXPLICIT_LE, IMPLICIT_LE) or raw.pixel_tag != PIXEL_DATA:
+        return None
+    if raw.pixel_length == UNDEFINED_LENGTH or any(k in raw for k in _LOADER_NEEDS_PYDICOM):
+        return None
     try:
-        with open(path, "rb", buffering=0) as fp:
-            reader = _Reader(fp)
-            return reader.header()
-    except (OSError, _Malformed, struct.error, ValueError, UnicodeDecodeError):
+        return _native_header(raw)
+    except (_Unusual, ValueError, TypeError):
         return None
 
 
-class _Reader:
+def _native_header(raw: RawHeader) -> NativeHeader | None:
+    v = raw.value
+    photometric = str(v("PhotometricInterpretation") or "").upper()
+    allocated = v("BitsAllocated")
+    if (v("SamplesPerPixel") or 1) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    if allocated not in (8, 16):
+        return None
+    rows, columns = v("Rows"), v("Columns")
+    stored = v("BitsStored") or allocated
+    if not rows or not columns or not 0 < stored <= allocated:
+        return None
+    frames = _int(v("NumberOfFrames"), 1)
+    slope = _float(v("RescaleSlope"), 1.0)
+    intercept = _float(v("RescaleIntercept"), 0.0)
+    if frames < 1 or slope == 0:
+        return None
+    return NativeHeader(
+        rows=rows,
+        columns=columns,
+        frames=frames,
+        bits_allocated=allocated,
+        bits_stored=stored,
+        signed=v("PixelRepresentation") == 1,
+        monochrome1=photometric == "MONOCHROME1",
+        slope=slope,
+        intercept=intercept,
+        position=_floats(v("ImagePositionPatient"), 3),
+        orientation=_floats(v("ImageOrientationPatient"), 6),
+        pixel_spacing=_floats(v("PixelSpacing"), 2),
+        instance=_int(v("InstanceNumber"), None),
+        fallback_spacing_z=_fallback(v),
+        pixel_offset=raw.pixel_offset,
+        pixel_length=raw.pixel_length,
+    )
+
+
+class _Walker:
     def __init__(self, fp):
         self.fp = fp
         self.buf = fp.read(_CHUNK)
@@ -103,67 +226,80 @@ class _Reader:
     def need(self, end: int) -> None:
         while end > len(self.buf):
             if len(self.buf) >= _MAX_HEADER:
-                raise _Malformed
+                raise _Unusual
             more = self.fp.read(max(_CHUNK, end - len(self.buf)))
             if not more:
-                raise _Malformed
+                raise _Unusual
             self.buf += more
 
-    def header(self) -> NativeHeader | None:
+    def walk(self, size: int) -> RawHeader | None:
         if len(self.buf) < 144 or self.buf[128:132] != b"DICM":
             return None
+        elements: dict[str, bytes] = {}
+        syntax = ""
         # File meta (group 0002) is always explicit VR little endian.
-        pos = 132
-        syntax = None
+        pos, last = 132, -1
         while True:
             self.need(pos + 8)
             group, element = struct.unpack_from("<HH", self.buf, pos)
             if group != 0x0002:
                 break
-            pos, length, value_at = self._explicit_element(pos)
-            if element == 0x0010:
+            tag = group << 16 | element
+            if tag <= last:
+                raise _Unusual
+            next_pos, vr, length, value_at = self._explicit_element(pos)
+            if tag in _FIELD_OF_TAG:
+                self._keep(elements, tag, vr, length, value_at)
+            elif tag == _TRANSFER_SYNTAX:
                 self.need(value_at + length)
                 syntax = self.buf[value_at : value_at + length].rstrip(b"\0 ").decode("ascii")
-        if syntax not in (EXPLICIT_LE, IMPLICIT_LE):
+            last, pos = tag, next_pos
+        if syntax not in AllTransferSyntaxes or not _little_endian_data_set(syntax):
             return None
-        values: dict[str, object] = {}
-        explicit = syntax == EXPLICIT_LE
+        explicit = syntax != IMPLICIT_LE
         while True:
             self.need(pos + 8)
             group, element = struct.unpack_from("<HH", self.buf, pos)
             tag = group << 16 | element
-            if tag in _NEEDS_PYDICOM:
-                return None
             if explicit:
-                next_pos, length, value_at = self._explicit_element(pos)
+                next_pos, vr, length, value_at = self._explicit_element(pos)
             else:
                 (length,) = struct.unpack_from("<I", self.buf, pos + 4)
-                value_at = pos + 8
-                next_pos = value_at + length
-            if tag == _PIXEL_DATA:
-                if length == _UNDEFINED:
-                    return None
-                return self._finish(values, value_at, length)
-            if length == _UNDEFINED:
+                vr, value_at = None, pos + 8
+                next_pos = value_at + (0 if length == UNDEFINED_LENGTH else length)
+            if tag <= last:
+                raise _Unusual  # tags out of order: the walk has lost its way, or the file is odd
+            if tag in _PIXEL_TAGS:
+                return RawHeader(syntax, elements, tag, value_at, length, size)
+            if tag in _FIELD_OF_TAG:
+                self._keep(elements, tag, vr, length, value_at)
+            if length == UNDEFINED_LENGTH:
                 next_pos = self._skip_sequence(value_at, explicit)
-            elif tag in _US or tag in _TEXT:
-                self.need(value_at + length)
-                raw = self.buf[value_at : value_at + length]
-                if tag in _US:
-                    if length < 2:
-                        raise _Malformed
-                    values[_US[tag]] = struct.unpack_from("<H", raw)[0]
-                else:
-                    values[_TEXT[tag]] = raw.decode("ascii").strip("\0 ")
-            pos = next_pos
+            last, pos = tag, next_pos
 
-    def _explicit_element(self, pos: int) -> tuple[int, int, int]:
-        """(next position, value length, value position) of the explicit-VR element at ``pos``."""
+    def _keep(self, elements: dict, tag: int, vr: bytes | None, length: int, value_at: int) -> None:
+        """Keep the value of a field of FIELDS, when this module can decode it."""
+        keyword, expected_vr = _FIELD_OF_TAG[tag]
+        if vr is not None and vr.decode("ascii") != expected_vr:
+            raise _Unusual  # e.g. UN after an anonymiser: pydicom converts it by the dictionary
+        if expected_vr == "SQ":
+            elements[keyword] = b""
+            return
+        if length == UNDEFINED_LENGTH:
+            raise _Unusual
+        self.need(value_at + length)
+        value = self.buf[value_at : value_at + length]
+        if (expected_vr in TEXT_VRS and not value.isascii()) or (expected_vr == "US" and length != 2):
+            raise _Unusual  # a character set to apply, or a value pydicom words better
+        elements[keyword] = value
+
+    def _explicit_element(self, pos: int) -> tuple[int, bytes | None, int, int]:
+        """(next position, VR, value length, value position) of the explicit-VR element at ``pos``."""
         self.need(pos + 12)
         tag = struct.unpack_from("<HH", self.buf, pos)
         if tag[0] == 0xFFFE:  # item and delimiters have no VR
             (length,) = struct.unpack_from("<I", self.buf, pos + 4)
-            return pos + 8 + (0 if length == _UNDEFINED else length), length, pos + 8
+            return pos + 8 + (0 if length == UNDEFINED_LENGTH else length), None, length, pos + 8
         vr = bytes(self.buf[pos + 4 : pos + 6])
         if vr in _LONG_VRS:
             (length,) = struct.unpack_from("<I", self.buf, pos + 8)
@@ -172,8 +308,8 @@ class _Reader:
             (length,) = struct.unpack_from("<H", self.buf, pos + 6)
             value_at = pos + 8
         else:
-            raise _Malformed
-        return value_at + (0 if length == _UNDEFINED else length), length, value_at
+            raise _Unusual
+        return value_at + (0 if length == UNDEFINED_LENGTH else length), vr, length, value_at
 
     def _skip_sequence(self, pos: int, explicit: bool) -> int:
         """Position after an undefined-length sequence (or element) starting at ``pos``."""
@@ -185,9 +321,9 @@ class _Reader:
             if tag == _SEQ_END:
                 return pos + 8
             if tag != _ITEM:
-                raise _Malformed
+                raise _Unusual
             pos += 8
-            if length != _UNDEFINED:
+            if length != UNDEFINED_LENGTH:
                 pos += length
                 continue
             pos = self._skip_item(pos, explicit)
@@ -201,76 +337,48 @@ class _Reader:
             if tag == _ITEM_END:
                 return pos + 8
             if explicit:
-                next_pos, length, value_at = self._explicit_element(pos)
+                next_pos, _, length, value_at = self._explicit_element(pos)
             else:
                 (length,) = struct.unpack_from("<I", self.buf, pos + 4)
                 value_at = pos + 8
                 next_pos = value_at + length
-            pos = self._skip_sequence(value_at, explicit) if length == _UNDEFINED else next_pos
-
-    def _finish(self, v: dict, offset: int, length: int) -> NativeHeader | None:
-        samples = v.get("samples", 1)
-        photometric = str(v.get("photometric", "")).upper()
-        allocated = v.get("bits_allocated")
-        if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or allocated not in (8, 16):
-            return None
-        rows, columns = v.get("rows"), v.get("columns")
-        stored = v.get("bits_stored", allocated)
-        if not rows or not columns or not 0 < stored <= allocated:
-            return None
-        frames = _int(v.get("frames"), 1)
-        slope = _float(v.get("slope"), 1.0)
-        intercept = _float(v.get("intercept"), 0.0)
-        if frames < 1 or slope == 0:
-            return None
-        return NativeHeader(
-            rows=rows,
-            columns=columns,
-            frames=frames,
-            bits_allocated=allocated,
-            bits_stored=stored,
-            signed=v.get("pixel_representation", 0) == 1,
-            monochrome1=photometric == "MONOCHROME1",
-            slope=slope,
-            intercept=intercept,
-            position=_floats(v.get("position"), 3),
-            orientation=_floats(v.get("orientation"), 6),
-            pixel_spacing=_floats(v.get("pixel_spacing"), 2),
-            instance=_int(v.get("instance"), None),
-            fallback_spacing_z=_fallback(v),
-            pixel_offset=offset,
-            pixel_length=length,
-        )
+            pos = self._skip_sequence(value_at, explicit) if length == UNDEFINED_LENGTH else next_pos
 
 
-def _floats(text, count: int):
+def _little_endian_data_set(syntax: str) -> bool:
+    """Implicit or explicit VR little endian, compressed or not; not big endian, not deflated."""
+    uid = UID(syntax)
+    return uid.is_little_endian and not uid.is_deflated
+
+
+def _floats(value, count: int):
     """Backslash-separated numbers; a malformed value makes the file one for pydicom."""
-    if text is None or text == "":
+    if value is None or value == "":
         return None
-    parts = str(text).split("\\")
+    parts = [value] if isinstance(value, str) else value
     if len(parts) != count:
-        raise _Malformed
+        raise _Unusual
     return tuple(float(p) for p in parts)
 
 
-def _float(text, default: float) -> float:
-    return default if text in (None, "") else float(text)
+def _float(value, default: float) -> float:
+    return default if value in (None, "") else float(value)
 
 
-def _int(text, default):
-    if text in (None, ""):
+def _int(value, default):
+    if value in (None, ""):
         return default
-    number = float(text)
+    number = float(value)
     if not number.is_integer():
-        raise _Malformed
+        raise _Unusual
     return int(number)
 
 
-def _fallback(v: dict) -> float | None:
-    for key in ("spacing_between", "thickness"):
-        text = v.get(key)
-        if text not in (None, ""):
-            value = abs(float(text))
-            if value:
-                return value
+def _fallback(v) -> float | None:
+    for keyword in ("SpacingBetweenSlices", "SliceThickness"):
+        value = v(keyword)
+        if value not in (None, ""):
+            spacing = abs(float(value))
+            if spacing:
+                return spacing
     return None
