@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from imaging.errors import ImagingError
 from imaging.geometry import resample_to_grid, resample_to_spacing
 from imaging.volume import Volume
 
@@ -182,7 +183,7 @@ class Preprocess:
 
     def __call__(self, volume: Volume) -> Prepared:
         if volume.is_rgb:
-            raise ValueError("colour images cannot be fed to a 3D model")
+            raise ImagingError(volume.source or "volume", "a colour image cannot be fed to a 3D model")
         box = self.crop(volume) if self.crop is not None else (0, 0, 0, *volume.shape_zyx)
         cropped = crop_volume(volume, box)
         grid = self.resample(cropped)

@@ -244,3 +244,18 @@ def test_windows_stitch_to_the_network_output_and_reduced_precision_stays_close(
     fast, _ = run_to_end(engine.sliding_windows(net, image, (16, 32, 32), amp=True))
     assert fast.dtype == torch.float32
     torch.testing.assert_close(fast, direct, atol=0.1, rtol=0.05)
+
+
+def test_radlens_models_lists_the_user_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    random_bundles(tmp_path / "data" / "radlens" / "models")
+    (tmp_path / "data" / "radlens" / "models" / "half-copied").mkdir()
+    assert main(["models", "--json"]) == 0
+    out, err = capsys.readouterr()
+    rows = {r["name"]: r for r in map(json.loads, out.splitlines())}
+    assert {"rand-detector", "rand-segmenter"} <= set(rows)
+    assert rows["rand-detector"]["task"] == "detection" and rows["rand-detector"]["modality"] == "CT"
+    assert rows["rand-segmenter"]["path"] == str(tmp_path / "data" / "radlens" / "models" / "seg")
+    assert "half-copied: no metadata.json" in err
+    assert main(["models"]) == 0
+    assert "rand-segmenter" in capsys.readouterr().out
