@@ -1,10 +1,12 @@
 """DICOM headers → geometry, shared by discovery (headers only) and the loader (pixels).
 
-One home for: reading the few header fields discovery needs without touching pixel data
-(:func:`read_header`), the frame geometry of multi-frame and enhanced objects (:func:`frame_geometry`),
-and ordering a stack of positions along the slice normal with its spacing and its defects
-(:func:`stack_geometry`). Positions decide the order and the spacing; InstanceNumber,
-SliceThickness and SpacingBetweenSlices are only fallbacks, and using one says so in a warning.
+One home for: reading the header fields discovery needs without touching pixel data
+(:func:`read_header`: :mod:`imaging.dicom_native`'s walker for plain files, pydicom for the rest,
+both reading the same :data:`imaging.dicom_native.FIELDS` through the same checks), the frame
+geometry of multi-frame and enhanced objects (:func:`frame_geometry`), and ordering a stack of
+positions along the slice normal with its spacing and its defects (:func:`stack_geometry`).
+Positions decide the order and the spacing; InstanceNumber, SliceThickness and
+SpacingBetweenSlices are only fallbacks, and using one says so in a warning.
 """
 
 from __future__ import annotations
@@ -20,42 +22,10 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from imaging.dicom_native import FIELD_TAGS, UNDECODED, UNDEFINED_LENGTH, RawHeader, decode, walk_header
 from imaging.errors import ImagingError, NotAnImageError
 from imaging.volume import StudyInfo
 
-# What discovery reads; everything else in the header is skipped (pydicom seeks past it).
-HEADER_TAGS = [
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "Modality",
-    "PatientName",
-    "PatientID",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyDescription",
-    "SeriesInstanceUID",
-    "SeriesDescription",
-    "SeriesNumber",
-    "AcquisitionNumber",
-    "InstanceNumber",
-    "EchoNumbers",
-    "TemporalPositionIdentifier",
-    "Rows",
-    "Columns",
-    "NumberOfFrames",
-    "ImageOrientationPatient",
-    "ImagePositionPatient",
-    "PixelSpacing",
-    "ImagerPixelSpacing",
-    "SliceThickness",
-    "SpacingBetweenSlices",
-    "GridFrameOffsetVector",
-    "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence",
-]
-
-# As tag numbers, so that pydicom does not look each keyword up again for every file.
-_HEADER_TAG_NUMBERS = [tag_for_keyword(k) for k in HEADER_TAGS]
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
 
@@ -97,6 +67,19 @@ class Header:
 def read_header(path: str) -> Header:
     """Read one file's header (never its pixels); raise an ``ImagingError`` saying why it is no image.
 
+    Plain files are walked by :func:`imaging.dicom_native.walk_header` (several times faster than
+    pydicom); enhanced objects (functional groups) and anything the walker gives up on go to pydicom.
+    """
+    raw = walk_header(path)
+    if raw is None or "SharedFunctionalGroupsSequence" in raw or "PerFrameFunctionalGroupsSequence" in raw:
+        return _read_with_pydicom(path)
+    pixel = (raw.pixel_tag, raw.pixel_offset, raw.pixel_length)
+    return _header(path, raw, raw.value("MediaStorageSOPClassUID"), pixel, raw.file_size)
+
+
+def _read_with_pydicom(path: str) -> Header:
+    """:func:`read_header` through pydicom.
+
     Files without the DICM preamble are tried only when they start like a DICOM data set (group
     0002 or 0008), so that a large non-DICOM file is not parsed as garbage.
     """
@@ -111,7 +94,7 @@ def read_header(path: str) -> Header:
             else:
                 raise NotAnImageError(path, "not a DICOM file")
             fp.seek(0)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=_HEADER_TAG_NUMBERS, force=force)
+            ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(FIELD_TAGS), force=force)
             pixel_at = fp.tell()
             pixel_head = fp.read(12)
     except ImagingError:
@@ -120,41 +103,49 @@ def read_header(path: str) -> Header:
         raise ImagingError(path, f"cannot read: {err.strerror or err}") from None
     except Exception as err:  # pydicom raises many kinds on broken files; each is a reason to skip
         raise ImagingError(path, f"unreadable DICOM: {_one_line(err)}") from None
+    meta = getattr(ds, "file_meta", None)
+    pixel = _pixel_element(pixel_head, pixel_at, getattr(ds, "original_encoding", (None, True))[1] is not False)
+    return _header(path, ds, _value(meta, "MediaStorageSOPClassUID"), pixel, size)
 
-    meta_class = str(_value(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID") or "")
+
+def _pixel_element(head: bytes, at: int, little: bool) -> tuple[int | None, int, int]:
+    """(tag, value position, value length) of the element whose first 12 bytes are ``head``."""
+    endian = "<" if little else ">"
+    if len(head) < 8:
+        return None, at, 0
+    group, elem = struct.unpack(endian + "HH", head[:4])
+    vr = head[4:6]
+    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also when the meta header claims explicit)
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        return group << 16 | elem, at + 8, length
+    if vr in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL") and len(head) == 12:
+        (length,) = struct.unpack(endian + "I", head[8:12])
+        return group << 16 | elem, at + 12, length
+    (length,) = struct.unpack(endian + "H", head[6:8])
+    return group << 16 | elem, at + 8, length
+
+
+def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple, size: int) -> Header:
+    """The checks and the Header, whichever reader read the fields."""
+    meta_class = str(meta_class or "")
     sop_class = str(_value(ds, "SOPClassUID") or meta_class)
     modality = str(_value(ds, "Modality") or "").strip().upper()
     if meta_class == _DIRECTORY_SOP_CLASS:
         raise NotAnImageError(path, "no image (a DICOMDIR: the index of a folder, not an image)")
     if not sop_class and not _value(ds, "Rows"):
         raise NotAnImageError(path, "not a DICOM file")
-    _check_pixel_data(path, ds, pixel_at, pixel_head, size, sop_class, modality)
+    _check_pixel_data(path, ds, pixel, size, sop_class, modality)
     return _header_from_dataset(path, ds, sop_class, modality)
 
 
-def _check_pixel_data(path: str, ds: Dataset, at: int, head: bytes, size: int, sop_class: str, modality: str) -> None:
+def _check_pixel_data(path: str, ds, pixel: tuple, size: int, sop_class: str, modality: str) -> None:
     """Pixel data present and, when its length is defined, entirely in the file."""
-    little = getattr(ds, "original_encoding", (None, True))[1]
-    endian = "<" if little is not False else ">"
-    tag = None
-    if len(head) >= 8:
-        group, elem = struct.unpack(endian + "HH", head[:4])
-        tag = group << 16 | elem
+    tag, start, length = pixel
     if tag not in _PIXEL_TAGS:
         if _value(ds, "Rows") and _value(ds, "Columns"):
             raise ImagingError(path, f"no pixel data (the file ends after {size} bytes; truncated?)")
         raise NotAnImageError(path, f"no image ({_sop_name(sop_class)} / modality {modality or 'none'})")
-    vr = head[4:6]
-    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also when the meta header claims explicit)
-        (length,) = struct.unpack(endian + "I", head[4:8])
-        start = at + 8
-    elif vr in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL") and len(head) == 12:
-        (length,) = struct.unpack(endian + "I", head[8:12])
-        start = at + 12
-    else:
-        (length,) = struct.unpack(endian + "H", head[6:8])
-        start = at + 8
-    if length != 0xFFFFFFFF and start + length > size:
+    if length != UNDEFINED_LENGTH and start + length > size:
         raise ImagingError(
             path, f"truncated: pixel data needs {length} bytes, the file holds {max(0, size - start)} of them"
         )
@@ -404,17 +395,19 @@ def _gap_warnings(along: np.ndarray, gaps: np.ndarray, spacing: float, what: str
 
 # -- small parsers ------------------------------------------------------------------------------
 
-# Value representations whose bytes are plain ASCII numbers, codes or UIDs: decoded here directly,
-# which is several times cheaper than pydicom's general conversion (measured with bench/info.py).
-_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
-_TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
 _TAGS: dict[str, int] = {}
 
 
-def _value(ds: Dataset | None, keyword: str):
-    """The value of ``keyword`` in ``ds`` (None when absent); ASCII fields come back as str or list of str."""
+def _value(ds: Dataset | RawHeader | None, keyword: str):
+    """The value of ``keyword`` in ``ds`` (None when absent); ASCII fields come back as str or list of str.
+
+    Plain values are decoded by :func:`imaging.dicom_native.decode` whichever reader read them, so
+    a header reads the same through the walker and through pydicom.
+    """
     if ds is None:
         return None
+    if isinstance(ds, RawHeader):
+        return ds.value(keyword)
     tag = _TAGS.get(keyword)
     if tag is None:
         tag = _TAGS.setdefault(keyword, tag_for_keyword(keyword))
@@ -425,14 +418,9 @@ def _value(ds: Dataset | None, keyword: str):
         return None
     raw = getattr(elem, "value", None)
     if isinstance(elem, RawDataElement) and isinstance(raw, bytes):
-        vr = elem.VR or dictionary_VR(tag)
-        if vr in _ASCII_VRS:
-            parts = [p.strip(" \0") for p in raw.decode("latin-1").split("\\")]
-            return parts[0] if len(parts) == 1 else parts
-        if vr in _TEXT_VRS and raw.isascii():  # no character set can change plain ASCII
-            return raw.decode("ascii").strip(" \0")
-        if vr == "US" and len(raw) == 2:
-            return struct.unpack("<H" if elem.is_little_endian else ">H", raw)[0]
+        value = decode(raw, elem.VR or dictionary_VR(tag), elem.is_little_endian)
+        if value is not UNDECODED:
+            return value
     return ds[tag].value
 
 

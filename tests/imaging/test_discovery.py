@@ -12,6 +12,8 @@ import pydicom
 import pytest
 from dicom_fixtures import CORONAL, write_enhanced_ct, write_slice, write_stack
 
+from imaging.dicom_headers import _read_with_pydicom, read_header
+from imaging.dicom_native import walk_header
 from imaging.discovery import describe, iter_scan, scan
 from imaging.errors import ImagingError
 from imaging.progress import Cancelled, Progress, run_to_end
@@ -345,3 +347,41 @@ def test_describe_reports_bad_paths_without_raising(tmp_path):
     assert report["ok"] is True
     assert report["series"][0]["shape_zyx"] == [2, 8, 8] and report["series"][0]["files"] == 2
     assert sorted(Path(s["path"]).name for s in report["skipped"]) == ["a.txt", "b.txt"]
+
+
+def _header_or_reason(read, path):
+    try:
+        h = read(path)
+    except ImagingError as err:
+        return err.reason
+    g = h.geometry
+    positions = None if g.positions is None else g.positions.tolist()
+    fields = {k: getattr(h, k) for k in h.__dataclass_fields__ if k != "geometry"}
+    return fields, (g.orientation, g.pixel_spacing, positions, g.fallback_spacing_z, g.warnings)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the files broken on purpose
+def test_the_native_walker_and_pydicom_read_the_same_headers(tmp_path):
+    """Discovery walks plain files itself and hands the rest to pydicom: both must give one answer."""
+    _, stack = write_stack(tmp_path / "explicit", [0.0, 2.5], instance_numbers=[7, 3])
+    implicit = tmp_path / "implicit.dcm"
+    ds = pydicom.dcmread(stack[0])
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds.save_as(implicit, implicit_vr=True, little_endian=True)
+    files = [*stack, implicit, *sorted(p for p in TEST_FILES.rglob("*") if p.is_file())]
+    walked = [f for f in files if walk_header(str(f)) is not None]
+    for name in ("CT_small.dcm", "MR_small_implicit.dcm", "JPEG2000.dcm", "rtdose.dcm", "im0000.dcm", "implicit.dcm"):
+        assert name in {f.name for f in walked}  # plain, implicit and compressed files are walked natively
+    assert "MR_small_bigendian.dcm" not in {f.name for f in walked}  # big endian goes to pydicom
+    for f in files:
+        assert _header_or_reason(read_header, str(f)) == _header_or_reason(_read_with_pydicom, str(f)), f
+
+
+def test_names_outside_ascii_are_read_with_their_character_set(tmp_path):
+    path = write_slice(tmp_path / "a.dcm", position=(0.0, 0.0, 0.0), series_uid="1.2.8")
+    ds = pydicom.dcmread(path)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "Müller^Jürgen"
+    ds.save_as(path)
+    assert walk_header(str(path)) is None  # the walker leaves character sets to pydicom
+    assert _only(scan(tmp_path)).study.patient_name == "Müller^Jürgen"
