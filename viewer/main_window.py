@@ -101,9 +101,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ai_panel.run_on_open.setChecked(self.settings.value("run_on_open", "false") == "true")
         self.ai_panel.run_on_open.toggled.connect(self._remember_run_on_open)
         self._add_dock("Studies", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._add_dock("Findings", self.findings_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self._add_dock("Layers", self.layers_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        self._add_dock("AI models", self.ai_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        findings = self._add_dock("Findings", self.findings_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        layers = self._add_dock("Layers", self.layers_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        ai = self._add_dock("AI models", self.ai_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(layers, ai)
+        layers.raise_()
+        self.resizeDocks([findings, layers], [1, 1], QtCore.Qt.Orientation.Vertical)
 
         # status bar: message, probe, progress, cancel
         self.message = QtWidgets.QLabel("Open a study: File ▸ Open, drag and drop, or radlens --demo")
@@ -124,11 +127,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.apply_layout()
 
     # -- set-up ----------------------------------------------------------------------------------
-    def _add_dock(self, title: str, widget: QtWidgets.QWidget, area) -> None:
+    def _add_dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
         dock.setObjectName(title)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        return dock
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

@@ -285,7 +285,12 @@ class SliceView(pg.GraphicsView):
         if self.corner_extra:
             tl.insert(0, self.corner_extra)
         self._set_corner("tl", "\n".join(t for t in tl if t))
-        self._set_corner("tr", "\n".join(t for t in (vol.modality, vol.description, self.plane) if t))
+        tr = [vol.modality, vol.description, self.plane]
+        if self.overlays is not None and st.overlays_on and st.layers:
+            models = sorted({f"{li.model} v{li.version}" for k, li in st.layer_info.items() if st.shown(k)})
+            if models:
+                tr += ["AI, machine-generated:", *models]
+        self._set_corner("tr", "\n".join(t for t in tr if t))
         self._set_corner("bl", f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
         self._set_corner("br", self._window_text())
 

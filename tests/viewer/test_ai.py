@@ -18,6 +18,14 @@ def models(tmp_path):
     return tmp_path / "models"
 
 
+def _only_test_bundles(panel) -> None:
+    """Shipped bundles are listed too; the tests run only their tiny random-weight ones."""
+    for i in range(panel.models.count()):
+        item = panel.models.item(i)
+        if not item.text().startswith("rand-"):
+            item.setCheckState(QtCore.Qt.CheckState.Unchecked)
+
+
 def _volume(tmp_path, uid="1.2.3.synthetic"):
     return dataclasses.replace(sphere_ct(), source=str(tmp_path / f"{uid}.nii.gz"), series_uid=uid)
 
@@ -27,7 +35,8 @@ def test_models_run_in_background_and_results_are_kept_per_series(window, qtbot,
     vol = _volume(tmp_path)
     window.set_volume(vol)
     panel = window.ai_panel
-    assert sorted(b.name for b in panel.selected_bundles()) == ["rand-detector", "rand-segmenter"]
+    assert {"rand-detector", "rand-segmenter"} <= {b.name for b in panel.selected_bundles()}
+    _only_test_bundles(panel)
     streamed = []
     window.runner.progressed.connect(lambda ev: streamed.append(ev.progress.preview is not None))
     qtbot.mouseClick(panel.run_button, QtCore.Qt.MouseButton.LeftButton)
@@ -49,6 +58,7 @@ def test_a_result_for_a_series_no_longer_shown_is_dropped(window, qtbot, tmp_pat
     window.ai_panel.model_dirs = (models,)
     first = _volume(tmp_path, "1.2.3.first")
     window.set_volume(first)
+    _only_test_bundles(window.ai_panel)
     window.run_models()
     window.set_volume(_volume(tmp_path, "1.2.3.second"))  # cancels the first series' job
     assert window.runner.wait_idle(120000)

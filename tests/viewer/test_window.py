@@ -166,8 +166,10 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     assert [b[1] for b in axial.visible_boxes] == [1]
     mask_item = axial.mask_items["seg:nodule-segmenter:nodule"]
     assert mask_item.isVisible()
+    assert "nodule-detector v1.0.0" in axial.corners["tr"] and "machine-generated" in axial.corners["tr"]
     qtbot.keyClick(window, Qt.Key.Key_A)
     assert not mask_item.isVisible() and axial.visible_boxes == []
+    assert "machine-generated" not in axial.corners["tr"]
     qtbot.keyClick(window, Qt.Key.Key_A)
     assert mask_item.isVisible()
     window.layers_panel.controls["seg:nodule-segmenter:nodule"].check.setChecked(False)
@@ -282,6 +284,7 @@ def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
     qtbot.wait(20)
     for plane in ("axial", "coronal", "sagittal"):
         view = window.views[plane]
+        view.set_crosshair_visible(False)  # it crosses the sampled points
         img = view.grab().toImage()
         img.save(str(shots / f"mask_{plane}.png"))
         _, row, col = to_plane(plane, st.cursor_zyx, st.shape_zyx, st.flip_z)
