@@ -11,6 +11,7 @@ SpacingBetweenSlices are only fallbacks, and using one says so in a warning.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -446,7 +447,7 @@ def _floats(path: str, keyword: str, value, count: int) -> tuple[float, ...]:
         values = [float(v) for v in items]
     except (TypeError, ValueError):
         raise ImagingError(path, f"invalid {keyword} {_short(value)}") from None
-    if len(values) != count or not all(np.isfinite(values)):
+    if len(values) != count or not all(map(math.isfinite, values)):
         raise ImagingError(path, f"invalid {keyword} {_short(value)} (expected {count} numbers)")
     return tuple(values)
 

@@ -15,6 +15,7 @@ another VR than the dictionary's or non-ASCII text (a character set), no pixel d
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 TEXT_VRS = frozenset({"LO", "SH", "PN", "ST", "LT"})
 
 _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"))
+_EXPLICIT = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_TAG = struct.Struct("<HH")
+_U32 = struct.Struct("<I")
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, PIXEL_DATA))  # float, double float, integer pixels
 _TRANSFER_SYNTAX = 0x00020010
@@ -240,8 +244,9 @@ class _Walker:
         # File meta (group 0002) is always explicit VR little endian.
         pos, last = 132, -1
         while True:
-            self.need(pos + 8)
-            group, element = struct.unpack_from("<HH", self.buf, pos)
+            if pos + 8 > len(self.buf):
+                self.need(pos + 8)
+            group, element = _TAG.unpack_from(self.buf, pos)
             if group != 0x0002:
                 break
             tag = group << 16 | element
@@ -258,13 +263,14 @@ class _Walker:
             return None
         explicit = syntax != IMPLICIT_LE
         while True:
-            self.need(pos + 8)
-            group, element = struct.unpack_from("<HH", self.buf, pos)
+            if pos + 8 > len(self.buf):
+                self.need(pos + 8)
+            group, element = _TAG.unpack_from(self.buf, pos)
             tag = group << 16 | element
             if explicit:
                 next_pos, vr, length, value_at = self._explicit_element(pos)
             else:
-                (length,) = struct.unpack_from("<I", self.buf, pos + 4)
+                (length,) = _U32.unpack_from(self.buf, pos + 4)
                 vr, value_at = None, pos + 8
                 next_pos = value_at + (0 if length == UNDEFINED_LENGTH else length)
             if tag <= last:
@@ -295,17 +301,16 @@ class _Walker:
 
     def _explicit_element(self, pos: int) -> tuple[int, bytes | None, int, int]:
         """(next position, VR, value length, value position) of the explicit-VR element at ``pos``."""
-        self.need(pos + 12)
-        tag = struct.unpack_from("<HH", self.buf, pos)
-        if tag[0] == 0xFFFE:  # item and delimiters have no VR
-            (length,) = struct.unpack_from("<I", self.buf, pos + 4)
+        if pos + 12 > len(self.buf):
+            self.need(pos + 12)
+        group, _, vr, length = _EXPLICIT.unpack_from(self.buf, pos)
+        if group == 0xFFFE:  # item and delimiters have no VR
+            (length,) = _U32.unpack_from(self.buf, pos + 4)
             return pos + 8 + (0 if length == UNDEFINED_LENGTH else length), None, length, pos + 8
-        vr = bytes(self.buf[pos + 4 : pos + 6])
         if vr in _LONG_VRS:
-            (length,) = struct.unpack_from("<I", self.buf, pos + 8)
+            (length,) = _U32.unpack_from(self.buf, pos + 8)
             value_at = pos + 12
         elif vr.isalpha() and vr.isupper():
-            (length,) = struct.unpack_from("<H", self.buf, pos + 6)
             value_at = pos + 8
         else:
             raise _Unusual
@@ -314,10 +319,11 @@ class _Walker:
     def _skip_sequence(self, pos: int, explicit: bool) -> int:
         """Position after an undefined-length sequence (or element) starting at ``pos``."""
         while True:
-            self.need(pos + 8)
-            tag = struct.unpack_from("<HH", self.buf, pos)
+            if pos + 8 > len(self.buf):
+                self.need(pos + 8)
+            tag = _TAG.unpack_from(self.buf, pos)
             tag = tag[0] << 16 | tag[1]
-            (length,) = struct.unpack_from("<I", self.buf, pos + 4)
+            (length,) = _U32.unpack_from(self.buf, pos + 4)
             if tag == _SEQ_END:
                 return pos + 8
             if tag != _ITEM:
@@ -331,20 +337,22 @@ class _Walker:
     def _skip_item(self, pos: int, explicit: bool) -> int:
         """Position after an undefined-length item's delimiter."""
         while True:
-            self.need(pos + 8)
-            group, element = struct.unpack_from("<HH", self.buf, pos)
+            if pos + 8 > len(self.buf):
+                self.need(pos + 8)
+            group, element = _TAG.unpack_from(self.buf, pos)
             tag = group << 16 | element
             if tag == _ITEM_END:
                 return pos + 8
             if explicit:
                 next_pos, _, length, value_at = self._explicit_element(pos)
             else:
-                (length,) = struct.unpack_from("<I", self.buf, pos + 4)
+                (length,) = _U32.unpack_from(self.buf, pos + 4)
                 value_at = pos + 8
                 next_pos = value_at + length
             pos = self._skip_sequence(value_at, explicit) if length == UNDEFINED_LENGTH else next_pos
 
 
+@functools.lru_cache(maxsize=64)
 def _little_endian_data_set(syntax: str) -> bool:
     """Implicit or explicit VR little endian, compressed or not; not big endian, not deflated."""
     uid = UID(syntax)
