@@ -21,7 +21,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from imaging.dicom_native import FIELD_TAGS, UNDECODED, UNDEFINED_LENGTH, RawHeader, decode, walk_header
 from imaging.errors import ImagingError, NotAnImageError
@@ -105,7 +105,11 @@ def _read_with_pydicom(path: str) -> Header:
     except Exception as err:  # pydicom raises many kinds on broken files; each is a reason to skip
         raise ImagingError(path, f"unreadable DICOM: {_one_line(err)}") from None
     meta = getattr(ds, "file_meta", None)
-    pixel = _pixel_element(pixel_head, pixel_at, getattr(ds, "original_encoding", (None, True))[1] is not False)
+    if str(_value(meta, "TransferSyntaxUID") or "") == DeflatedExplicitVRLittleEndian:
+        # pydicom parsed an inflated copy: the file position says nothing about where the pixels are.
+        pixel = None
+    else:
+        pixel = _pixel_element(pixel_head, pixel_at, getattr(ds, "original_encoding", (None, True))[1] is not False)
     return _header(path, ds, _value(meta, "MediaStorageSOPClassUID"), pixel, size)
 
 
@@ -126,7 +130,7 @@ def _pixel_element(head: bytes, at: int, little: bool) -> tuple[int | None, int,
     return group << 16 | elem, at + 8, length
 
 
-def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple, size: int) -> Header:
+def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple | None, size: int) -> Header:
     """The checks and the Header, whichever reader read the fields."""
     meta_class = str(meta_class or "")
     sop_class = str(_value(ds, "SOPClassUID") or meta_class)
@@ -139,11 +143,18 @@ def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple, size: 
     return _header_from_dataset(path, ds, sop_class, modality)
 
 
-def _check_pixel_data(path: str, ds, pixel: tuple, size: int, sop_class: str, modality: str) -> None:
-    """Pixel data present and, when its length is defined, entirely in the file."""
-    tag, start, length = pixel
+def _check_pixel_data(path: str, ds, pixel: tuple | None, size: int, sop_class: str, modality: str) -> None:
+    """Pixel data present and, when its length is defined, entirely in the file.
+
+    ``pixel`` is None when where the pixel data lies is unknown (a deflated file): then an image
+    size is all that is required, and the loader finds out whether the pixels are there.
+    """
+    has_size = bool(_value(ds, "Rows") and _value(ds, "Columns"))
+    if pixel is None and has_size:
+        return
+    tag, start, length = pixel if pixel is not None else (None, 0, 0)
     if tag not in _PIXEL_TAGS:
-        if _value(ds, "Rows") and _value(ds, "Columns"):
+        if has_size:
             raise ImagingError(path, f"no pixel data (the file ends after {size} bytes; truncated?)")
         raise NotAnImageError(path, f"no image ({_sop_name(sop_class)} / modality {modality or 'none'})")
     if length != UNDEFINED_LENGTH and start + length > size:

@@ -316,16 +316,12 @@ def test_enhanced_multiframe_orders_frames_and_applies_per_frame_rescale(tmp_pat
     assert not any("missing" in w or "uneven" in w for w in out.warnings), out.warnings
 
 
-def test_deflated_file_loads_through_a_series(tmp_path):
-    """Deflate is decoded by pydicom before the pixels are read (a series built by hand here)."""
-    from imaging.series import SeriesInfo
-    from imaging.volume import StudyInfo
-
+def test_deflated_file_loads_from_its_path():
+    """Deflate is inflated by pydicom, for discovery's header and for the pixels alike."""
     path = Path(pydicom.__file__).parent / "data" / "test_files" / "image_dfl.dcm"
-    ds = pydicom.dcmread(path)
-    series = SeriesInfo("dfl", "OT", "", StudyInfo(), (str(path),), (1, ds.Rows, ds.Columns), (1.0, 1.0, 1.0))
-    out = load(series)
-    np.testing.assert_array_equal(out.array[0], ds.pixel_array)
+    out = load(path)
+    np.testing.assert_array_equal(out.array[0], pydicom.dcmread(path).pixel_array)
+    assert out.shape_zyx == (1, 512, 512)
 
 
 def test_a_header_claiming_a_huge_image_is_refused_before_allocating(tmp_path):

@@ -21,9 +21,8 @@ TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 # name → ("loads", shape, dtype, sum of values) | ("error", ImagingError subclass name)
 # Notes: JPEG-lossy.dcm is a 12-bit JPEG whose stream libjpeg finds broken (and GDCM and Pillow do
 # not support); lossy JPEG sums are those of pylibjpeg's decoder (GDCM differs by up to 3 levels and
-# is only asked when no other plugin supports a syntax); image_dfl.dcm (deflated) is
-# rejected by discovery's header check before the loader sees it (the loader itself reads deflate:
-# see test_dicom_load.py); the TINY_ALPHA files are headers without pixel data.
+# is only asked when no other plugin supports a syntax); the TINY_ALPHA files are headers without
+# pixel data.
 EXPECTED = {
     "693_J2KI.dcm": ("loads", (1, 512, 512), "int16", -270617240.0),
     "CT_small.dcm": ("loads", (1, 128, 128), "int16", -1950906.0),
@@ -175,7 +174,7 @@ EXPECTED = {
     "examples_palette.dcm": ("loads", (1, 350, 800, 3), "uint8", 17214150.0),
     "examples_rgb_color.dcm": ("loads", (1, 240, 320, 3), "uint8", 7895026.0),
     "examples_ybr_color.dcm": ("loads", (30, 240, 320, 3), "uint8", 72599477.0),
-    "image_dfl.dcm": ("error", "ImagingError"),
+    "image_dfl.dcm": ("loads", (1, 512, 512), "int16", 33322688.0),
     "liver_1frame.dcm": ("loads", (1, 512, 512), "int16", 36233.0),
     "liver_expb_1frame.dcm": ("loads", (1, 512, 512), "int16", 36233.0),
     "meta_missing_tsyntax.dcm": ("error", "ImagingError"),
