@@ -75,3 +75,17 @@ def test_run_on_open_starts_the_models(window, qtbot, tmp_path, models):
     window.cancel_models()
     assert window.ai_panel.run_button.isEnabled() and window.ai_panel.status.text() == "cancelled"
     assert window.runner.wait_idle(120000)
+
+
+def test_a_failing_model_shows_its_error_and_the_study_stays(window, qtbot, tmp_path, models):
+    weights = models / "det" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)  # no longer matches its sha256
+    window.ai_panel.model_dirs = (models,)
+    vol = _volume(tmp_path)
+    window.set_volume(vol)
+    _only_test_bundles(window.ai_panel)
+    window.run_models()
+    qtbot.waitUntil(lambda: window.ai_panel.run_button.isEnabled(), timeout=120000)
+    status = window.ai_panel.status.text()
+    assert status.startswith("model failed:") and "sha256" in status and "\n" not in status
+    assert window.study is not None and window.study.volume is vol
