@@ -209,7 +209,7 @@ def froc(
     threshold: float | None = None,
     min_diameter_mm: float = 0.0,
 ) -> dict:
-    """FROC over scans: the curve, sensitivity at 1/8…8 FPs/scan, CPM, and the operating point.
+    """FROC over scans: the curve (its frontier), sensitivity at 1/8…8 FPs/scan, CPM, the operating point.
 
     Sensitivity at a rate is the best sensitivity reached with at most that many FPs per scan (a
     step function, no interpolation beyond measured points), so the figure is never optimistic.
@@ -231,7 +231,13 @@ def froc(
         fp = int(np.count_nonzero(fps >= t))
         return (tp / n_nodules if n_nodules else 1.0), (fp / n_scans if n_scans else 0.0)
 
-    curve = [(float(t), *at(t)) for t in thresholds]
+    # Keep the points where sensitivity rises (each at its fewest FPs): the rest are dominated and
+    # change none of the figures below, and a detector's curve stays small enough for its metadata.
+    curve = []
+    for t in thresholds:
+        s, f = at(t)
+        if not curve or s > curve[-1][1]:
+            curve.append((float(t), s, f))
     sens_at = {}
     for rate in FROC_FP_RATES:
         ok = [s for _, s, f in curve if f <= rate]

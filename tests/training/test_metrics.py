@@ -78,6 +78,9 @@ def test_froc_with_the_luna16_hit_rule():
     f = metrics.froc(_made_up_scans(), threshold=0.6)
     assert f["nodules"] == 3 and f["scans"] == 2
     # Thresholds: 0.95 → (0, 0.5 FP/scan); 0.9 → (1/3, 0.5); 0.7 → (1/3, 1); 0.6 → (2/3, 1); 0.5 → (1, 1).
+    # The curve keeps the points where sensitivity rises (0.8 and 0.7 only add false positives or repeat hits).
+    points = [(p["threshold"], round(p["sensitivity"], 4), p["fps_per_scan"]) for p in f["curve"]]
+    assert points == [(0.95, 0.0, 0.5), (0.9, 0.3333, 0.5), (0.6, 0.6667, 1.0), (0.5, 1.0, 1.0)]
     s = f["sensitivity_at_fps"]
     assert s["0.125"] == 0.0 and s["0.25"] == 0.0
     assert s["0.5"] == pytest.approx(1 / 3)
