@@ -73,6 +73,10 @@ class _ScaleBar:
         return f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
 
 
+def _no_hover_events(ev, exitOnly: bool = False) -> None:
+    """Replaces GraphicsScene.sendHoverEvents on the views' scenes (see SliceView.__init__)."""
+
+
 class SliceView(pg.GraphicsView):
     """A plane widget; the main window (or the exporter) owns the state and calls ``refresh``."""
 
@@ -121,6 +125,9 @@ class SliceView(pg.GraphicsView):
         self.scale_bar = _ScaleBar()
         self.vb.sigRangeChanged.connect(self.update_zoom_text)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
+        # No item here reacts to hovering, and pyqtgraph's hover search under the cursor on every
+        # mouse move costs milliseconds of each W/L-drag frame (bench/render.py): switch it off.
+        self.scene().sendHoverEvents = _no_hover_events
         self._drag_start = None
 
     # -- data ------------------------------------------------------------------------------------
