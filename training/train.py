@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import queue
 import shlex
 import sys
 import tempfile
@@ -475,8 +476,6 @@ class Prefetcher:
     training loop waits for data."""
 
     def __init__(self, make: Callable[[], tuple], count: int, depth: int = 2):
-        import queue
-
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.count = count
         self.waited = 0.0
@@ -494,7 +493,7 @@ class Prefetcher:
                 try:
                     self.queue.put(item, timeout=0.1)
                     break
-                except Exception:  # queue.Full
+                except queue.Full:
                     continue
             if self._stop.is_set() or isinstance(item, BaseException):
                 return

@@ -68,6 +68,18 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     assert [m["name"] for m in findings["models"]] == ["tiny-seg"]
     assert findings["models"][0]["sha256"] == meta["sha256"]
 
+    # Evaluated on its own dataset: the validation split only, with a Dice-per-case plot beside the JSON.
+    metrics_json = tmp_path / "eval" / "metrics.json"
+    assert main(["evaluate", str(out), str(tiny_dataset), "--out", str(metrics_json), "--record"]) == 0
+    doc = json.loads(metrics_json.read_text())
+    assert doc["cases_from"] == "the bundle's validation split" and doc["synthetic"] is True
+    assert sorted(doc["per_case"]) == meta["training"]["split"]["validation"]
+    assert 0.0 <= doc["summary"]["1"]["dice_mean"] <= 1.0
+    assert metrics_json.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recorded = json.loads((out / "metadata.json").read_text())
+    assert recorded["evaluation"]["held_out"]["summary"] == doc["summary"]
+    assert recorded["sha256"] == meta["sha256"]
+
 
 def _interrupt_after_first_epoch(job, cancel):
     with pytest.raises(Cancelled):
@@ -103,6 +115,13 @@ def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted
     meta = json.loads((broken / "metadata.json").read_text())
     assert meta["task"] == "detection" and meta["thresholds"]["score"] > 0
     assert len(meta["training"]["resumed_with"]) == 1
+
+    metrics_json = tmp_path / "froc.json"
+    assert main(["evaluate", str(broken), str(tiny_dataset), "--out", str(metrics_json)]) == 0
+    doc = json.loads(metrics_json.read_text())
+    assert set(doc["froc"]["sensitivity_at_fps"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+    assert doc["froc"]["at_threshold"]["threshold"] == meta["thresholds"]["score"]
+    assert metrics_json.with_suffix(".png").is_file()
 
 
 def test_resume_without_a_checkpoint_says_so(tiny_dataset, tmp_path):
