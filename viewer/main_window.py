@@ -370,9 +370,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         state = ViewState.for_volume(volume, window or default_window(volume))
         state.decisions = load_decisions(volume)
+        state.layout = getattr(self, "_layout", "1x3")  # the layout the user chose stays
+        state.active_plane = getattr(self, "_active_plane", "axial")
+        if volume.shape_zyx[0] == 1:  # a single image (radiograph, photo): one view, no MPR
+            state.layout, state.active_plane = "single", "axial"
         self.study = Study(volume, state)
         for v in self.views.values():
             v.set_volume(volume, state)
+        self.apply_layout()
         title = f"RadLens — {volume.description or Path(volume.source).name} ({volume.modality})"
         self.setWindowTitle(title + (" — SYNTHETIC" if self.synthetic else ""))
         msg = f"{volume.description or volume.source or 'volume'}: {' × '.join(map(str, volume.shape_zyx))}"

@@ -125,3 +125,11 @@ def test_rgb_and_monochrome1_display(window, qtbot):
     assert window.study.state.invert
     lut = window.views["axial"].image_item.lut
     assert lut is not None and lut[0] == 255 and lut[-1] == 0  # MONOCHROME1: low values bright
+
+
+def test_a_single_image_opens_in_one_view(window, qtbot):
+    from imaging.volume import Volume
+
+    window.set_volume(Volume(np.zeros((1, 30, 40), np.int16), modality="DX"))
+    assert window.layout() == "single"
+    assert window.views["axial"].isVisible() and not window.views["sagittal"].isVisible()

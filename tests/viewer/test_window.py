@@ -119,6 +119,8 @@ def test_switch_plane_and_layout(window, qtbot, study):
     assert window.views["axial"].isVisible() and not window.views["coronal"].isVisible()
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert window.views["coronal"].isVisible() and not window.views["axial"].isVisible()
+    window.set_volume(volume)  # another series keeps the chosen layout and plane
+    assert window.layout() == "single" and window.active_plane() == "coronal"
     qtbot.keyClick(window.views["coronal"], Qt.Key.Key_Down)
     assert window.study.state.slice_index("coronal") == 31
     qtbot.keyClick(window, Qt.Key.Key_1)  # a preset while the other views are hidden
