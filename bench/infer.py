@@ -195,7 +195,9 @@ def monai_pipeline(bundle, volume) -> float:
             result, mode = out.argmax(0, keepdim=True).to(torch.uint8), "nearest"
         else:
             result, mode = torch.sigmoid(out[:1]), "bilinear"
-        result = MetaTensor(result, affine=scaled.affine)
+        result = MetaTensor(
+            torch.as_tensor(result.as_tensor() if hasattr(result, "as_tensor") else result), affine=scaled.affine
+        )
         SpatialResample(mode=mode)(result, dst_affine=original_affine, spatial_size=original_shape)
     return time.perf_counter() - t
 
