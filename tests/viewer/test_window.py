@@ -295,3 +295,22 @@ def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
         assert inside[2] > inside[0] + 40, (plane, inside)  # cyan over white: blue stays, red drops
         outside = _pixel(img, *_scene_to_widget(view, (col - 12 + 0.5) * cmm, (row + 0.5) * rmm))
         assert abs(outside[0] - outside[2]) < 10, (plane, outside)  # grey anatomy untouched
+
+
+def test_screenshot_keeps_the_on_screen_size_and_zoom(window, qtbot, study, tmp_path):
+    volume, _ = study
+    _open(window, qtbot, volume)
+    window.set_overlays_on(False)
+    axial = window.views["axial"]
+    _z0, y0, x0, _z1, y1, x1 = NODULE
+    axial.vb.setRange(xRange=(x0 * 0.8 - 2, x1 * 0.8 + 2), yRange=(y0 * 0.8 - 2, y1 * 0.8 + 2), padding=0)
+    qtbot.wait(20)
+    out = window.export_view(tmp_path / "zoomed.png", plane="axial")
+    img = QtGui.QImage(str(out))
+    assert (img.width(), img.height()) == (axial.width(), axial.height())
+    fitted = QtGui.QImage(str(window.export_view(tmp_path / "fitted.png", plane="axial", keep_view=False)))
+
+    def white_fraction(image) -> float:
+        return float((_qimage_rgb(image)[: image.height() - 60] > 245).all(axis=-1).mean())
+
+    assert white_fraction(img) > 5 * white_fraction(fitted) > 0  # the zoom on the nodule is kept
