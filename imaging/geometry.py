@@ -70,7 +70,7 @@ def extract_plane(volume: Volume, plane: str, index: int) -> PlaneSlice:
     a = volume.array
     if plane == "axial":
         return PlaneSlice(a[index], (sy, sx), plane, index)
-    head_up = _z_points_to_head(volume)
+    head_up = z_rows_reversed(volume)
     if plane == "coronal":
         img = a[:, index]
         return PlaneSlice(img[::-1] if head_up else img, (sz, sx), plane, index)
@@ -87,6 +87,6 @@ def _axis(plane: str) -> int:
         raise ValueError(f"unknown plane {plane!r} (known: {', '.join(PLANES)})") from None
 
 
-def _z_points_to_head(volume: Volume) -> bool:
-    """True when increasing z goes towards the head (LPS +z is superior)."""
+def z_rows_reversed(volume: Volume) -> bool:
+    """True when coronal/sagittal displays show z reversed: increasing z goes to the head (LPS +z)."""
     return bool(volume.direction[2, 2] > 1e-6)

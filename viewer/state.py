@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imaging.geometry import _z_points_to_head
+from imaging.geometry import z_rows_reversed
 from imaging.volume import Volume, Window
 from inference.findings import Findings
 
@@ -21,11 +21,6 @@ _POS, _NEG = "LPS", "RAI"
 
 
 # -- plane geometry --------------------------------------------------------------------------------
-def head_up(volume: Volume) -> bool:
-    """True when coronal/sagittal rows are z reversed (as extract_plane displays them)."""
-    return _z_points_to_head(volume)
-
-
 def to_plane(plane: str, zyx, shape_zyx, flip_z: bool) -> tuple[int, float, float]:
     """Voxel (z, y, x) → (slice index, displayed row, displayed column) in ``plane``."""
     z, y, x = zyx
@@ -70,7 +65,7 @@ def plane_pixel_mm(volume: Volume, plane: str) -> tuple[float, float]:
 def orientation_letters(volume: Volume, plane: str) -> dict[str, str]:
     """Patient directions at the four edges of a displayed plane: {"left", "right", "top", "bottom"}."""
     d = volume.direction  # columns: LPS unit vectors of the x, y, z index axes
-    flip = -1.0 if head_up(volume) else 1.0
+    flip = -1.0 if z_rows_reversed(volume) else 1.0
     col_vec, row_vec = {
         "axial": (d[:, 0], d[:, 1]),
         "coronal": (d[:, 0], flip * d[:, 2]),
@@ -219,7 +214,7 @@ class ViewState:
 
     @classmethod
     def for_volume(cls, volume: Volume, window: Window) -> ViewState:
-        return cls(volume.shape_zyx, window, flip_z=head_up(volume), invert=volume.invert)
+        return cls(volume.shape_zyx, window, flip_z=z_rows_reversed(volume), invert=volume.invert)
 
     # slices
     def count(self, plane: str) -> int:
