@@ -195,9 +195,7 @@ def monai_pipeline(bundle, volume) -> float:
             result, mode = out.argmax(0, keepdim=True).to(torch.uint8), "nearest"
         else:
             result, mode = torch.sigmoid(out[:1]), "bilinear"
-        result = MetaTensor(
-            torch.as_tensor(result.as_tensor() if hasattr(result, "as_tensor") else result), affine=scaled.affine
-        )
+        result = MetaTensor(result.as_tensor(), affine=scaled.affine)  # the model grid it came from
         SpatialResample(mode=mode)(result, dst_affine=original_affine, spatial_size=original_shape)
     return time.perf_counter() - t
 

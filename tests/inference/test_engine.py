@@ -31,8 +31,10 @@ def _few_threads():
 
 def test_radlens_infer_writes_findings_whose_masks_sit_on_the_input_grid(tmp_path, capsys):
     det, seg = random_bundles(tmp_path / "models")
-    # Anisotropic spacing, a tilt-free but non-trivial origin: the masks must still land on this grid.
-    volume = sphere_ct(shape_zyx=(20, 40, 44), spacing_zyx=(2.5, 1.5, 1.5), origin_lps=(12.0, -7.0, 300.0))
+    from imaging.phantom import make_chest_ct
+
+    # A synthetic chest CT on an anisotropic grid unlike the models' 2 mm: masks must still land on it.
+    volume = make_chest_ct(3, shape_zyx=(20, 40, 44), spacing_zyx=(2.5, 1.5, 1.5)).volume
     write_volume(volume, tmp_path / "ct.nii.gz")
     out = tmp_path / "out"
     rc = main(["infer", str(tmp_path / "ct.nii.gz"), "--out", str(out), "--model", str(det), "--model", str(seg)])
