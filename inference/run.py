@@ -35,11 +35,14 @@ def bundles_for(volume: Volume, models: list[str] | None) -> list[BundleInfo]:
 
 
 def infer_command(args: argparse.Namespace) -> int:
-    from inference.engine import iter_infer
+    from inference.engine import iter_infer, select_device
     from inference.findings import write_findings
 
     volume = load_study(args.path)
     bundles = bundles_for(volume, args.model)
+    _, note = select_device(args.device)
+    if note:
+        print(f"radlens: warning: {note}", file=sys.stderr)
     # No GUI to keep responsive here: every core works.
     job = iter_infer(volume, bundles, device=args.device, threads=os.cpu_count() or 1)
     findings = run_with_progress(job, desc="radlens infer")

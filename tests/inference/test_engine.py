@@ -207,7 +207,7 @@ def test_gpu_is_chosen_only_when_available(monkeypatch, cuda, mps, asked, expect
     assert engine.select_device(asked) == expected
 
 
-def test_unavailable_gpu_falls_back_to_the_cpu_and_the_run_says_so(tmp_path, monkeypatch):
+def test_unavailable_gpu_falls_back_to_the_cpu_and_the_run_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     det, _ = random_bundles(tmp_path)
     job = engine.iter_infer(sphere_ct(), [det], device="cuda", threads=2)
@@ -215,6 +215,23 @@ def test_unavailable_gpu_falls_back_to_the_cpu_and_the_run_says_so(tmp_path, mon
     assert "CUDA is not available here; running on the CPU" in first.message
     findings = run_to_end(job)
     assert findings.device == "cpu"
+    write_volume(sphere_ct(), tmp_path / "ct.nii.gz")
+    assert (
+        main(
+            [
+                "infer",
+                str(tmp_path / "ct.nii.gz"),
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                str(det),
+                "--device",
+                "cuda",
+            ]
+        )
+        == 0
+    )
+    assert "radlens: warning: CUDA is not available here; running on the CPU" in capsys.readouterr().err
 
 
 def test_the_cpu_keeps_a_core_for_the_gui(monkeypatch):
