@@ -109,3 +109,15 @@ def test_a_mask_maps_back_through_crop_and_resampling_onto_the_input_grid():
     assert back.shape == volume.shape_zyx
     dice = 2 * (back & truth).sum() / (back.sum() + truth.sum())
     assert dice > 0.95
+
+
+def test_sparse_peak_search_matches_the_dense_max_pool():
+    from inference.postprocess import _heatmap_peaks
+
+    logits = torch.randn((12, 20, 24), generator=torch.Generator().manual_seed(0))
+    sparse = _heatmap_peaks(logits, 1.0)
+    dense = _heatmap_peaks(logits, 1.0, dense_above=0)
+    assert len(sparse) > 10
+    assert sorted(map(tuple, sparse.tolist())) == sorted(map(tuple, dense.tolist()))
+    z, y, x = sparse[0].tolist()
+    assert logits[z, y, x] == logits[max(0, z - 1) : z + 2, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2].max()
