@@ -18,7 +18,8 @@ Plus ``all_models_s``: every bundle in one ``iter_infer`` call (they share the p
 their input blocks agree). Uses the bundles in resources/models; where there are none for CT, random
 weights of the architectures ``radlens train`` uses (said in ``weights``; the segmenter's background
 bias raised so that its masks are sparse like a trained one's): the forward time does not depend on
-the weights. Prints one JSON object. Run: ``.venv/bin/python bench/infer.py`` (or ``make bench``).
+the weights (``--random`` times those even when trained bundles exist). Prints one JSON object.
+Run: ``.venv/bin/python bench/infer.py`` (or ``make bench``).
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-monai", action="store_true")
+    parser.add_argument("--random", action="store_true", help="time random-weight bundles of the default architectures")
     args = parser.parse_args()
 
     import torch
@@ -221,9 +223,12 @@ def main() -> None:
     made_s = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        infos = list_bundles("CT")
+        infos = [] if args.random else list_bundles("CT")
         weights = "trained (resources/models)"
-        if not infos:
+        if args.random:
+            infos = random_bundles(tmp / "models")
+            weights = "random (--random); the architectures radlens train plans by default (16-128 channels)"
+        elif not infos:
             infos = random_bundles(tmp / "models")
             weights = "random (no CT bundle in resources/models yet); same architectures as radlens train's defaults"
         bundles = [load_bundle(b if isinstance(b, Path) else b.path) for b in infos]
