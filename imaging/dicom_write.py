@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from imaging.atomic import atomic_path
 from imaging.errors import ImagingError
 from imaging.volume import Volume, Window
 
@@ -175,14 +175,6 @@ def _ds(value: float) -> str:
 
 
 def _atomic_write(ds: Dataset, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise ImagingError(path, f"cannot write DICOM: {err.strerror or err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.atomic import write_json
 from imaging.errors import ImagingError
 from imaging.phantom_fields import Grid, instance_boxes
 from imaging.progress import Progress, check_cancel
@@ -249,7 +250,7 @@ def iter_write_phantoms(
             _write_dicom_case(ph, images / f"{name}_0000")
         write_volume(ph.volume.with_array(ph.labels, modality="OT"), labels_dir / f"{name}.nii.gz")
         key = "nodules" if kind == "chest-ct" else "lesions"
-        _write_json(
+        write_json(
             labels_dir / f"{name}.json",
             {
                 "case": name,
@@ -264,7 +265,7 @@ def iter_write_phantoms(
         names.append(name)
         yield Progress(i + 1, cases, f"wrote {name}")
     _remove_stale_cases(root, kind, set(names), fmt)
-    _write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt))
+    write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt))
     return root
 
 
@@ -315,20 +316,6 @@ def _dataset_json(kind: str, seed: int, cases: int, fmt: str) -> dict:
         "kind": kind,
         "seed": seed,
     }
-
-
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise ImagingError(path, f"cannot write: {err.strerror or err}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_dicom_case(ph: Phantom, folder: Path) -> None:

@@ -7,12 +7,12 @@ the axis order: SimpleITK's spacing/origin are (x, y, z), its arrays (z, y, x).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from imaging.atomic import atomic_path
 from imaging.errors import ImagingError, NotAnImageError
 from imaging.volume import Volume
 
@@ -93,15 +93,9 @@ def write_volume(volume: Volume, path: str | os.PathLike, array: np.ndarray | No
         # ITK's NIfTI writer fills the header's descrip field from ITK_FileNotes (not from "descrip").
         image.SetMetaData("ITK_FileNotes", f"modality={volume.modality}")
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
     try:
-        sitk.WriteImage(image, tmp, useCompression=path.name.endswith(".gz"))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix) as tmp:
+            sitk.WriteImage(image, tmp, useCompression=path.name.endswith(".gz"))
     except RuntimeError as err:
         raise ImagingError(path, f"cannot write volume: {str(err).strip().splitlines()[0]}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

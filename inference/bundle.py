@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imaging.atomic import atomic_path, write_json
 from inference.errors import BundleError
 
 METADATA = "metadata.json"
@@ -279,17 +279,6 @@ def _load_strict(network, state: dict, label: str) -> None:
     network.load_state_dict(state, strict=True)
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _with_monai_fields(meta: dict) -> dict:
     """Add MONAI bundle metadata fields (versions, network_data_format) the caller did not give."""
     import monai
@@ -339,10 +328,10 @@ def save_bundle(folder: str | os.PathLike, network, metadata: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").clone().contiguous() for k, v in network.state_dict().items()}
     weights = folder / WEIGHTS
-    _atomic_write_bytes(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    with atomic_path(weights, ".safetensors") as tmp:
+        save_file(state, tmp, metadata={"format": "pt"})
     meta = _with_monai_fields(metadata)
     meta["sha256"] = sha256_of(weights)
-    text = json.dumps(meta, indent=1, sort_keys=False)
-    _atomic_write_bytes(folder / METADATA, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    write_json(folder / METADATA, meta)
     read_metadata(folder)
     return folder

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from imaging.atomic import write_json
 from imaging.errors import ImagingError
 from imaging.volume import Volume
 
@@ -253,12 +253,7 @@ def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
     doc = Findings(
         findings.input, findings.device, findings.models, findings.detections, tuple(segs), tuple(classes)
     ).to_json()
-    path = folder / FILENAME
-    fd, tmp = tempfile.mkstemp(prefix=".findings.", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return write_json(folder / FILENAME, doc)
 
 
 def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Findings:

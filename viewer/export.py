@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
+from imaging.atomic import atomic_path
 from imaging.errors import RadlensError
 from imaging.volume import StudyInfo, Volume, Window
 from inference.findings import Findings
@@ -144,14 +144,9 @@ def save_png(image: QtGui.QImage, path, legend: list[str], *, anonymize: bool, s
         who = " ".join(t for t in (study.patient_name, study.patient_id, study.study_date) if t)
         if who:
             image.setText("Patient", who)
-    fd, tmp = tempfile.mkstemp(prefix=".radlens-export.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, ".png") as tmp:
         if not image.save(tmp, "PNG"):
             raise RadlensError(f"{path}: could not write the PNG")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

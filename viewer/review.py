@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import platformdirs
 
+from imaging.atomic import write_json
 from imaging.volume import Volume
 
 SCHEMA = "radlens.review/1"
@@ -47,14 +47,5 @@ def load_decisions(volume: Volume) -> dict[str, str]:
 
 def save_decisions(volume: Volume, decisions: dict[str, str]) -> Path:
     path = review_path(volume)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"schema": SCHEMA, "series_uid": volume.series_uid, "source": volume.source, "decisions": decisions}
-    fd, tmp = tempfile.mkstemp(prefix=".radlens-review.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, doc)
