@@ -7,6 +7,7 @@ redone rather than half-reused.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -16,13 +17,18 @@ import platformdirs
 from imaging.progress import Progress
 
 KINDS = ("chest-ct", "brain-mr")
-VERSION = "v1"  # bump when the phantoms change so stale caches are rewritten
 DONE = ".complete"
 SHAPE_ZYX = None  # the phantoms' own default size; tests make smaller ones
 
 
 def demo_root() -> Path:
-    return Path(platformdirs.user_cache_dir("radlens")) / "demo" / VERSION
+    """The cache folder, keyed by the phantom code itself: a changed phantom is rewritten, never stale."""
+    import imaging
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(imaging.__file__).parent.glob("phantom*.py")):
+        digest.update(source.read_bytes())
+    return Path(platformdirs.user_cache_dir("radlens")) / "demo" / digest.hexdigest()[:12]
 
 
 def iter_demo_paths(cancel: threading.Event | None = None, root: Path | None = None) -> Generator[Progress, None, list]:
