@@ -122,7 +122,8 @@ class FindingsPanel(QtWidgets.QWidget):
     selected = QtCore.Signal(str)  # finding key
     decided = QtCore.Signal(str, str)  # finding key, accepted | rejected | ""
 
-    COLUMNS = ("model", "label", "score", "size", "slice", "review")
+    # What a reader scans first on the left; the long model name last, where the table stretches.
+    COLUMNS = ("label", "score", "size", "slice", "review", "model")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -157,15 +158,15 @@ class FindingsPanel(QtWidgets.QWidget):
         rows = state.visible_rows()
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            values = (
-                r.model,
-                r.label,
-                "" if r.score is None else f"{r.score:.2f}",
-                r.size,
-                str(r.center_zyx[0] + 1),
-                state.decisions.get(r.key, ""),
-            )
-            for j, text in enumerate(values):
+            values = {
+                "label": r.label,
+                "score": "" if r.score is None else f"{r.score:.2f}",
+                "size": r.size,
+                "slice": str(r.center_zyx[0] + 1),
+                "review": state.decisions.get(r.key, ""),
+                "model": r.model,
+            }
+            for j, text in enumerate(values[c] for c in self.COLUMNS):
                 self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))
             self.keys.append(r.key)
         if state.selected in self.keys:
