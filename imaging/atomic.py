@@ -42,7 +42,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
 
 def write_json(path: str | os.PathLike, data, indent: int = 1) -> Path:
     """Write JSON atomically (findings, reviews, metadata, logs)."""
-    with atomic_path(path, ".json") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=indent)
-        f.write("\n")
+    return write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path, Path(path).suffix) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
     return Path(path)

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import sys
-import tempfile
 import threading
 from collections.abc import Generator
 from datetime import datetime, timezone
@@ -26,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.atomic import atomic_path, write_json
 from imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
 from training import metrics
 from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
-from training.train import TrainingError
+from training.train import TrainingError, command_line
 
 # The goals of the shipped bundles are stated for nodules of at least these sizes.
 DETECTION_MIN_DIAMETER_MM = 4.0
@@ -116,7 +114,7 @@ def evaluate(
         "cases": len(cases),
         "device": dev,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": _command_line(),
+        "command": command_line(),
         "task": meta["task"],
         "per_case": per_case,
     }
@@ -143,21 +141,6 @@ def evaluate(
             summary[key][f"lesions_ge_{SEGMENTATION_MIN_DIAMETER_MM:g}mm"] = len(lesion)
         doc["summary"] = summary
     return doc
-
-
-def _command_line() -> str:
-    argv = list(sys.argv)
-    if argv and Path(argv[0]).name in ("radlens", "__main__.py", "cli.py"):
-        argv[0] = "radlens"
-    return shlex.join(argv)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def plot(doc: dict, path: Path) -> Path:
@@ -200,11 +183,8 @@ def plot(doc: dict, path: Path) -> Path:
         ax.set_title(f"{title}\nDice per case", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 
@@ -218,14 +198,14 @@ def record_in_bundle(bundle_path: str, doc: dict) -> None:
     meta.setdefault("evaluation", {})["held_out"] = held_out
     if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
         meta["evaluation"]["held_out_at_threshold"] = doc["froc"]["at_threshold"]
-    _atomic_text(folder / METADATA, json.dumps(meta, indent=1) + "\n")
+    write_json(folder / METADATA, meta)
     read_metadata(folder)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
     doc = run_with_progress(evaluate(args.bundle, args.dataset, args.device), "evaluating")
     out = Path(args.out or "metrics.json")
-    _atomic_text(out, json.dumps(doc, indent=1) + "\n")
+    write_json(out, doc)
     png = plot(doc, out.with_suffix(".png"))
     if getattr(args, "record", False):
         record_in_bundle(args.bundle, doc)

@@ -23,7 +23,6 @@ import os
 import queue
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.atomic import atomic_path, write_text
 from imaging.errors import RadlensError
 from imaging.progress import Progress, check_cancel
 from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
@@ -653,17 +653,10 @@ def save_checkpoint(path: Path, network, optimizer, scaler, state: dict) -> None
         "scaler": json.dumps(scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}),
     }
     data = save(tensors, metadata=meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, ".safetensors") as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())  # a checkpoint must survive a kill right after the rename
 
 
 def load_checkpoint(path: Path, network, optimizer=None, scaler=None) -> dict:
@@ -761,10 +754,7 @@ def _write_logs(out: Path, history: list[dict]) -> None:
         w.writeheader()
         w.writerows(history)
     for name, content in ((LOG_JSON, text), (LOG_CSV, buf.getvalue())):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-        os.replace(tmp, out / name)
+        write_text(out / name, content)
 
 
 def train(
@@ -829,13 +819,13 @@ def train(
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history: list[dict] = []
-    commands = [_command_line()]  # a resumed run records every command that built it, in order
+    commands = [command_line()]  # a resumed run records every command that built it, in order
     best = -math.inf
     start_epoch = 0
     if resume_state is not None:
         load_checkpoint(ckpt_dir / "last.safetensors", network, optimizer, scaler)
         history = resume_state["history"]
-        commands = [*resume_state.get("commands", []), _command_line()]
+        commands = [*resume_state.get("commands", []), command_line()]
         best = resume_state["best"] if resume_state["best"] is not None else -math.inf
         start_epoch = resume_state["epoch"] + 1
     model = network
@@ -927,7 +917,8 @@ def train(
     return out
 
 
-def _command_line() -> str:
+def command_line() -> str:
+    """The command as a user would retype it (recorded in bundles so results can be reproduced)."""
     argv = list(sys.argv)
     if argv and Path(argv[0]).name in ("radlens", "__main__.py", "cli.py"):
         argv[0] = "radlens"
