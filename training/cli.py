@@ -7,7 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model bundle from a labelled folder")
-    p.add_argument("task", choices=("detect", "segment", "classify"))
+    p.add_argument("task", choices=("detect", "segment"))  # classification training: not built yet
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--out", required=True, metavar="BUNDLE")
     p.add_argument("--epochs", type=int)
