@@ -38,6 +38,7 @@ class BundleInfo:
     description: str
     path: Path
     threshold: float | None = None
+    min_component_ml: float = 0.0  # segmenters: smaller connected components are dropped
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class BundleInfo:
             "description": self.description,
             "path": str(self.path),
             "threshold": self.threshold,
+            "min_component_ml": self.min_component_ml,
         }
 
 
@@ -150,6 +152,9 @@ def read_metadata(folder: str | os.PathLike) -> dict:
         raise BundleError(path, "input must give modality, spacing_zyx and patch_zyx")
     if len(inp["spacing_zyx"]) != 3 or len(inp["patch_zyx"]) != 3:
         raise BundleError(path, "input spacing_zyx and patch_zyx need three values (z, y, x)")
+    min_ml = (meta.get("thresholds") or {}).get("min_component_ml", 0.0)
+    if isinstance(min_ml, bool) or not isinstance(min_ml, int | float) or not 0 <= min_ml < float("inf"):
+        raise BundleError(path, f"thresholds.min_component_ml must be a number ≥ 0, not {min_ml!r}")
     kind = (inp.get("normalization") or {}).get("kind", "zscore")
     if kind not in NORMALIZATIONS:
         raise BundleError(path, f"normalization {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
@@ -173,6 +178,7 @@ def info_from_metadata(meta: dict, folder: Path) -> BundleInfo:
         description=str(meta.get("description", "")),
         path=folder,
         threshold=_threshold(meta),
+        min_component_ml=float((meta.get("thresholds") or {}).get("min_component_ml") or 0.0),
     )
 
 

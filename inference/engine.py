@@ -249,7 +249,14 @@ def run_bundle(
     if meta["task"] == "detection":
         dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
     else:
-        segs = postprocess.segment(output, prepared, bundle.name, labels, threshold=bundle.info.threshold)
+        segs = postprocess.segment(
+            output,
+            prepared,
+            bundle.name,
+            labels,
+            threshold=bundle.info.threshold,
+            min_component_ml=bundle.info.min_component_ml,
+        )
     run = ModelRun(
         bundle.name,
         bundle.info.version,

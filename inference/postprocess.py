@@ -3,7 +3,8 @@
 Detection: centre-heatmap peaks (3D max-pool NMS) plus the size head give boxes; overlapping boxes
 are suppressed with MONAI's box utilities; every candidate above a low floor is kept (the threshold
 is the reader's choice). Segmentation: argmax (or a threshold for a single label) → label map,
-pasted back on the input grid only where it is non-empty, then connected components, vectorised.
+pasted back on the input grid only where it is non-empty, then connected components, vectorised,
+without the specks below the bundle's minimum component size.
 """
 
 from __future__ import annotations
@@ -102,8 +103,20 @@ def _heatmap_peaks(logits, floor_logit: float, dense_above: int = 200_000):
     return above[centre >= neighbours.max(dim=1).values]
 
 
-def segment(output, prep: Prepared, model: str, labels: list[str], *, threshold: float | None = None):
-    """Per-label masks and connected components on the input grid from (C, Z, Y, X) logits."""
+def segment(
+    output,
+    prep: Prepared,
+    model: str,
+    labels: list[str],
+    *,
+    threshold: float | None = None,
+    min_component_ml: float = 0.0,
+):
+    """Per-label masks and connected components on the input grid from (C, Z, Y, X) logits.
+
+    Components smaller than ``min_component_ml`` (the bundle's choice, made on its validation split)
+    are dropped from the mask as well as from the list: specks a reader would otherwise step through.
+    """
     import torch
 
     out = torch.as_tensor(output).float()
@@ -129,8 +142,8 @@ def segment(output, prep: Prepared, model: str, labels: list[str], *, threshold:
 
     segs = []
     for value, name in enumerate(labels, start=1):
+        sub = drop_small_components(lab == value, min_component_ml / voxel_ml)
         mask = np.zeros(prep.source.shape_zyx, dtype=bool)
-        sub = lab == value
         mask[where] = sub
         comps = _components(sub, prob, where, prep, voxel_ml)
         segs.append(
@@ -162,6 +175,17 @@ def _label(sub: np.ndarray) -> tuple[np.ndarray, int]:
         return ndimage.label(sub, output=np.uint16)
     except RuntimeError:  # more than 65535 components
         return ndimage.label(sub, output=np.int32)
+
+
+def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``mask`` without its connected components (6-connectivity) of fewer than ``min_voxels`` voxels."""
+    if min_voxels <= 1 or not mask.any():
+        return mask
+    comp, _ = _label(mask)
+    counts = np.bincount(comp.reshape(-1))
+    small = counts < min_voxels
+    small[0] = True  # background stays background
+    return ~small[comp]
 
 
 def _component_stats(comp: np.ndarray, n: int, prob: np.ndarray, slab_voxels: int = 1 << 22):

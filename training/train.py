@@ -47,6 +47,9 @@ FOREGROUND_FRACTION = 0.5  # nodules are small: half of the patches are centred 
 VAL_FRACTION = 0.2
 PLAN_CASES = 20
 DETECTION_MIN_SIGMA = 1.0  # voxels; the centre heatmap's narrowest Gaussian
+# A single-label segmenter's operating point is chosen on the validation split from these grids.
+PROBABILITY_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+MIN_COMPONENT_DIAMETER_GRID_MM = (0.0, 3.0, 4.0, 5.0)  # equal-volume sphere diameters
 
 
 class TrainingError(RadlensError):
@@ -610,6 +613,55 @@ def validate(network, cache: CaseCache, plan: Plan, device: str) -> tuple[float,
     return result["cpm"], result
 
 
+def choose_operating_point(network, cache: CaseCache, plan: Plan, device: str) -> tuple[dict, dict]:
+    """A single-label segmenter's probability threshold and minimum component size, from validation.
+
+    The threshold is the one with the best mean validation Dice; then the minimum component size
+    (as a sphere diameter) with the best pooled per-lesion F1 at that threshold, so the specks a
+    reader would have to step through go only when that does not cost real lesions. Ties keep the
+    threshold nearest 0.5 and the smallest size. Returns (thresholds, the table behind the choice).
+    """
+    import torch
+
+    from inference.postprocess import drop_small_components
+    from training import metrics
+
+    network.eval()
+    fg, ref = {}, {}
+    for cid in plan.validation_cases:
+        c = cache.cases[cid]
+        out = torch.as_tensor(predict_volume(network, c.image, plan.patch_zyx, device)).float()
+        fg[cid], ref[cid] = torch.softmax(out, dim=0)[1].numpy(), c.label == 1
+    network.train()
+    dice_at = {t: float(np.mean([metrics.dice(fg[c] >= t, ref[c]) for c in fg])) for t in PROBABILITY_GRID}
+    threshold = max(PROBABILITY_GRID, key=lambda t: (round(dice_at[t], 4), -abs(t - 0.5)))
+    voxel_mm3 = float(np.prod(plan.spacing_zyx))
+    by_size = {}
+    for d in MIN_COMPONENT_DIAMETER_GRID_MM:
+        min_mm3 = math.pi / 6 * d**3
+        masks = {c: drop_small_components(fg[c] >= threshold, min_mm3 / voxel_mm3) for c in fg}
+        counts = [metrics.lesion_detection(masks[c], ref[c]) for c in fg]
+        found, lesions = sum(k["lesions_found"] for k in counts), sum(k["lesions"] for k in counts)
+        true, comps = sum(k["components_true"] for k in counts), sum(k["components"] for k in counts)
+        sens = found / lesions if lesions else 1.0
+        prec = true / comps if comps else 1.0
+        by_size[d] = {
+            "min_component_ml": round(min_mm3 / 1000, 5),
+            "lesion_f1": 2 * sens * prec / (sens + prec) if sens + prec else 0.0,
+            "lesion_sensitivity": sens,
+            "lesion_precision": prec,
+            "dice_mean": float(np.mean([metrics.dice(masks[c], ref[c]) for c in fg])),
+        }
+    size = max(MIN_COMPONENT_DIAMETER_GRID_MM, key=lambda d: (round(by_size[d]["lesion_f1"], 4), -d))
+    thresholds = {"probability": threshold, "min_component_ml": by_size[size]["min_component_ml"]}
+    table = {
+        "dice_mean_by_probability": {f"{t:g}": v for t, v in dice_at.items()},
+        "by_min_component_diameter_mm": {f"{d:g}": v for d, v in by_size.items()},
+        "chosen": {**thresholds, "min_component_diameter_mm": size, **by_size[size]},
+    }
+    return thresholds, table
+
+
 def model_grid_prepared(c: CachedCase):
     """A Prepared whose input grid is the model grid itself (origin 0, identity direction): decoded
     detections then come back in model voxels, and their ``center_lps`` in millimetres on that grid."""
@@ -943,10 +995,13 @@ def _write_bundle(
             evaluation["validation"] = {"cases": len(plan.validation_cases), "cpm": metric, "froc": details, **at}
         else:
             evaluation["validation"] = {"cases": len(plan.validation_cases), "dice_mean": metric, **details}
+            if len(plan.labels) == 1:
+                thresholds, table = choose_operating_point(network, cache, plan, device)
+                evaluation["validation"]["operating_point"] = table
     if plan.task == "detect":
         thresholds.setdefault("score", 0.5)
     else:
-        thresholds["probability"] = 0.5
+        thresholds.setdefault("probability", 0.5)
     name = out.resolve().name
     kind = "synthetic phantoms" if ds.synthetic else f"the dataset {ds.name}"
     meta = {

@@ -136,6 +136,16 @@ def test_unknown_architecture_is_refused_naming_the_known_ones(tmp_path):
         load_bundle(tmp_path / "b")
 
 
+@pytest.mark.parametrize("value", [-1, "0.1", True, float("inf")])
+def test_a_minimum_component_size_that_is_not_a_size_is_refused(tmp_path, value):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["thresholds"] = {"min_component_ml": value}
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"min_component_ml must be a number ≥ 0"):
+        load_bundle(tmp_path / "b")
+
+
 def test_list_bundles_filters_by_modality_and_reports_broken_ones(tmp_path):
     make_bundle(tmp_path / "ct")
     make_bundle(tmp_path / "mr", name="tiny-mr", input={**tiny_meta()["input"], "modality": "MR"})

@@ -91,6 +91,21 @@ def test_segmentation_components_have_volume_centre_and_box_on_the_input_grid():
     assert big.mean_probability == pytest.approx(float(torch.sigmoid(torch.tensor(5.0))), abs=1 / 255)
 
 
+def test_components_below_the_bundles_minimum_size_leave_the_mask_and_the_list():
+    volume = Volume(np.zeros((10, 40, 40), np.int16), (2.0, 2.0, 2.0), modality="MR")
+    prep = Preprocess({"modality": "MR", "spacing_zyx": [2, 2, 2], "patch_zyx": [8, 16, 16]})(volume)
+    logits = torch.full((2, 10, 40, 40), -5.0)
+    logits[0] = 0
+    logits[1, 2:5, 5:10, 5:10] = 5  # 75 voxels = 0.6 ml
+    logits[1, 6:8, 30:32, 30:32] = 5  # 8 voxels = 0.064 ml
+    logits[1, 1, 35, 35] = 5  # one voxel = 0.008 ml
+    (kept,) = segment(logits, prep, "m", ["lesion"], min_component_ml=0.064)
+    assert kept.mask.sum() == 83 and [c.volume_ml for c in kept.components] == pytest.approx([0.6, 0.064])
+    (big,) = segment(logits, prep, "m", ["lesion"], min_component_ml=0.1)
+    assert big.mask.sum() == 75 and not big.mask[6:8, 30:32, 30:32].any()
+    assert big.volume_ml == pytest.approx(0.6) and [c.id for c in big.components] == [1]
+
+
 def test_an_empty_segmentation_is_an_empty_mask_not_an_error():
     volume, prep = _prepared()
     logits = torch.zeros((2, *prep.image.shape))

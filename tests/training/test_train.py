@@ -61,6 +61,10 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     assert meta["training"]["split"]["validation"] and meta["input"]["spacing_zyx"] == [8.0, 8.0, 8.0]
     assert meta["input"]["normalization"]["kind"] == "ct-clip"
     assert "dice_mean" in meta["evaluation"]["validation"]
+    # The operating point the reader gets was chosen on the validation split, and the table behind it kept.
+    chosen = meta["evaluation"]["validation"]["operating_point"]["chosen"]
+    assert meta["thresholds"]["probability"] == chosen["probability"] in train_module.PROBABILITY_GRID
+    assert meta["thresholds"]["min_component_ml"] == chosen["min_component_ml"] >= 0
 
     image = tiny_dataset / "imagesTr" / "chest_000_0000.nii.gz"
     assert main(["infer", str(image), "--out", str(tmp_path / "found"), "--model", str(out)]) == 0
@@ -185,3 +189,28 @@ def test_ddp_with_two_gloo_processes_trains_an_epoch(tiny_dataset, tmp_path):
     assert len(history) == 1  # one writer: rank 0
     assert result.stderr.count("bundle written") == 1
     assert json.loads((out / "metadata.json").read_text())["task"] == "segmentation"
+
+
+def test_the_operating_point_follows_the_validation_split(monkeypatch):
+    """A faint lesion (p 0.42) and a bright one-voxel speck: the threshold drops below 0.42 to keep the
+    lesion, and the minimum component size removes the speck without touching the lesion."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    label = np.zeros((12, 24, 24), np.uint8)
+    label[3:8, 5:11, 5:11] = 1  # 6 voxels across at 2 mm: a 12 mm lesion
+    fg = np.full(label.shape, 0.05)
+    fg[label == 1] = 0.42
+    fg[10, 20, 20] = 0.9  # 8 mm³: a 2.5 mm speck
+    logits = np.log(np.stack([1 - fg, fg]))
+    monkeypatch.setattr(train_module, "predict_volume", lambda *a: logits)
+    cache = SimpleNamespace(cases={"v": SimpleNamespace(image=None, label=label)})
+    plan = SimpleNamespace(validation_cases=["v"], patch_zyx=[8, 16, 16], spacing_zyx=[2.0, 2.0, 2.0])
+    network = torch.nn.Identity()
+    thresholds, table = train_module.choose_operating_point(network, cache, plan, "cpu")
+    assert thresholds["probability"] == 0.4  # the highest grid value that keeps the lesion
+    assert table["chosen"]["min_component_diameter_mm"] == 3.0  # the smallest size that drops the speck
+    assert thresholds["min_component_ml"] == pytest.approx(np.pi / 6 * 27 / 1000, abs=1e-5)
+    assert table["chosen"]["lesion_precision"] == 1.0 and table["chosen"]["dice_mean"] == 1.0
+    assert table["by_min_component_diameter_mm"]["0"]["lesion_precision"] == 0.5
