@@ -158,9 +158,14 @@ def plot(doc: dict, path: Path) -> Path:
     if "froc" in doc:
         f = doc["froc"]
         curve = f["curve"]
-        ax.step([p["fps_per_scan"] for p in curve], [p["sensitivity"] for p in curve], where="post")
+        # The curve holds the frontier only (the points where sensitivity rises): it stays flat after
+        # its last point, out to the plot's edge.
+        edge = 16.0
+        fps = [p["fps_per_scan"] for p in curve] + ([edge] if curve else [])
+        sens = [p["sensitivity"] for p in curve] + ([curve[-1]["sensitivity"]] if curve else [])
+        ax.step(fps, sens, where="post")
         ax.set_xscale("log", base=2)
-        ax.set_xlim(1 / 16, 16)
+        ax.set_xlim(1 / 16, edge)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("false positives per scan")
         ax.set_ylabel(f"sensitivity (nodules ≥ {f['min_diameter_mm']:g} mm)")
