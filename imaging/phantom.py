@@ -265,7 +265,10 @@ def iter_write_phantoms(
         names.append(name)
         yield Progress(i + 1, cases, f"wrote {name}")
     _remove_stale_cases(root, kind, set(names), fmt)
-    write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt))
+    command = f"radlens phantom {root} --kind {kind} --cases {cases} --seed {seed}"
+    command += " --format dicom" if fmt == "dicom" else ""
+    command += f" --shape {' '.join(str(int(n)) for n in shape_zyx)}" if shape_zyx is not None else ""
+    write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt, command))
     return root
 
 
@@ -297,7 +300,9 @@ def _remove_stale_cases(root: Path, kind: str, written: set[str], fmt: str) -> N
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _dataset_json(kind: str, seed: int, cases: int, fmt: str) -> dict:
+def _dataset_json(kind: str, seed: int, cases: int, fmt: str, command: str) -> dict:
+    """nnU-Net v2's dataset.json, plus what a bundle trained or evaluated on it records: ``command``
+    makes these very cases again (case seeds depend only on the seed and the case index)."""
     chest = kind == "chest-ct"
     return {
         "name": f"RadLens SYNTHETIC {kind} phantoms",
@@ -315,6 +320,7 @@ def _dataset_json(kind: str, seed: int, cases: int, fmt: str) -> dict:
         "label_kind": "instances" if chest else "semantic",
         "kind": kind,
         "seed": seed,
+        "command": command,
     }
 
 

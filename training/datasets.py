@@ -65,6 +65,7 @@ class Dataset:
     synthetic: bool = False
     class_names: list[str] = field(default_factory=list)
     instances: bool = False  # label maps number objects 1..N (one class): dataset.json "label_kind"
+    data_command: str | None = None  # what made the data (dataset.json "command", written by radlens phantom)
 
     @property
     def train_cases(self) -> list[Case]:
@@ -226,6 +227,7 @@ def _read_nnunet(root: Path, meta: dict, problems: list[str]) -> Dataset:
         root, "nnunet", str(meta.get("name", root.name)), _modality(meta),
         _label_names(meta.get("labels", {})), cases, _is_synthetic(meta),
         instances=meta.get("label_kind") == "instances",
+        data_command=meta["command"] if isinstance(meta.get("command"), str) else None,
     )  # fmt: skip
 
 

@@ -110,6 +110,7 @@ def evaluate(
         },
         "dataset": str(ds.root),
         "synthetic": ds.synthetic,
+        "data_command": ds.data_command,
         "cases_from": source,
         "cases": len(cases),
         "device": dev,

@@ -1020,6 +1020,7 @@ def _write_bundle(
             "dataset_name": ds.name,
             "layout": ds.layout,
             "synthetic": ds.synthetic,
+            "data_command": ds.data_command,
             "command": commands[0],
             "resumed_with": commands[1:],
             "seed": plan.seed,

@@ -257,6 +257,13 @@ def test_radlens_phantom_writes_a_nifti_labelled_folder(tmp_path):
     expected = make_chest_ct(case_seed(3, 0), (40, 96, 96))
     assert np.array_equal(read_volume(out / "imagesTr" / "chest_000_0000.nii.gz").array, expected.volume.array)
 
+    # The recorded command (bundles copy it into their metadata) makes the same cases again.
+    again = tmp_path / "again"
+    done = _radlens(*meta["command"].replace(str(out), str(again)).split()[1:])
+    assert done.returncode == 0, done.stderr
+    case = "chest_001_0000.nii.gz"
+    assert np.array_equal(read_volume(again / "imagesTr" / case).array, read_volume(out / "imagesTr" / case).array)
+
 
 def test_radlens_phantom_writes_dicom_series_with_nifti_masks_on_their_grid(tmp_path):
     out = tmp_path / "brain"
@@ -265,6 +272,7 @@ def test_radlens_phantom_writes_dicom_series_with_nifti_masks_on_their_grid(tmp_
     assert done.returncode == 0, done.stderr
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["labels"] == {"background": 0, "lesion": 1} and meta["image_format"] == "dicom"
+    assert meta["command"].endswith(f"{out} --kind brain-mr --cases 1 --seed 0 --format dicom --shape 24 64 64")
     files = sorted((out / "imagesTr" / "brain_000_0000").glob("*.dcm"))
     assert len(files) == 24
     slices = sorted((pydicom.dcmread(f) for f in files), key=lambda d: float(d.ImagePositionPatient[2]))

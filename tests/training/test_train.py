@@ -58,6 +58,8 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["task"] == "segmentation" and meta["arch"] == "unet3d-seg" and meta["labels"] == ["nodule"]
     assert meta["training"]["synthetic"] is True and meta["training"]["seed"] == 0
+    made_by = f"radlens phantom {tiny_dataset} --kind chest-ct --cases 4 --seed 1 --shape 32 48 48"
+    assert meta["training"]["data_command"] == made_by
     assert meta["training"]["split"]["validation"] and meta["input"]["spacing_zyx"] == [8.0, 8.0, 8.0]
     assert meta["input"]["normalization"]["kind"] == "ct-clip"
     assert "dice_mean" in meta["evaluation"]["validation"]
@@ -77,6 +79,7 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     assert main(["evaluate", str(out), str(tiny_dataset), "--out", str(metrics_json), "--record"]) == 0
     doc = json.loads(metrics_json.read_text())
     assert doc["cases_from"] == "the bundle's validation split" and doc["synthetic"] is True
+    assert doc["data_command"] == made_by
     assert sorted(doc["per_case"]) == meta["training"]["split"]["validation"]
     assert 0.0 <= doc["summary"]["1"]["dice_mean"] <= 1.0
     assert metrics_json.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
