@@ -86,7 +86,20 @@ def evaluate(
             cands = [metrics.Candidate(tuple(d.center_lps), float(d.score)) for d in findings.detections]
             refs = [metrics.Nodule(tuple(n.center_lps), float(n.diameter_mm)) for n in nodules]
             scans.append((cands, refs))
-            per_case[case.case_id] = {"nodules": len(refs), "candidates": len(cands)}
+            best, _ = metrics.match_scan(cands, refs)
+            per_case[case.case_id] = {
+                "nodules": len(refs),
+                "candidates": len(cands),
+                # Which nodules the detector found, and how surely: the misses are what to look at.
+                "nodule_hits": [
+                    {
+                        "center_lps": [round(v, 2) for v in n.center_mm],
+                        "diameter_mm": round(n.diameter_mm, 2),
+                        "best_score": float(b) if np.isfinite(b) else None,
+                    }
+                    for n, b in zip(refs, best.tolist(), strict=True)
+                ],
+            }
         else:
             pred = np.zeros(volume.shape_zyx, dtype=np.uint8)
             for seg in findings.segmentations:

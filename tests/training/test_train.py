@@ -128,6 +128,11 @@ def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted
     doc = json.loads(metrics_json.read_text())
     assert set(doc["froc"]["sensitivity_at_fps"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
     assert doc["froc"]["at_threshold"]["threshold"] == meta["thresholds"]["score"]
+    # Per nodule: the best score of a candidate within its radius (None = missed); they make the FROC's hits.
+    hits = [h["best_score"] for c in doc["per_case"].values() for h in c["nodule_hits"]]
+    assert len(hits) == doc["froc_all"]["nodules"] == sum(c["nodules"] for c in doc["per_case"].values())
+    found_at = [s for s in hits if s is not None and s >= meta["thresholds"]["score"]]
+    assert len(found_at) / len(hits) == doc["froc_all"]["at_threshold"]["sensitivity"]
     assert metrics_json.with_suffix(".png").is_file()
 
 
