@@ -152,6 +152,10 @@ def read_metadata(folder: str | os.PathLike) -> dict:
         raise BundleError(path, "input must give modality, spacing_zyx and patch_zyx")
     if len(inp["spacing_zyx"]) != 3 or len(inp["patch_zyx"]) != 3:
         raise BundleError(path, "input spacing_zyx and patch_zyx need three values (z, y, x)")
+    mirror = inp.get("mirror_axes", [])
+    axes_ok = isinstance(mirror, list) and all(type(a) is int and a in (0, 1, 2) for a in mirror)
+    if not axes_ok or len(set(mirror)) != len(mirror):
+        raise BundleError(path, f"input.mirror_axes must list distinct image axes (0, 1, 2), not {mirror!r}")
     min_ml = (meta.get("thresholds") or {}).get("min_component_ml", 0.0)
     if isinstance(min_ml, bool) or not isinstance(min_ml, int | float) or not 0 <= min_ml < float("inf"):
         raise BundleError(path, f"thresholds.min_component_ml must be a number ≥ 0, not {min_ml!r}")

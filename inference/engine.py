@@ -17,7 +17,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,13 +114,17 @@ def sliding_windows(
     cancel: threading.Event | None = None,
     what: str = "model",
     amp: bool = True,
+    mirror_axes: Sequence[int] = (),
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
     ``amp``: autocast to the device's fast reduced precision (:func:`autocast_dtype`); the
-    stitched output is float32 either way. Yields Progress(done windows, total windows) after each
-    batch and checks ``cancel`` before each. An out-of-memory halves the batch and retries; at
-    batch 1 a GPU run moves to the CPU (the message says so); at batch 1 on the CPU it is raised.
+    stitched output is float32 either way. ``mirror_axes`` (image axes, 0 = z): test-time
+    mirroring as nnU-Net does it, each window's output averaged over every combination of flips
+    of those axes (2ⁿ passes); the bundle's ``input.mirror_axes`` says which. Yields
+    Progress(done windows, total windows) after each batch and checks ``cancel`` before each. An
+    out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU (the message
+    says so); at batch 1 on the CPU it is raised.
     """
     import torch
 
@@ -145,7 +149,7 @@ def sliding_windows(
         check_cancel(cancel, what)
         chunk = grid.starts[done : done + batch]
         try:
-            out = _forward(network, img, chunk, (pz, py, px), dev, amp)
+            out = _forward(network, img, chunk, (pz, py, px), dev, amp, mirror_axes)
         except Exception as err:
             if not _is_oom(err) or (batch == 1 and dev.type == "cpu"):
                 raise
@@ -186,17 +190,25 @@ def autocast_dtype(device: str):
     return None
 
 
-def _forward(network, img, chunk, patch, dev, amp: bool):
+def _forward(network, img, chunk, patch, dev, amp: bool, mirror_axes: Sequence[int] = ()):
+    import contextlib
+
     import torch
 
     pz, py, px = patch
     x = torch.stack([img[z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])[:, None]
     dtype = autocast_dtype(dev.type) if amp else None
-    with torch.inference_mode():
-        if dtype is not None:
-            with torch.autocast(dev.type, dtype=dtype):
-                return network(x)  # reduced precision: added into the float32 sum without a copy
-        return network(x)
+    # Reduced precision: one pass is added into the float32 sum without a copy.
+    cast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with torch.inference_mode(), cast:
+        if not mirror_axes:
+            return network(x)
+        axes = [a + 2 for a in mirror_axes]  # batch and channel come first
+        flips = [list(c) for k in range(len(axes) + 1) for c in itertools.combinations(axes, k)]
+        out = network(x).float()
+        for dims in flips[1:]:
+            out += network(x.flip(dims)).float().flip(dims)
+        return out / len(flips)
 
 
 def _as_loaded(bundle) -> LoadedBundle:
@@ -242,6 +254,7 @@ def run_bundle(
         cancel=cancel,
         what=bundle.name,
         amp=amp,
+        mirror_axes=inp.get("mirror_axes", ()),
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]

@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--res-units", type=int, metavar="N", help="residual units per level (default 1; 0 is faster)")
     p.add_argument("--val-every", type=int, metavar="N", help="validate every N epochs (default 1)")
     p.add_argument("--val-fraction", type=float, metavar="F", help="share of cases held out (default 0.2)")
+    p.add_argument(
+        "--mirror-axes",
+        type=int,
+        nargs="+",
+        choices=(0, 1, 2),
+        metavar="A",
+        help="test-time mirroring on these image axes (0 = z, 1 = y, 2 = x) in the bundle: 2^n passes, steadier scores",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")

@@ -84,6 +84,7 @@ class Plan:
     val_every: int = 1
     crop: str | None = None
     notes: list[str] = field(default_factory=list)
+    mirror_axes: list[int] = field(default_factory=list)  # test-time mirroring the bundle will run with
 
     def input_block(self) -> dict:
         block = {
@@ -94,6 +95,8 @@ class Plan:
         }
         if self.crop is not None:
             block["crop"] = self.crop
+        if self.mirror_axes:
+            block["mirror_axes"] = self.mirror_axes
         return block
 
     def describe(self) -> str:
@@ -105,6 +108,11 @@ class Plan:
             f"epochs {self.epochs} × {self.iterations} iterations; AdamW lr {self.lr} (cosine), weight decay "
             f"{self.weight_decay}; foreground patches {self.foreground_fraction:.0%}; seed {self.seed}",
             f"cases: {len(self.train_cases)} training, {len(self.validation_cases)} validation",
+            *(
+                [f"test-time mirroring on axes {self.mirror_axes} (zyx) for the final validation and in the bundle"]
+                if self.mirror_axes
+                else []
+            ),
             *self.notes,
         ]
         return "\n".join(lines)
@@ -193,6 +201,7 @@ def make_plan(ds: Dataset, task: str, args: argparse.Namespace, device: str) -> 
         validation_cases=val_ids,
         val_every=int(getattr(args, "val_every", None) or 1),
         crop="body" if ds.modality == "CT" else None,
+        mirror_axes=sorted(set(getattr(args, "mirror_axes", None) or [])),
         notes=[*notes, f"patch divisor {divisor} (the network downsamples {len(channels) - 1} times)"],
     )
 
@@ -570,12 +579,12 @@ def _start_sizes_at_the_mean(network, cache: CaseCache, plan: Plan) -> None:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def predict_volume(network, image: np.ndarray, patch, device: str) -> np.ndarray:
+def predict_volume(network, image: np.ndarray, patch, device: str, mirror_axes=()) -> np.ndarray:
     """The network over a whole cached volume with inference's own sliding windows: (C, Z, Y, X) numpy."""
     from imaging.progress import run_to_end
     from inference.engine import sliding_windows
 
-    out, _ = run_to_end(sliding_windows(network, image, patch, device=device))
+    out, _ = run_to_end(sliding_windows(network, image, patch, device=device, mirror_axes=mirror_axes))
     return out.numpy()
 
 
@@ -589,8 +598,12 @@ def _autocast(device: str):
     return contextlib.nullcontext()
 
 
-def validate(network, cache: CaseCache, plan: Plan, device: str) -> tuple[float, dict]:
-    """The validation metric (mean Dice or FROC CPM) on the validation split, and its details."""
+def validate(network, cache: CaseCache, plan: Plan, device: str, mirror_axes=()) -> tuple[float, dict]:
+    """The validation metric (mean Dice or FROC CPM) on the validation split, and its details.
+
+    Epochs are compared without test-time mirroring (2ⁿ times cheaper, as nnU-Net does); the
+    bundle's final validation and operating point use the plan's ``mirror_axes``, as it will run.
+    """
     from training import metrics
 
     network.eval()
@@ -598,7 +611,7 @@ def validate(network, cache: CaseCache, plan: Plan, device: str) -> tuple[float,
         dices = {}
         for cid in plan.validation_cases:
             c = cache.cases[cid]
-            pred = predict_volume(network, c.image, plan.patch_zyx, device).argmax(0)
+            pred = predict_volume(network, c.image, plan.patch_zyx, device, mirror_axes).argmax(0)
             per = [metrics.dice(pred == i, c.label == i) for i in range(1, len(plan.labels) + 1)]
             dices[cid] = float(np.mean(per))
         network.train()
@@ -606,7 +619,7 @@ def validate(network, cache: CaseCache, plan: Plan, device: str) -> tuple[float,
     scans = []
     for cid in plan.validation_cases:
         c = cache.cases[cid]
-        out = predict_volume(network, c.image, plan.patch_zyx, device)
+        out = predict_volume(network, c.image, plan.patch_zyx, device, mirror_axes)
         scans.append(detection_scan(out, c))
     network.train()
     result = metrics.froc(scans)
@@ -630,7 +643,7 @@ def choose_operating_point(network, cache: CaseCache, plan: Plan, device: str) -
     fg, ref = {}, {}
     for cid in plan.validation_cases:
         c = cache.cases[cid]
-        out = torch.as_tensor(predict_volume(network, c.image, plan.patch_zyx, device)).float()
+        out = torch.as_tensor(predict_volume(network, c.image, plan.patch_zyx, device, plan.mirror_axes)).float()
         fg[cid], ref[cid] = torch.softmax(out, dim=0)[1].numpy(), c.label == 1
     network.train()
     dice_at = {t: float(np.mean([metrics.dice(fg[c] >= t, ref[c]) for c in fg])) for t in PROBABILITY_GRID}
@@ -988,7 +1001,7 @@ def _write_bundle(
     evaluation: dict = {}
     thresholds: dict = {}
     if plan.validation_cases:
-        metric, details = validate(network, cache, plan, device)
+        metric, details = validate(network, cache, plan, device, plan.mirror_axes)
         if plan.task == "detect":
             thresholds["score"] = suggest_threshold(details)
             at = froc_at_threshold(details, thresholds["score"])

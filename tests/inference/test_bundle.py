@@ -146,6 +146,16 @@ def test_a_minimum_component_size_that_is_not_a_size_is_refused(tmp_path, value)
         load_bundle(tmp_path / "b")
 
 
+@pytest.mark.parametrize("value", [[3], [0, 0], "012", [True], [1.0]])
+def test_mirror_axes_that_are_not_image_axes_are_refused(tmp_path, value):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["input"]["mirror_axes"] = value
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"input.mirror_axes must list distinct image axes"):
+        load_bundle(tmp_path / "b")
+
+
 def test_list_bundles_filters_by_modality_and_reports_broken_ones(tmp_path):
     make_bundle(tmp_path / "ct")
     make_bundle(tmp_path / "mr", name="tiny-mr", input={**tiny_meta()["input"], "modality": "MR"})

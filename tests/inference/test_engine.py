@@ -265,6 +265,29 @@ def test_windows_stitch_to_the_network_output_and_reduced_precision_stays_close(
     torch.testing.assert_close(fast, direct, atol=0.1, rtol=0.05)
 
 
+def test_mirroring_makes_the_output_follow_a_flipped_input(tmp_path):
+    """With every axis mirrored, a study read the other way round gives the same result, flipped:
+    what test-time mirroring is for. An untrained network on its own is far from that."""
+    det, _ = random_bundles(tmp_path)
+    net = load_bundle(det).network
+    image = np.random.default_rng(2).normal(size=(16, 32, 32)).astype(np.float32)
+    flipped = np.ascontiguousarray(image[::-1, :, ::-1])
+
+    def run(img, axes):
+        out, _ = run_to_end(engine.sliding_windows(net, img, (16, 32, 32), amp=False, mirror_axes=axes))
+        return out
+
+    plain, plain_of_flipped = run(image, ()), run(flipped, ())
+    assert not torch.allclose(plain_of_flipped, plain.flip([1, 3]), atol=1e-3)
+    mirrored, mirrored_of_flipped = run(image, (0, 1, 2)), run(flipped, (0, 1, 2))
+    torch.testing.assert_close(mirrored_of_flipped, mirrored.flip([1, 3]), atol=1e-5, rtol=1e-5)
+    # Mirroring x alone is the mean of the two passes.
+    with torch.inference_mode():
+        x = torch.from_numpy(image)[None, None]
+        expected = (net(x) + net(x.flip(4)).flip(4))[0] / 2
+    torch.testing.assert_close(run(image, (2,)), expected, atol=1e-5, rtol=1e-5)
+
+
 def test_radlens_models_lists_the_user_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     random_bundles(tmp_path / "data" / "radlens" / "models")

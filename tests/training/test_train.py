@@ -49,7 +49,9 @@ def _weights(path: Path) -> dict:
 
 def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "tiny-seg"
-    args = _args("segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, *TINY)
+    args = _args(
+        "segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, "--mirror-axes", 2, *TINY
+    )
     assert run_to_end(train(args, log=lambda s: None)) == out
     history = json.loads((out / "training_log.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
@@ -61,7 +63,7 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     made_by = f"radlens phantom {tiny_dataset} --kind chest-ct --cases 4 --seed 1 --shape 32 48 48"
     assert meta["training"]["data_command"] == made_by
     assert meta["training"]["split"]["validation"] and meta["input"]["spacing_zyx"] == [8.0, 8.0, 8.0]
-    assert meta["input"]["normalization"]["kind"] == "ct-clip"
+    assert meta["input"]["normalization"]["kind"] == "ct-clip" and meta["input"]["mirror_axes"] == [2]
     assert "dice_mean" in meta["evaluation"]["validation"]
     # The operating point the reader gets was chosen on the validation split, and the table behind it kept.
     chosen = meta["evaluation"]["validation"]["operating_point"]["chosen"]
@@ -214,7 +216,7 @@ def test_the_operating_point_follows_the_validation_split(monkeypatch):
     logits = np.log(np.stack([1 - fg, fg]))
     monkeypatch.setattr(train_module, "predict_volume", lambda *a: logits)
     cache = SimpleNamespace(cases={"v": SimpleNamespace(image=None, label=label)})
-    plan = SimpleNamespace(validation_cases=["v"], patch_zyx=[8, 16, 16], spacing_zyx=[2.0, 2.0, 2.0])
+    plan = SimpleNamespace(validation_cases=["v"], patch_zyx=[8, 16, 16], spacing_zyx=[2.0, 2.0, 2.0], mirror_axes=[])
     network = torch.nn.Identity()
     thresholds, table = train_module.choose_operating_point(network, cache, plan, "cpu")
     assert thresholds["probability"] == 0.4  # the highest grid value that keeps the lesion
