@@ -10,8 +10,8 @@ precision (bf16 autocast on CPUs with native bf16, else float32):
   that very run (so the total and its floor see the same load on a shared machine).
 - ``monai_s``: the same network through a plain MONAI pipeline: the MetaTensor LoadImage would give
   (built from the same Volume: no MONAI NIfTI backend is installed, and neither side pays for the
-  file), Spacing, ScaleIntensityRange, sliding_window_inference (same patch, overlap, batch and
-  precision), then the output resampled back onto the input grid (SpatialResample).
+  file), Spacing, ScaleIntensityRange, sliding_window_inference (same patch, overlap, batch,
+  precision and test-time mirroring), then the output resampled back onto the input grid (SpatialResample).
 - ``peak_mb``: growth of the resident set during the engine run, against the volume and the weights.
 
 Plus ``all_models_s``: every bundle in one ``iter_infer`` call (they share the preprocessing when
@@ -25,6 +25,7 @@ Run: ``.venv/bin/python bench/infer.py`` (or ``make bench``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -183,13 +184,20 @@ def monai_pipeline(bundle, volume) -> float:
     resampled = Spacing(pixdim=tuple(inp["spacing_zyx"][::-1]), mode="bilinear")(image)
     scaled = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)(resampled)
     net = bundle.network.to("cpu")
+    # The bundle's test-time mirroring as a MONAI user would add it: a predictor over every flip.
+    dims = [4 - a for a in inp.get("mirror_axes", [])]  # zyx axis → dim of this (x, y, z) tensor
+    flips = [list(c) for k in range(len(dims) + 1) for c in itertools.combinations(dims, k)]
+
+    def predictor(x):
+        return sum(net(x.flip(f)).float().flip(f) if f else net(x).float() for f in flips) / len(flips)
+
     with torch.inference_mode():
         with _autocast(autocast_dtype("cpu")):
             out = sliding_window_inference(
                 scaled[None],
                 roi_size=tuple(inp["patch_zyx"][::-1]),
                 sw_batch_size=1,
-                predictor=net,
+                predictor=predictor,
                 overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
             )[0].float()
         if bundle.metadata["task"] == "segmentation":
