@@ -25,7 +25,6 @@ Run: ``.venv/bin/python bench/infer.py`` (or ``make bench``).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -173,7 +172,7 @@ def monai_pipeline(bundle, volume) -> float:
     from monai.inferers import sliding_window_inference
     from monai.transforms import ScaleIntensityRange, Spacing, SpatialResample
 
-    from inference.engine import DEFAULT_OVERLAP, autocast_dtype
+    from inference.engine import DEFAULT_OVERLAP, autocast_dtype, flip_combinations
 
     inp = bundle.input
     lo, hi = inp["normalization"]["clip"]
@@ -185,8 +184,7 @@ def monai_pipeline(bundle, volume) -> float:
     scaled = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)(resampled)
     net = bundle.network.to("cpu")
     # The bundle's test-time mirroring as a MONAI user would add it: a predictor over every flip.
-    dims = [4 - a for a in inp.get("mirror_axes", [])]  # zyx axis → dim of this (x, y, z) tensor
-    flips = [list(c) for k in range(len(dims) + 1) for c in itertools.combinations(dims, k)]
+    flips = flip_combinations([4 - a for a in inp.get("mirror_axes", [])])  # zyx axis → dim of this (x, y, z) tensor
 
     def predictor(x):
         return sum(net(x.flip(f)).float().flip(f) if f else net(x).float() for f in flips) / len(flips)

@@ -203,12 +203,16 @@ def _forward(network, img, chunk, patch, dev, amp: bool, mirror_axes: Sequence[i
     with torch.inference_mode(), cast:
         if not mirror_axes:
             return network(x)
-        axes = [a + 2 for a in mirror_axes]  # batch and channel come first
-        flips = [list(c) for k in range(len(axes) + 1) for c in itertools.combinations(axes, k)]
+        flips = flip_combinations([a + 2 for a in mirror_axes])  # batch and channel come first
         out = network(x).float()
         for dims in flips[1:]:
             out += network(x.flip(dims)).float().flip(dims)
         return out / len(flips)
+
+
+def flip_combinations(dims: Sequence[int]) -> list[list[int]]:
+    """Every subset of ``dims`` (the empty one first): the 2ⁿ flips of test-time mirroring."""
+    return [list(c) for k in range(len(dims) + 1) for c in itertools.combinations(dims, k)]
 
 
 def _as_loaded(bundle) -> LoadedBundle:
