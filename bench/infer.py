@@ -10,7 +10,7 @@ precision (bf16 autocast on CPUs with native bf16, else float32):
   that very run (so the total and its floor see the same load on a shared machine).
 - ``monai_s``: the same network through a plain MONAI pipeline: the MetaTensor LoadImage would give
   (built from the same Volume: no MONAI NIfTI backend is installed, and neither side pays for the
-  file), Spacing, ScaleIntensityRange, sliding_window_inference (same patch, overlap, batch,
+  file), Spacing, ScaleIntensityRange, sliding_window_inference (same patch, overlap, blend, batch,
   precision and test-time mirroring), then the output resampled back onto the input grid (SpatialResample).
 - ``peak_mb``: growth of the resident set during the engine run, against the volume and the weights.
 
@@ -197,6 +197,7 @@ def monai_pipeline(bundle, volume) -> float:
                 sw_batch_size=1,
                 predictor=predictor,
                 overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
+                mode=inp.get("blend", "constant"),  # MONAI's Gaussian has the same σ (patch/8)
             )[0].float()
         if bundle.metadata["task"] == "segmentation":
             result, mode = out.argmax(0, keepdim=True).to(torch.uint8), "nearest"

@@ -24,6 +24,8 @@ WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 TASKS = ("detection", "segmentation")
 NORMALIZATIONS = ("ct-clip", "zscore")
+# How overlapping sliding windows are averaged (inference.engine.window_profile).
+BLENDS = ("constant", "gaussian")
 REQUIRED = ("name", "version", "task", "arch", "input")
 
 
@@ -156,6 +158,11 @@ def read_metadata(folder: str | os.PathLike) -> dict:
     axes_ok = isinstance(mirror, list) and all(type(a) is int and a in (0, 1, 2) for a in mirror)
     if not axes_ok or len(set(mirror)) != len(mirror):
         raise BundleError(path, f"input.mirror_axes must list distinct image axes (0, 1, 2), not {mirror!r}")
+    overlap = inp.get("overlap", 0.0)
+    if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
+        raise BundleError(path, f"input.overlap must be a number from 0 up to (not including) 1, not {overlap!r}")
+    if inp.get("blend", "constant") not in BLENDS:
+        raise BundleError(path, f"input.blend {inp['blend']!r} is not one of {', '.join(BLENDS)}")
     min_ml = (meta.get("thresholds") or {}).get("min_component_ml", 0.0)
     if isinstance(min_ml, bool) or not isinstance(min_ml, int | float) or not 0 <= min_ml < float("inf"):
         raise BundleError(path, f"thresholds.min_component_ml must be a number ≥ 0, not {min_ml!r}")

@@ -6,9 +6,10 @@ as a ``preview`` as soon as that model is done (the viewer streams them into its
 returns the merged :class:`~inference.findings.Findings`. No Qt; torch is imported on first use.
 
 Sliding windows are our own rather than ``monai.inferers.sliding_window_inference``: the same
-window grid and constant blending, but the blend weights are the outer product of three 1D
-counts (no full-size count volume), the image moves to the device once, and we get a place
-between batches to check the cancel event and to recover from a CUDA out-of-memory.
+window grid and the same blends (constant, or MONAI's and nnU-Net's Gaussian with σ = patch/8,
+which trusts a window's centre over its edges), but the blend weights are the outer product of
+three 1D sums (no full-size weight volume), the image moves to the device once, and we get a
+place between batches to check the cancel event and to recover from a CUDA out-of-memory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from inference.preprocess import Prepared, Preprocess
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_OVERLAP = 0.25
+GAUSSIAN_SIGMA_SCALE = 0.125  # σ as a fraction of the patch edge: MONAI's and nnU-Net's default
 # Progress units per model (models differ in window count; each gets an equal share of the bar).
 UNITS = 1000
 
@@ -69,27 +71,42 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     return starts
 
 
+def window_profile(patch: int, blend: str = "constant") -> np.ndarray:
+    """One window's blend weights along one axis: ones, or a Gaussian peaking at the window's centre."""
+    if blend == "constant":
+        return np.ones(patch, dtype=np.float32)
+    offset = np.arange(patch, dtype=np.float64) - (patch - 1) / 2.0
+    return np.exp(-0.5 * (offset / (GAUSSIAN_SIGMA_SCALE * patch)) ** 2).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class WindowGrid:
-    """The windows that tile a (padded) model-grid image, and their constant-blend weights per axis."""
+    """The windows that tile a (padded) model-grid image, and their blend weights per axis.
+
+    A window's weight is the outer product of ``profiles``; ``sums`` are, per axis, the profiles
+    added up over the windows' starts, so the weight a voxel receives in total is their outer
+    product (the windows form a Cartesian grid).
+    """
 
     shape_zyx: tuple[int, int, int]
     patch_zyx: tuple[int, int, int]
     starts: tuple[tuple[int, int, int], ...]
-    counts: tuple[np.ndarray, np.ndarray, np.ndarray]
+    profiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
-    def tile(cls, shape_zyx, patch_zyx, overlap: float = DEFAULT_OVERLAP) -> WindowGrid:
+    def tile(cls, shape_zyx, patch_zyx, overlap: float = DEFAULT_OVERLAP, blend: str = "constant") -> WindowGrid:
         shape = tuple(max(int(s), int(p)) for s, p in zip(shape_zyx, patch_zyx, strict=True))
         patch = tuple(int(p) for p in patch_zyx)
         per_axis = [window_starts(s, p, overlap) for s, p in zip(shape, patch, strict=True)]
-        counts = []
-        for s, p, st in zip(shape, patch, per_axis, strict=True):
+        profiles = tuple(window_profile(p, blend) for p in patch)
+        sums = []
+        for s, p, st, w in zip(shape, patch, per_axis, profiles, strict=True):
             c = np.zeros(s, dtype=np.float32)
             for a in st:
-                c[a : a + p] += 1
-            counts.append(c)
-        return cls(shape, patch, tuple(itertools.product(*per_axis)), tuple(counts))
+                c[a : a + p] += w
+            sums.append(c)
+        return cls(shape, patch, tuple(itertools.product(*per_axis)), profiles, tuple(sums))
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -115,20 +132,22 @@ def sliding_windows(
     what: str = "model",
     amp: bool = True,
     mirror_axes: Sequence[int] = (),
+    blend: str = "constant",
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
     ``amp``: autocast to the device's fast reduced precision (:func:`autocast_dtype`); the
     stitched output is float32 either way. ``mirror_axes`` (image axes, 0 = z): test-time
     mirroring as nnU-Net does it, each window's output averaged over every combination of flips
-    of those axes (2ⁿ passes); the bundle's ``input.mirror_axes`` says which. Yields
+    of those axes (2ⁿ passes); the bundle's ``input.mirror_axes`` says which. ``blend``: how
+    overlapping windows are averaged (``inference.bundle.BLENDS``; the bundle's ``input.blend``). Yields
     Progress(done windows, total windows) after each batch and checks ``cancel`` before each. An
     out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU (the message
     says so); at batch 1 on the CPU it is raised.
     """
     import torch
 
-    grid = WindowGrid.tile(image.shape, patch_zyx, overlap)
+    grid = WindowGrid.tile(image.shape, patch_zyx, overlap, blend)
     pz, py, px = grid.patch_zyx
     dev = torch.device(device)
     batch = batch or (4 if dev.type == "cuda" else 1)
@@ -141,6 +160,8 @@ def sliding_windows(
         src = src.pin_memory()
     img = src.to(dev, non_blocking=True)
     network.to(dev)
+    wz, wy, wx = (torch.from_numpy(w).to(dev) for w in grid.profiles)
+    weight = None if blend == "constant" else wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
     acc = None
     done = 0
     note = ""
@@ -169,11 +190,13 @@ def sliding_windows(
             continue
         if acc is None:
             acc = torch.zeros((out.shape[1], *grid.shape_zyx), dtype=torch.float32, device=dev)
+        if weight is not None:
+            out = out.float() * weight.to(out.device)
         for k, (z, y, x) in enumerate(chunk):
             acc[:, z : z + pz, y : y + py, x : x + px] += out[k]
         done += len(chunk)
         yield Progress(done, total, note)
-    cz, cy, cx = (torch.from_numpy(c).to(acc.device) for c in grid.counts)
+    cz, cy, cx = (torch.from_numpy(c).to(acc.device) for c in grid.sums)
     acc /= cz[:, None, None] * cy[None, :, None] * cx[None, None, :]
     z, y, x = image.shape
     return acc[:, :z, :y, :x].cpu(), dev.type
@@ -259,6 +282,7 @@ def run_bundle(
         what=bundle.name,
         amp=amp,
         mirror_axes=inp.get("mirror_axes", ()),
+        blend=inp.get("blend", "constant"),
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]

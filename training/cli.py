@@ -31,6 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A",
         help="test-time mirroring on these image axes (0 = z, 1 = y, 2 = x) in the bundle: 2^n passes, steadier scores",
     )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=0.25,
+        metavar="F",
+        help="sliding-window overlap for the final validation and in the bundle (default 0.25; nnU-Net uses 0.5)",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("constant", "gaussian"),
+        default="constant",
+        help="how overlapping windows are averaged (default constant; gaussian, as nnU-Net and MONAI do it, "
+        "lets a window's centre count most)",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")

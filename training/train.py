@@ -45,6 +45,7 @@ LOG_JSON = "training_log.json"
 PATCH_BUDGET = {"cpu": 48 * 64 * 64, "cuda": 128 * 128 * 128}
 FOREGROUND_FRACTION = 0.5  # nodules are small: half of the patches are centred near one
 VAL_FRACTION = 0.2
+EPOCH_VALIDATION_OVERLAP = 0.25  # at most, for comparing epochs (the final validation uses the plan's)
 PLAN_CASES = 20
 DETECTION_MIN_SIGMA = 1.0  # voxels; the centre heatmap's narrowest Gaussian
 # A single-label segmenter's operating point is chosen on the validation split from these grids.
@@ -85,6 +86,9 @@ class Plan:
     crop: str | None = None
     notes: list[str] = field(default_factory=list)
     mirror_axes: list[int] = field(default_factory=list)  # test-time mirroring the bundle will run with
+    # Sliding windows, for the final validation and in the bundle (the CLI's defaults, the same).
+    overlap: float = 0.25
+    blend: str = "constant"
 
     def input_block(self) -> dict:
         block = {
@@ -97,6 +101,8 @@ class Plan:
             block["crop"] = self.crop
         if self.mirror_axes:
             block["mirror_axes"] = self.mirror_axes
+        block["overlap"] = self.overlap
+        block["blend"] = self.blend
         return block
 
     def describe(self) -> str:
@@ -108,6 +114,8 @@ class Plan:
             f"epochs {self.epochs} × {self.iterations} iterations; AdamW lr {self.lr} (cosine), weight decay "
             f"{self.weight_decay}; foreground patches {self.foreground_fraction:.0%}; seed {self.seed}",
             f"cases: {len(self.train_cases)} training, {len(self.validation_cases)} validation",
+            f"sliding windows: overlap {self.overlap:g}, {self.blend} blend in the bundle and its final validation "
+            f"(epochs compare at overlap ≤ {EPOCH_VALIDATION_OVERLAP:g}, unmirrored)",
             *(
                 [f"test-time mirroring on axes {self.mirror_axes} (zyx) for the final validation and in the bundle"]
                 if self.mirror_axes
@@ -202,6 +210,8 @@ def make_plan(ds: Dataset, task: str, args: argparse.Namespace, device: str) -> 
         val_every=int(getattr(args, "val_every", None) or 1),
         crop="body" if ds.modality == "CT" else None,
         mirror_axes=sorted(set(getattr(args, "mirror_axes", None) or [])),
+        overlap=float(getattr(args, "overlap", 0.25)),
+        blend=str(getattr(args, "blend", "constant")),
         notes=[*notes, f"patch divisor {divisor} (the network downsamples {len(channels) - 1} times)"],
     )
 
@@ -579,12 +589,26 @@ def _start_sizes_at_the_mean(network, cache: CaseCache, plan: Plan) -> None:
 # -- validation ---------------------------------------------------------------------------------
 
 
-def predict_volume(network, image: np.ndarray, patch, device: str, mirror_axes=()) -> np.ndarray:
-    """The network over a whole cached volume with inference's own sliding windows: (C, Z, Y, X) numpy."""
+def predict_volume(network, image: np.ndarray, plan: Plan, device: str, final: bool = True) -> np.ndarray:
+    """The network over a whole cached volume with inference's own sliding windows: (C, Z, Y, X) numpy.
+
+    ``final``: exactly as the bundle will run (the plan's overlap, blend and mirroring). Otherwise
+    the cheap way epochs are compared (as nnU-Net does): no mirroring (2ⁿ times fewer passes) and at
+    most :data:`EPOCH_VALIDATION_OVERLAP` (overlap 0.5 has about 3× the windows of 0.25).
+    """
     from imaging.progress import run_to_end
     from inference.engine import sliding_windows
 
-    out, _ = run_to_end(sliding_windows(network, image, patch, device=device, mirror_axes=mirror_axes))
+    windows = sliding_windows(
+        network,
+        image,
+        plan.patch_zyx,
+        device=device,
+        mirror_axes=plan.mirror_axes if final else (),
+        overlap=plan.overlap if final else min(plan.overlap, EPOCH_VALIDATION_OVERLAP),
+        blend=plan.blend,
+    )
+    out, _ = run_to_end(windows)
     return out.numpy()
 
 
@@ -598,11 +622,11 @@ def _autocast(device: str):
     return contextlib.nullcontext()
 
 
-def validate(network, cache: CaseCache, plan: Plan, device: str, mirror_axes=()) -> tuple[float, dict]:
+def validate(network, cache: CaseCache, plan: Plan, device: str, final: bool = True) -> tuple[float, dict]:
     """The validation metric (mean Dice or FROC CPM) on the validation split, and its details.
 
-    Epochs are compared without test-time mirroring (2ⁿ times cheaper, as nnU-Net does); the
-    bundle's final validation and operating point use the plan's ``mirror_axes``, as it will run.
+    ``final``: the bundle's own validation, windows run as the bundle runs them; otherwise an
+    epoch's cheaper comparison (:func:`predict_volume`).
     """
     from training import metrics
 
@@ -611,7 +635,7 @@ def validate(network, cache: CaseCache, plan: Plan, device: str, mirror_axes=())
         dices = {}
         for cid in plan.validation_cases:
             c = cache.cases[cid]
-            pred = predict_volume(network, c.image, plan.patch_zyx, device, mirror_axes).argmax(0)
+            pred = predict_volume(network, c.image, plan, device, final).argmax(0)
             per = [metrics.dice(pred == i, c.label == i) for i in range(1, len(plan.labels) + 1)]
             dices[cid] = float(np.mean(per))
         network.train()
@@ -619,7 +643,7 @@ def validate(network, cache: CaseCache, plan: Plan, device: str, mirror_axes=())
     scans = []
     for cid in plan.validation_cases:
         c = cache.cases[cid]
-        out = predict_volume(network, c.image, plan.patch_zyx, device, mirror_axes)
+        out = predict_volume(network, c.image, plan, device, final)
         scans.append(detection_scan(out, c))
     network.train()
     result = metrics.froc(scans)
@@ -643,7 +667,7 @@ def choose_operating_point(network, cache: CaseCache, plan: Plan, device: str) -
     fg, ref = {}, {}
     for cid in plan.validation_cases:
         c = cache.cases[cid]
-        out = torch.as_tensor(predict_volume(network, c.image, plan.patch_zyx, device, plan.mirror_axes)).float()
+        out = torch.as_tensor(predict_volume(network, c.image, plan, device)).float()
         fg[cid], ref[cid] = torch.softmax(out, dim=0)[1].numpy(), c.label == 1
     network.train()
     dice_at = {t: float(np.mean([metrics.dice(fg[c] >= t, ref[c]) for c in fg])) for t in PROBABILITY_GRID}
@@ -837,6 +861,8 @@ def train(
     task = args.task
     if task not in TASKS:
         raise TrainingError(f"radlens train {task}: only {' and '.join(TASKS)} are implemented")
+    if not 0 <= getattr(args, "overlap", 0.25) < 1:
+        raise TrainingError(f"--overlap {args.overlap}: must be from 0 up to (not including) 1")
     device = pick_device(args.device)
     if world > 1:
         import torch.distributed as dist
@@ -946,7 +972,7 @@ def train(
         if main:
             last_epoch = epoch == plan.epochs - 1
             if plan.validation_cases and ((epoch + 1) % plan.val_every == 0 or last_epoch):
-                metric, _ = validate(network, cache, plan, device)
+                metric, _ = validate(network, cache, plan, device, final=False)
                 is_best = metric > best
             elif not plan.validation_cases:
                 is_best = True
@@ -1001,7 +1027,7 @@ def _write_bundle(
     evaluation: dict = {}
     thresholds: dict = {}
     if plan.validation_cases:
-        metric, details = validate(network, cache, plan, device, plan.mirror_axes)
+        metric, details = validate(network, cache, plan, device)
         if plan.task == "detect":
             thresholds["score"] = suggest_threshold(details)
             at = froc_at_threshold(details, thresholds["score"])

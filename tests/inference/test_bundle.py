@@ -156,6 +156,26 @@ def test_mirror_axes_that_are_not_image_axes_are_refused(tmp_path, value):
         load_bundle(tmp_path / "b")
 
 
+@pytest.mark.parametrize("value", ["gauss", ["gaussian"], None])
+def test_an_unknown_window_blend_is_refused(tmp_path, value):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["input"]["blend"] = value
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"input.blend .* is not one of constant, gaussian"):
+        load_bundle(tmp_path / "b")
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "0.5", True])
+def test_a_window_overlap_outside_0_to_1_is_refused(tmp_path, value):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["input"]["overlap"] = value
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"input.overlap must be a number from 0 up to"):
+        load_bundle(tmp_path / "b")
+
+
 def test_list_bundles_filters_by_modality_and_reports_broken_ones(tmp_path):
     make_bundle(tmp_path / "ct")
     make_bundle(tmp_path / "mr", name="tiny-mr", input={**tiny_meta()["input"], "modality": "MR"})

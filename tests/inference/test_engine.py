@@ -241,15 +241,42 @@ def test_the_cpu_keeps_a_core_for_the_gui(monkeypatch):
     assert engine.cpu_threads() == 1
 
 
-def test_windows_cover_the_image_and_blend_evenly():
-    grid = engine.WindowGrid.tile((40, 70, 20), (16, 32, 32), overlap=0.25)
+@pytest.mark.parametrize("blend", ["constant", "gaussian"])
+def test_windows_cover_the_image_and_their_weights_add_up(blend):
+    grid = engine.WindowGrid.tile((40, 70, 20), (16, 32, 32), overlap=0.25, blend=blend)
     assert grid.shape_zyx == (40, 70, 32)  # padded up to the patch where the image is smaller
+    window = np.einsum("i,j,k->ijk", *grid.profiles)
     covered = np.zeros(grid.shape_zyx)
     for z, y, x in grid.starts:
-        covered[z : z + 16, y : y + 32, x : x + 32] += 1
-    weights = grid.counts[0][:, None, None] * grid.counts[1][None, :, None] * grid.counts[2][None, None, :]
-    np.testing.assert_array_equal(covered, weights)
-    assert covered.min() >= 1
+        covered[z : z + 16, y : y + 32, x : x + 32] += window
+    np.testing.assert_allclose(covered, np.einsum("i,j,k->ijk", *grid.sums), rtol=1e-5)
+    assert covered.min() > 0
+    if blend == "constant":
+        assert covered.min() >= 1
+    else:  # a window's centre weighs most, its edges least (σ = patch/8: e^-8 of the centre)
+        for p, w in zip(grid.patch_zyx, grid.profiles, strict=True):
+            assert w.argmax() in ((p - 1) // 2, p // 2) and w[0] == pytest.approx(np.exp(-8 * ((p - 1) / p) ** 2))
+
+
+def test_gaussian_blending_trusts_the_centre_of_each_window():
+    """A network that is right in the middle of its window and wrong at the edges: the Gaussian
+    blend gives the right answer where a constant blend lets the edges pull it off."""
+
+    class EdgeBiased(torch.nn.Module):
+        def forward(self, x):
+            edge = torch.zeros_like(x)
+            edge[..., :4, :, :] = edge[..., -4:, :, :] = 1.0  # wrong by 1 near the z edges
+            return x + edge
+
+    image = np.zeros((64, 16, 16), dtype=np.float32)
+    const, _ = run_to_end(engine.sliding_windows(EdgeBiased(), image, (16, 16, 16), overlap=0.5, amp=False))
+    gauss, _ = run_to_end(
+        engine.sliding_windows(EdgeBiased(), image, (16, 16, 16), overlap=0.5, amp=False, blend="gaussian")
+    )
+    inner = (slice(None), slice(8, 56))  # away from the image's own ends, every voxel has two windows
+    # Each voxel lies in the wrong edge of one window and the good middle of another.
+    torch.testing.assert_close(const[inner], torch.full_like(const[inner], 0.5))  # constant: half wrong
+    assert float(gauss[inner].abs().mean()) < 0.1
 
 
 def test_windows_stitch_to_the_network_output_and_reduced_precision_stays_close(tmp_path):

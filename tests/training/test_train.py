@@ -50,8 +50,9 @@ def _weights(path: Path) -> dict:
 def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "tiny-seg"
     args = _args(
-        "segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, "--mirror-axes", 2, *TINY
-    )
+        "segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, "--mirror-axes", 2,
+        "--overlap", 0.5, "--blend", "gaussian", *TINY
+    )  # fmt: skip
     assert run_to_end(train(args, log=lambda s: None)) == out
     history = json.loads((out / "training_log.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
@@ -64,6 +65,7 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     assert meta["training"]["data_command"] == made_by
     assert meta["training"]["split"]["validation"] and meta["input"]["spacing_zyx"] == [8.0, 8.0, 8.0]
     assert meta["input"]["normalization"]["kind"] == "ct-clip" and meta["input"]["mirror_axes"] == [2]
+    assert meta["input"]["overlap"] == 0.5 and meta["input"]["blend"] == "gaussian"
     assert "dice_mean" in meta["evaluation"]["validation"]
     # The operating point the reader gets was chosen on the validation split, and the table behind it kept.
     chosen = meta["evaluation"]["validation"]["operating_point"]["chosen"]
@@ -199,6 +201,32 @@ def test_ddp_with_two_gloo_processes_trains_an_epoch(tiny_dataset, tmp_path):
     assert len(history) == 1  # one writer: rank 0
     assert result.stderr.count("bundle written") == 1
     assert json.loads((out / "metadata.json").read_text())["task"] == "segmentation"
+
+
+def test_epochs_compare_cheaply_and_the_final_validation_runs_windows_as_the_bundle_does(monkeypatch):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from inference import engine
+
+    seen = []
+
+    def recording(network, image, patch, **kw):
+        seen.append(kw)
+        return (yield from engine_windows(network, image, patch, **kw))
+
+    engine_windows = engine.sliding_windows
+    monkeypatch.setattr(engine, "sliding_windows", recording)
+    plan = SimpleNamespace(patch_zyx=[8, 16, 16], overlap=0.5, blend="gaussian", mirror_axes=[1, 2])
+    image = np.zeros((8, 16, 16), np.float32)
+    net = torch.nn.Conv3d(1, 2, 1)
+    train_module.predict_volume(net, image, plan, "cpu")
+    train_module.predict_volume(net, image, plan, "cpu", final=False)
+    assert [(k["overlap"], k["blend"], list(k["mirror_axes"])) for k in seen] == [
+        (0.5, "gaussian", [1, 2]),  # the bundle's own validation and operating point
+        (train_module.EPOCH_VALIDATION_OVERLAP, "gaussian", []),  # epochs: fewer windows, no mirroring
+    ]
 
 
 def test_the_operating_point_follows_the_validation_split(monkeypatch):
