@@ -172,7 +172,8 @@ def monai_pipeline(bundle, volume) -> float:
     from monai.inferers import sliding_window_inference
     from monai.transforms import ScaleIntensityRange, Spacing, SpatialResample
 
-    from inference.engine import DEFAULT_OVERLAP, autocast_dtype, flip_combinations
+    from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
+    from inference.engine import autocast_dtype, flip_combinations
 
     inp = bundle.input
     lo, hi = inp["normalization"]["clip"]
@@ -197,7 +198,7 @@ def monai_pipeline(bundle, volume) -> float:
                 sw_batch_size=1,
                 predictor=predictor,
                 overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
-                mode=inp.get("blend", "constant"),  # MONAI's Gaussian has the same σ (patch/8)
+                mode=inp.get("blend", DEFAULT_BLEND),  # MONAI's Gaussian has the same σ (patch/8)
             )[0].float()
         if bundle.metadata["task"] == "segmentation":
             result, mode = out.argmax(0, keepdim=True).to(torch.uint8), "nearest"

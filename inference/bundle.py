@@ -24,8 +24,11 @@ WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 TASKS = ("detection", "segmentation")
 NORMALIZATIONS = ("ct-clip", "zscore")
-# How overlapping sliding windows are averaged (inference.engine.window_profile).
+# A bundle's sliding windows (input.overlap, input.blend) when its metadata does not say: how far
+# neighbouring windows overlap, and how their outputs are averaged (inference.engine.window_profile).
+DEFAULT_OVERLAP = 0.25
 BLENDS = ("constant", "gaussian")
+DEFAULT_BLEND = BLENDS[0]
 REQUIRED = ("name", "version", "task", "arch", "input")
 
 
@@ -158,10 +161,10 @@ def read_metadata(folder: str | os.PathLike) -> dict:
     axes_ok = isinstance(mirror, list) and all(type(a) is int and a in (0, 1, 2) for a in mirror)
     if not axes_ok or len(set(mirror)) != len(mirror):
         raise BundleError(path, f"input.mirror_axes must list distinct image axes (0, 1, 2), not {mirror!r}")
-    overlap = inp.get("overlap", 0.0)
+    overlap = inp.get("overlap", DEFAULT_OVERLAP)
     if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
         raise BundleError(path, f"input.overlap must be a number from 0 up to (not including) 1, not {overlap!r}")
-    if inp.get("blend", "constant") not in BLENDS:
+    if inp.get("blend", DEFAULT_BLEND) not in BLENDS:
         raise BundleError(path, f"input.blend {inp['blend']!r} is not one of {', '.join(BLENDS)}")
     min_ml = (meta.get("thresholds") or {}).get("min_component_ml", 0.0)
     if isinstance(min_ml, bool) or not isinstance(min_ml, int | float) or not 0 <= min_ml < float("inf"):

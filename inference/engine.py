@@ -25,13 +25,12 @@ import numpy as np
 
 from imaging.progress import Progress, check_cancel
 from imaging.volume import Volume
-from inference.bundle import BundleInfo, LoadedBundle, load_bundle
+from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, BundleInfo, LoadedBundle, load_bundle
 from inference.errors import BundleError
 from inference.findings import Findings, ModelRun, input_block
 from inference.preprocess import Prepared, Preprocess
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_OVERLAP = 0.25
 GAUSSIAN_SIGMA_SCALE = 0.125  # σ as a fraction of the patch edge: MONAI's and nnU-Net's default
 # Progress units per model (models differ in window count; each gets an equal share of the bar).
 UNITS = 1000
@@ -71,7 +70,7 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
     return starts
 
 
-def window_profile(patch: int, blend: str = "constant") -> np.ndarray:
+def window_profile(patch: int, blend: str = DEFAULT_BLEND) -> np.ndarray:
     """One window's blend weights along one axis: ones, or a Gaussian peaking at the window's centre."""
     if blend == "constant":
         return np.ones(patch, dtype=np.float32)
@@ -95,7 +94,7 @@ class WindowGrid:
     sums: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
-    def tile(cls, shape_zyx, patch_zyx, overlap: float = DEFAULT_OVERLAP, blend: str = "constant") -> WindowGrid:
+    def tile(cls, shape_zyx, patch_zyx, overlap: float = DEFAULT_OVERLAP, blend: str = DEFAULT_BLEND) -> WindowGrid:
         shape = tuple(max(int(s), int(p)) for s, p in zip(shape_zyx, patch_zyx, strict=True))
         patch = tuple(int(p) for p in patch_zyx)
         per_axis = [window_starts(s, p, overlap) for s, p in zip(shape, patch, strict=True)]
@@ -132,7 +131,7 @@ def sliding_windows(
     what: str = "model",
     amp: bool = True,
     mirror_axes: Sequence[int] = (),
-    blend: str = "constant",
+    blend: str = DEFAULT_BLEND,
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
@@ -282,7 +281,7 @@ def run_bundle(
         what=bundle.name,
         amp=amp,
         mirror_axes=inp.get("mirror_axes", ()),
-        blend=inp.get("blend", "constant"),
+        blend=inp.get("blend", DEFAULT_BLEND),
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from inference.bundle import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model bundle from a labelled folder")
@@ -34,15 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overlap",
         type=float,
-        default=0.25,
+        default=DEFAULT_OVERLAP,
         metavar="F",
-        help="sliding-window overlap for the final validation and in the bundle (default 0.25; nnU-Net uses 0.5)",
+        help=f"sliding-window overlap for the final validation and in the bundle (default {DEFAULT_OVERLAP}; "
+        "nnU-Net uses 0.5)",
     )
     p.add_argument(
         "--blend",
-        choices=("constant", "gaussian"),
-        default="constant",
-        help="how overlapping windows are averaged (default constant; gaussian, as nnU-Net and MONAI do it, "
+        choices=BLENDS,
+        default=DEFAULT_BLEND,
+        help=f"how overlapping windows are averaged (default {DEFAULT_BLEND}; gaussian, as nnU-Net and MONAI do it, "
         "lets a window's centre count most)",
     )
     p.set_defaults(func=run_train)

@@ -35,6 +35,7 @@ import numpy as np
 from imaging.atomic import atomic_path, write_text
 from imaging.errors import RadlensError
 from imaging.progress import Progress, check_cancel
+from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
 from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
 
 TASKS = {"segment": "segmentation", "detect": "detection"}
@@ -86,9 +87,9 @@ class Plan:
     crop: str | None = None
     notes: list[str] = field(default_factory=list)
     mirror_axes: list[int] = field(default_factory=list)  # test-time mirroring the bundle will run with
-    # Sliding windows, for the final validation and in the bundle (the CLI's defaults, the same).
-    overlap: float = 0.25
-    blend: str = "constant"
+    # Sliding windows, for the final validation and in the bundle.
+    overlap: float = DEFAULT_OVERLAP
+    blend: str = DEFAULT_BLEND
 
     def input_block(self) -> dict:
         block = {
@@ -210,8 +211,8 @@ def make_plan(ds: Dataset, task: str, args: argparse.Namespace, device: str) -> 
         val_every=int(getattr(args, "val_every", None) or 1),
         crop="body" if ds.modality == "CT" else None,
         mirror_axes=sorted(set(getattr(args, "mirror_axes", None) or [])),
-        overlap=float(getattr(args, "overlap", 0.25)),
-        blend=str(getattr(args, "blend", "constant")),
+        overlap=float(getattr(args, "overlap", DEFAULT_OVERLAP)),
+        blend=str(getattr(args, "blend", DEFAULT_BLEND)),
         notes=[*notes, f"patch divisor {divisor} (the network downsamples {len(channels) - 1} times)"],
     )
 
@@ -861,7 +862,7 @@ def train(
     task = args.task
     if task not in TASKS:
         raise TrainingError(f"radlens train {task}: only {' and '.join(TASKS)} are implemented")
-    if not 0 <= getattr(args, "overlap", 0.25) < 1:
+    if not 0 <= getattr(args, "overlap", DEFAULT_OVERLAP) < 1:
         raise TrainingError(f"--overlap {args.overlap}: must be from 0 up to (not including) 1")
     device = pick_device(args.device)
     if world > 1:
