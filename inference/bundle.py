@@ -126,6 +126,11 @@ def _refuse_pickles(folder: Path) -> None:
         )
 
 
+def is_window_overlap(value) -> bool:
+    """Whether ``value`` is an overlap the sliding windows can run: a number from 0 up to (not including) 1."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < 1
+
+
 def read_metadata(folder: str | os.PathLike) -> dict:
     """metadata.json of a bundle folder, checked for the fields the engine needs."""
     folder = Path(folder)
@@ -162,7 +167,7 @@ def read_metadata(folder: str | os.PathLike) -> dict:
     if not axes_ok or len(set(mirror)) != len(mirror):
         raise BundleError(path, f"input.mirror_axes must list distinct image axes (0, 1, 2), not {mirror!r}")
     overlap = inp.get("overlap", DEFAULT_OVERLAP)
-    if isinstance(overlap, bool) or not isinstance(overlap, int | float) or not 0 <= overlap < 1:
+    if not is_window_overlap(overlap):
         raise BundleError(path, f"input.overlap must be a number from 0 up to (not including) 1, not {overlap!r}")
     if inp.get("blend", DEFAULT_BLEND) not in BLENDS:
         raise BundleError(path, f"input.blend {inp['blend']!r} is not one of {', '.join(BLENDS)}")

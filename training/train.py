@@ -35,7 +35,7 @@ import numpy as np
 from imaging.atomic import atomic_path, write_text
 from imaging.errors import RadlensError
 from imaging.progress import Progress, check_cancel
-from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
+from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
 from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
 
 TASKS = {"segment": "segmentation", "detect": "detection"}
@@ -862,7 +862,7 @@ def train(
     task = args.task
     if task not in TASKS:
         raise TrainingError(f"radlens train {task}: only {' and '.join(TASKS)} are implemented")
-    if not 0 <= getattr(args, "overlap", DEFAULT_OVERLAP) < 1:
+    if not is_window_overlap(getattr(args, "overlap", DEFAULT_OVERLAP)):
         raise TrainingError(f"--overlap {args.overlap}: must be from 0 up to (not including) 1")
     device = pick_device(args.device)
     if world > 1:

@@ -145,6 +145,14 @@ def test_resume_without_a_checkpoint_says_so(tiny_dataset, tmp_path):
         run_to_end(train(_args("segment", tiny_dataset, "--out", tmp_path / "none", "--resume", *TINY)))
 
 
+@pytest.mark.parametrize("overlap", [1.0, -0.25])
+def test_an_overlap_no_bundle_could_run_is_refused_before_training(tiny_dataset, tmp_path, overlap):
+    out = tmp_path / "never"
+    with pytest.raises(TrainingError, match=r"--overlap .*: must be from 0 up to \(not including\) 1"):
+        run_to_end(train(_args("segment", tiny_dataset, "--out", out, "--overlap", overlap, *TINY)))
+    assert not out.exists()
+
+
 def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tiny_dataset, tmp_path, monkeypatch):
     real = train_module.make_loss
     calls = {"n": 0}
