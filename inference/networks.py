@@ -15,6 +15,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from inference.errors import BundleError
+from inference.preprocess import NormalizeIntensity
 
 # Detector output channels: 0 = centre heatmap logits, 1..3 = box extent (z, y, x) in voxels of the model grid.
 HEATMAP_CHANNEL = 0
@@ -89,9 +90,69 @@ class CenterNet3D(nn.Module):
         return torch.cat([self.heatmap(f), self.size(f)], dim=1)
 
 
+class _Rewindow(nn.Module):
+    """Maps an image normalised with one CT window to the same image normalised with another.
+
+    Exact wherever the target window lies inside the source one (the HU outside both are clipped
+    alike), which :class:`Ensemble` guarantees by giving the bundle the widest of its members' windows.
+    """
+
+    def __init__(self, source: dict, target: dict):
+        super().__init__()
+        lo, hi, self.scale, self.offset = NormalizeIntensity.from_metadata(source).ct_affine()
+        self.lo, self.hi, self.target_scale, self.target_offset = NormalizeIntensity.from_metadata(target).ct_affine()
+        if not lo <= self.lo < self.hi <= hi:
+            raise ValueError(f"window {[self.lo, self.hi]} does not lie inside the input window {[lo, hi]}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hu = (x - self.offset) / self.scale
+        return hu.clamp(self.lo, self.hi) * self.target_scale + self.target_offset
+
+
+class Ensemble(nn.Module):
+    """Several networks of one architecture whose outputs are averaged, as nnU-Net ensembles its folds.
+
+    Outputs (logits) are averaged the way test-time mirroring averages them. ``normalization`` is
+    the bundle's own input normalisation and ``member_normalizations`` each member's (members
+    trained on different splits measure slightly different CT windows); a member whose window
+    differs gets its input re-normalised its own way, so each sees exactly what it was trained on.
+    """
+
+    def __init__(
+        self,
+        member_arch: str,
+        member_arch_kwargs: dict | None = None,
+        members: int = 2,
+        normalization: dict | None = None,
+        member_normalizations: list | None = None,
+    ):
+        super().__init__()
+        if member_arch == "ensemble":
+            raise ValueError("an ensemble's members cannot themselves be ensembles")
+        if int(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(
+            build_network(member_arch, **dict(member_arch_kwargs or {})) for _ in range(int(members))
+        )
+        norms = list(member_normalizations or [normalization] * int(members))
+        if len(norms) != int(members):
+            raise ValueError(f"{len(norms)} member normalizations for {members} members")
+        self.inputs = nn.ModuleList(
+            nn.Identity() if norm == normalization else _Rewindow(normalization or {}, norm or {}) for norm in norms
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for member, to_input in zip(self.members, self.inputs, strict=True):
+            out = member(to_input(x)).float()
+            total = out if total is None else total + out
+        return total / len(self.members)
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "unet3d-seg": build_unet3d_seg,
     "centernet3d": CenterNet3D,
+    "ensemble": Ensemble,
 }
 
 

@@ -94,6 +94,15 @@ class NormalizeIntensity:
     def from_metadata(cls, block: dict | None) -> NormalizeIntensity:
         return cls(**dict(block or {}))
 
+    def ct_affine(self) -> tuple[float, float, float, float]:
+        """A CT window as ``(lo, hi, scale, offset)``: the output is ``clip(HU, lo, hi) * scale + offset``."""
+        if self.kind != "ct-clip":
+            raise ValueError(f"a {self.kind!r} normalization is not a fixed CT window")
+        lo, hi = self.clip
+        if self.scale == "zscore":
+            return lo, hi, 1.0 / self.std, -self.mean / self.std
+        return lo, hi, 1.0 / (hi - lo), -lo / (hi - lo)
+
     def __call__(self, array: np.ndarray) -> np.ndarray:
         a = np.asarray(array, dtype=np.float32)
         if self.kind == "ct-clip":

@@ -1,4 +1,4 @@
-"""``radlens train`` and ``radlens evaluate`` (design 4.1)."""
+"""``radlens train``, ``radlens evaluate`` and ``radlens ensemble`` (design 4.1)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", action="store_true", help="also store the metrics in the bundle's metadata.json")
     p.set_defaults(func=run_evaluate)
 
+    p = sub.add_parser("ensemble", help="average several bundles of one recipe (e.g. seeds) into one bundle")
+    p.add_argument("members", nargs="+", metavar="MEMBER", help="bundle folders or names, at least two")
+    p.add_argument("--out", required=True, metavar="BUNDLE")
+    p.add_argument(
+        "--calibrate",
+        metavar="DATASET",
+        help="detectors: choose the score threshold (≤ 1 FP/scan) on this dataset's held-out cases",
+    )
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=run_ensemble)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from training.train import train_command
@@ -69,3 +80,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_command
 
     return evaluate_command(args)
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from training.ensemble import ensemble_command
+
+    return ensemble_command(args)
