@@ -22,14 +22,6 @@ WINDOW_A = {"kind": "ct-clip", "clip": [-900.0, 80.0], "scale": "zscore", "mean"
 WINDOW_B = {"kind": "ct-clip", "clip": [-1000.0, 50.0], "scale": "unit"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _member(folder, seed: int, window: dict, split: dict, **input_changes):
     torch.manual_seed(seed)
     meta = metadata("det", "detection", "centernet3d", DETECTOR_KWARGS, input=ct_input(normalization=window))

@@ -20,14 +20,6 @@ from training.train import TrainingError, load_checkpoint, train
 TINY = ["--patch", "16", "32", "32", "--channels", "4", "8", "16", "--res-units", "0", "--batch", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """Four SYNTHETIC chest phantoms of 32×48×48 voxels (8 mm), each with nodules."""
