@@ -15,7 +15,7 @@ from inference.engine import sliding_windows
 from inference.networks import build_network
 from inference.preprocess import Preprocess
 from radlens.cli import main
-from tests.inference.inference_helpers import DETECTOR_KWARGS, ct_input, metadata, sphere_ct
+from tests.inference.inference_helpers import DETECTOR_KWARGS, ct_input, metadata, random_bundles, sphere_ct
 
 # Two CT windows as two seeds' splits measure them: different percentiles, z-scored differently.
 WINDOW_A = {"kind": "ct-clip", "clip": [-900.0, 80.0], "scale": "zscore", "mean": -300.0, "std": 250.0}
@@ -110,8 +110,6 @@ def test_a_calibrated_detector_ensemble_keeps_to_one_false_positive_per_scan(tmp
 
 
 def test_calibrating_a_segmenter_ensemble_is_refused_before_anything_is_written(tmp_path, capsys):
-    from tests.inference.inference_helpers import random_bundles
-
     _, seg = random_bundles(tmp_path)
     out = tmp_path / "ens"
     assert main(["ensemble", str(seg), str(seg), "--out", str(out), "--calibrate", str(tmp_path)]) == 1
