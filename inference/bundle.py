@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,18 @@ def _with_monai_fields(meta: dict) -> dict:
         },
     )
     return out
+
+
+def update_metadata(folder: str | os.PathLike, change: Callable[[dict], None]) -> dict:
+    """Apply ``change`` to a bundle's metadata.json in place (atomically; the weights are untouched).
+
+    Why: evaluation results and calibrated thresholds are added to a bundle after it is written.
+    """
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    change(meta)
+    write_json(folder / METADATA, meta)
+    return read_metadata(folder)
 
 
 def save_bundle(folder: str | os.PathLike, network, metadata: dict) -> Path:

@@ -19,18 +19,16 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imaging.atomic import write_json
 from imaging.progress import run_with_progress
 from inference.bundle import (
     DEFAULT_BLEND,
     DEFAULT_OVERLAP,
-    METADATA,
     LoadedBundle,
     bundle_info,
     find_bundle,
     load_bundle,
-    read_metadata,
     save_bundle,
+    update_metadata,
 )
 from training.train import TrainingError, command_line, froc_at_threshold, suggest_threshold
 
@@ -154,9 +152,7 @@ def calibrate(bundle: Path, dataset: str, device: str = "auto") -> dict:
 
     doc = run_with_progress(evaluate(str(bundle), dataset, device), "calibrating")
     threshold = suggest_threshold(doc["froc"])
-    meta = read_metadata(bundle)
-    meta["thresholds"]["score"] = threshold
-    meta["evaluation"]["calibration"] = {
+    calibration = {
         "rule": "the lowest score threshold with at most 1 false positive per scan",
         **{k: doc[k] for k in ("dataset", "synthetic", "data_command", "cases_from", "cases", "date", "command")},
         "min_diameter_mm": doc["summary"]["min_diameter_mm"],
@@ -164,9 +160,13 @@ def calibrate(bundle: Path, dataset: str, device: str = "auto") -> dict:
         "sensitivity_at_fps": doc["froc"]["sensitivity_at_fps"],
         **froc_at_threshold(doc["froc"], threshold),
     }
-    write_json(bundle / METADATA, meta)
-    read_metadata(bundle)
-    return meta["evaluation"]["calibration"]
+
+    def record(meta: dict) -> None:
+        meta["thresholds"]["score"] = threshold
+        meta["evaluation"]["calibration"] = calibration
+
+    update_metadata(bundle, record)
+    return calibration
 
 
 def ensemble_command(args: argparse.Namespace) -> int:

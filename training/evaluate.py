@@ -209,16 +209,15 @@ def plot(doc: dict, path: Path) -> Path:
 
 def record_in_bundle(bundle_path: str, doc: dict) -> None:
     """Put the held-out metrics (without per-case detail) into the bundle's metadata.json."""
-    from inference.bundle import METADATA, read_metadata
+    from inference.bundle import update_metadata
 
-    folder = Path(bundle_path)
-    meta = read_metadata(folder)
-    held_out = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}
-    meta.setdefault("evaluation", {})["held_out"] = held_out
-    if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
-        meta["evaluation"]["held_out_at_threshold"] = doc["froc"]["at_threshold"]
-    write_json(folder / METADATA, meta)
-    read_metadata(folder)
+    def record(meta: dict) -> None:
+        held_out = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}
+        meta.setdefault("evaluation", {})["held_out"] = held_out
+        if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
+            meta["evaluation"]["held_out_at_threshold"] = doc["froc"]["at_threshold"]
+
+    update_metadata(bundle_path, record)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
