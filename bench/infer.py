@@ -27,16 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 GOALS = {"engine_over_floor": 1.3, "engine_over_monai": 0.8, "all_models_s": 20.0, "peak_over_volume": 2.5}
 
@@ -76,8 +72,8 @@ def random_bundles(folder: Path) -> list:
     """Random-weight bundles with the defaults ``radlens train`` plans for CT (CPU patch budget)."""
     import torch
 
-    from inference.bundle import save_bundle
-    from inference.networks import build_network
+    from radlens.inference.bundle import save_bundle
+    from radlens.inference.networks import build_network
 
     torch.manual_seed(0)
     common = {
@@ -172,8 +168,8 @@ def monai_pipeline(bundle, volume) -> float:
     from monai.inferers import sliding_window_inference
     from monai.transforms import ScaleIntensityRange, Spacing, SpatialResample
 
-    from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
-    from inference.engine import autocast_dtype, flip_combinations
+    from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
+    from radlens.inference.engine import autocast_dtype, flip_combinations
 
     inp = bundle.input
     lo, hi = inp["normalization"]["clip"]
@@ -220,10 +216,10 @@ def main() -> None:
 
     import torch
 
-    from imaging.phantom import make_chest_ct
-    from imaging.progress import run_to_end
-    from inference.bundle import list_bundles, load_bundle
-    from inference.engine import autocast_dtype, iter_infer
+    from radlens.imaging.phantom import make_chest_ct
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.bundle import list_bundles, load_bundle
+    from radlens.inference.engine import autocast_dtype, iter_infer
 
     torch.set_num_threads(args.threads)
     t = time.perf_counter()
@@ -286,7 +282,7 @@ def main() -> None:
         json.dumps(
             {
                 "volume": {
-                    "made_by": "imaging.phantom.make_chest_ct(0) (synthetic)",
+                    "made_by": "radlens.imaging.phantom.make_chest_ct(0) (synthetic)",
                     "shape_zyx": list(volume.shape_zyx),
                     "spacing_zyx": [round(s, 4) for s in volume.spacing_zyx],
                     "mb": round(volume.nbytes / 1e6, 1),

@@ -30,13 +30,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from imaging.dicom_write import write_dicom_series  # noqa: E402
-from imaging.discovery import default_workers, iter_scan  # noqa: E402
-from imaging.progress import run_to_end  # noqa: E402
-from imaging.volume import Volume  # noqa: E402
+from radlens.imaging.dicom_write import write_dicom_series
+from radlens.imaging.discovery import default_workers, iter_scan
+from radlens.imaging.progress import run_to_end
+from radlens.imaging.volume import Volume
 
 SERIES, SLICES, SIZE = 10, 100, 512
 
@@ -118,7 +115,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "radlens", "info", "--json", str(folder)], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "radlens", "info", "--json", str(folder)], capture_output=True, text=True
     )
     cli_seconds = time.perf_counter() - t0
     report = json.loads(proc.stdout)

@@ -30,13 +30,10 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from imaging.dicom_write import write_dicom_series  # noqa: E402
-from imaging.discovery import scan  # noqa: E402
-from imaging.loading import iter_load, load  # noqa: E402
-from imaging.volume import Volume  # noqa: E402
+from radlens.imaging.dicom_write import write_dicom_series
+from radlens.imaging.discovery import scan
+from radlens.imaging.loading import iter_load, load
+from radlens.imaging.volume import Volume
 
 SHAPE_ZYX = (300, 512, 512)
 SPACING_ZYX = (1.0, 0.7, 0.7)
@@ -49,10 +46,10 @@ def make_series(folder: Path) -> tuple[list[Path], str]:
     if done.exists():
         return sorted(folder.glob("*.dcm")), done.read_text().strip()
     try:
-        from imaging.phantom import make_chest_ct
+        from radlens.imaging.phantom import make_chest_ct
 
         volume = make_chest_ct(0, shape_zyx=SHAPE_ZYX).volume
-        made_by = "imaging.phantom.make_chest_ct(0) (synthetic)"
+        made_by = "radlens.imaging.phantom.make_chest_ct(0) (synthetic)"
     except ImportError:
         rng = np.random.default_rng(0)
         array = rng.integers(-1024, 2000, SHAPE_ZYX, dtype=np.int16)
@@ -102,8 +99,7 @@ def first_slice_seconds(source) -> float:
 
 PEAK_SCRIPT = """
 import json, sys, tracemalloc
-sys.path.insert(0, {root!r})
-import imaging.loading, imaging.discovery, imaging.dicom  # imports are not the load's memory
+import radlens.imaging.loading, radlens.imaging.discovery, radlens.imaging.dicom  # imports are not the load's memory
 def status(key):
     with open("/proc/self/status") as f:
         for line in f:
@@ -112,7 +108,7 @@ def status(key):
 if {traced!r}:
     tracemalloc.start()
 before = status("VmRSS")
-volume = imaging.loading.load({folder!r})
+volume = radlens.imaging.loading.load({folder!r})
 if {traced!r}:
     peak = tracemalloc.get_traced_memory()[1]
 else:
@@ -128,7 +124,7 @@ def peak_memory(folder: Path, traced: bool) -> tuple[int, int]:
     counted, but it slows the load, so the two are measured in separate processes); otherwise the
     growth of the resident set's high-water mark (VmHWM) over the resident set before the load.
     """
-    code = PEAK_SCRIPT.format(root=str(ROOT), folder=str(folder), traced=traced)
+    code = PEAK_SCRIPT.format(folder=str(folder), traced=traced)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["nbytes"], result["peak"]

@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from imaging.progress import Progress
-from imaging.volume import Volume
-from viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.imaging.progress import Progress
+from radlens.imaging.volume import Volume
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 
 
 def synthetic_ct(shape_zyx) -> Volume:
@@ -52,7 +49,7 @@ def synthetic_ct(shape_zyx) -> Volume:
 
 def synthetic_findings(volume: Volume):
     """A SYNTHETIC mask (a sphere in the middle) and five boxes along the axial scroll path."""
-    from inference.findings import Component, Detection, Findings, ModelRun, Segmentation, input_block
+    from radlens.inference.findings import Component, Detection, Findings, ModelRun, Segmentation, input_block
 
     nz, ny, nx = volume.shape_zyx
     z, y, x = np.ogrid[:nz, :ny, :nx]
@@ -152,7 +149,7 @@ def main() -> int:
     args = ap.parse_args()
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["radlens-bench"])
-    from viewer.main_window import MainWindow
+    from radlens.viewer.main_window import MainWindow
 
     settings_dir = tempfile.mkdtemp(prefix="radlens-bench-")
     settings = QtCore.QSettings(os.path.join(settings_dir, "s.ini"), QtCore.QSettings.Format.IniFormat)

@@ -21,21 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from imaging.phantom import iter_write_phantoms  # noqa: E402
-from imaging.progress import run_to_end  # noqa: E402
-from radlens.cli import build_parser  # noqa: E402
-from training import train as T  # noqa: E402
-from training.datasets import read_dataset  # noqa: E402
+from radlens.cli import build_parser
+from radlens.imaging.phantom import iter_write_phantoms
+from radlens.imaging.progress import run_to_end
+from radlens.training import train as T
+from radlens.training.datasets import read_dataset
 
 
 def radlens_pipeline(ds, plan):
@@ -66,7 +62,7 @@ def _load_meta_tensor(path: str):
     and give MONAI the affine of that index order so Spacingd resamples in millimetres."""
     from monai.data import MetaTensor
 
-    from imaging.volume_io import read_volume
+    from radlens.imaging.volume_io import read_volume
 
     v = read_volume(path)
     return MetaTensor(v.array[None].astype(np.float32), affine=v.affine_lps[:, [2, 1, 0, 3]])
@@ -160,7 +156,7 @@ class _Timed:
 def run(pipeline_batches, plan, n, seed, device="cpu"):
     import torch
 
-    from inference.networks import build_network
+    from radlens.inference.networks import build_network
 
     torch.manual_seed(0)
     network = build_network(plan.arch, **plan.arch_kwargs)

@@ -3,13 +3,13 @@
 Public API (design 4.2): ``scan``, ``load``, ``Volume``, ``SeriesInfo``, ``ImagingError``.
 """
 
-from imaging.dicom import SlicePreview
-from imaging.discovery import describe, iter_scan, scan
-from imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
-from imaging.loading import iter_load, load
-from imaging.progress import Cancelled, Progress, run_to_end, run_with_progress
-from imaging.series import SeriesInfo
-from imaging.volume import StudyInfo, Volume, Window
+from radlens.imaging.dicom import SlicePreview
+from radlens.imaging.discovery import describe, iter_scan, scan
+from radlens.imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
+from radlens.imaging.loading import iter_load, load
+from radlens.imaging.progress import Cancelled, Progress, run_to_end, run_with_progress
+from radlens.imaging.series import SeriesInfo
+from radlens.imaging.volume import StudyInfo, Volume, Window
 
 __all__ = [
     "Cancelled",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imaging.errors import ImagingError
+from radlens.imaging.errors import ImagingError
 
 
 @contextmanager

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from imaging.discovery import describe
+    from radlens.imaging.discovery import describe
 
     failed = False
     for path in args.paths:
@@ -62,8 +62,8 @@ def _info_text(report: dict) -> str:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
-    from imaging.phantom import iter_write_phantoms
-    from imaging.progress import run_with_progress
+    from radlens.imaging.phantom import iter_write_phantoms
+    from radlens.imaging.progress import run_with_progress
 
     job = iter_write_phantoms(
         args.out, kind=args.kind, cases=args.cases, seed=args.seed, fmt=args.format, shape_zyx=args.shape

@@ -31,12 +31,12 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from imaging.dicom_headers import frame_geometry, stack_geometry, study_info
-from imaging.dicom_native import NativeHeader, read_native_header
-from imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
-from imaging.progress import Progress, check_cancel
-from imaging.series import SeriesInfo
-from imaging.volume import Volume, Window
+from radlens.imaging.dicom_headers import frame_geometry, stack_geometry, study_info
+from radlens.imaging.dicom_native import NativeHeader, read_native_header
+from radlens.imaging.errors import GeometryError, ImagingError, NotAnImageError, RadlensError, UnsupportedError
+from radlens.imaging.progress import Progress, check_cancel
+from radlens.imaging.series import SeriesInfo
+from radlens.imaging.volume import Volume, Window
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Refuse volumes that cannot fit in memory before allocating them (a lying header must not kill us).

@@ -23,9 +23,9 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from imaging.dicom_native import FIELD_TAGS, UNDECODED, UNDEFINED_LENGTH, RawHeader, decode, walk_header
-from imaging.errors import ImagingError, NotAnImageError
-from imaging.volume import StudyInfo
+from radlens.imaging.dicom_native import FIELD_TAGS, UNDECODED, UNDEFINED_LENGTH, RawHeader, decode, walk_header
+from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.volume import StudyInfo
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)

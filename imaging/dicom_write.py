@@ -23,9 +23,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from imaging.atomic import atomic_path
-from imaging.errors import ImagingError
-from imaging.volume import Volume, Window
+from radlens.imaging.atomic import atomic_path
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.volume import Volume, Window
 
 SOP_CLASSES = {"CT": CTImageStorage, "MR": MRImageStorage}
 INSTANCE_ORDERS = ("normal", "reversed", "shuffled")

@@ -24,12 +24,12 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 
-from imaging.dicom_headers import Header, StackGeometry, read_header, stack_geometry
-from imaging.errors import ImagingError, RadlensError
-from imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
-from imaging.series import SeriesInfo
-from imaging.volume import StudyInfo
-from imaging.volume_io import _guess_modality, is_volume_file
+from radlens.imaging.dicom_headers import Header, StackGeometry, read_header, stack_geometry
+from radlens.imaging.errors import ImagingError, RadlensError
+from radlens.imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
+from radlens.imaging.series import SeriesInfo
+from radlens.imaging.volume import StudyInfo
+from radlens.imaging.volume_io import _guess_modality, is_volume_file
 
 # Header reads are handed to threads in chunks; bench/info.py measured what pays (see its docstring).
 CHUNK = 32

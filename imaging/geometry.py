@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from imaging.volume import Volume
-from imaging.volume_io import sitk_from_volume
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import sitk_from_volume
 
 PLANES = ("axial", "coronal", "sagittal")
 

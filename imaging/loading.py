@@ -11,12 +11,12 @@ import threading
 import warnings as pywarnings
 from collections.abc import Generator
 
-from imaging.dicom import SlicePreview, iter_load_series
-from imaging.errors import ImagingError
-from imaging.progress import Progress, check_cancel, run_to_end
-from imaging.series import SeriesInfo
-from imaging.volume import Volume
-from imaging.volume_io import is_volume_file, read_volume
+from radlens.imaging.dicom import SlicePreview, iter_load_series
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.progress import Progress, check_cancel, run_to_end
+from radlens.imaging.series import SeriesInfo
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import is_volume_file, read_volume
 
 Source = SeriesInfo | str | os.PathLike
 
@@ -35,7 +35,7 @@ def iter_load(source: Source, cancel: threading.Event | None = None) -> Generato
     path = os.fspath(source)
     if not os.path.exists(path):
         raise ImagingError(path, "no such file or folder")
-    from imaging.discovery import iter_scan
+    from radlens.imaging.discovery import iter_scan
 
     result = yield from iter_scan(path, cancel)
     check_cancel(cancel, "load")

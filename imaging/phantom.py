@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.atomic import write_json
-from imaging.errors import ImagingError
-from imaging.phantom_fields import Grid, instance_boxes
-from imaging.progress import Progress, check_cancel
-from imaging.volume import StudyInfo, Volume
-from imaging.volume_io import write_volume
-from imaging.windowing import preset
+from radlens.imaging.atomic import write_json
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.phantom_fields import Grid, instance_boxes
+from radlens.imaging.progress import Progress, check_cancel
+from radlens.imaging.volume import StudyInfo, Volume
+from radlens.imaging.volume_io import write_volume
+from radlens.imaging.windowing import preset
 
 KINDS = ("chest-ct", "brain-mr")
 FORMATS = ("nifti", "dicom")
@@ -161,7 +161,7 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
     smallest nodule (6 mm here; 3 mm on grids of ≤ 1 mm) still spans three voxels on every axis.
     Any other ``shape_zyx`` keeps that field of view unless ``spacing_zyx`` is given.
     """
-    from imaging.phantom_chest import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_chest
+    from radlens.imaging.phantom_chest import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_chest
 
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
@@ -179,7 +179,7 @@ def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
     Default grid: 128×192×192 voxels of 1.5×1.25×1.25 mm (192×240×240 mm), a routine head field of view.
     ``labels`` is the lesion label map (1 = lesion); ``findings`` keeps each lesion's box and size.
     """
-    from imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
+    from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
 
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
@@ -326,7 +326,7 @@ def _dataset_json(kind: str, seed: int, cases: int, fmt: str, command: str) -> d
 
 def _write_dicom_case(ph: Phantom, folder: Path) -> None:
     """The series goes to a fresh temporary folder that replaces ``folder`` whole: never a mix of two runs."""
-    from imaging.dicom_write import write_dicom_series
+    from radlens.imaging.dicom_write import write_dicom_series
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

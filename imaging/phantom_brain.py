@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.phantom_fields import Grid, blob_fraction, smooth_field, sphere_points
+from radlens.imaging.phantom_fields import Grid, blob_fraction, smooth_field, sphere_points
 
 EXTENT_ZYX = (192.0, 240.0, 240.0)
 DEFAULT_SHAPE_ZYX = (128, 192, 192)

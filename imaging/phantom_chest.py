@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging.phantom_fields import (
+from radlens.imaging.phantom_fields import (
     Grid,
     blob_fraction,
     blur_with_noise,

@@ -14,7 +14,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from imaging.errors import RadlensError
+from radlens.imaging.errors import RadlensError
 
 T = TypeVar("T")
 

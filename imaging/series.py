@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imaging.volume import StudyInfo
+from radlens.imaging.volume import StudyInfo
 
 
 @dataclass(frozen=True, eq=False)

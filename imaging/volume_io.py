@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from imaging.atomic import atomic_path
-from imaging.errors import ImagingError, NotAnImageError
-from imaging.volume import Volume
+from radlens.imaging.atomic import atomic_path
+from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.volume import Volume
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 

@@ -13,7 +13,7 @@ from importlib import resources
 
 import numpy as np
 
-from imaging.volume import Volume, Window
+from radlens.imaging.volume import Volume, Window
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Preset:
 
 @lru_cache(maxsize=1)
 def _presets_file() -> dict:
-    return json.loads(resources.files("resources").joinpath("presets.json").read_text())
+    return json.loads(resources.files("radlens.resources").joinpath("presets.json").read_text())
 
 
 def presets() -> tuple[Preset, ...]:

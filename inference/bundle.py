@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaging.atomic import atomic_path, write_json
-from inference.errors import BundleError
+from radlens.imaging.atomic import atomic_path, write_json
+from radlens.inference.errors import BundleError
 
 METADATA = "metadata.json"
 WEIGHTS = "model.safetensors"
@@ -91,7 +91,7 @@ def builtin_models_dir() -> Path:
     """The bundles shipped in ``resources/models``."""
     from importlib.resources import files
 
-    return Path(str(files("resources") / "models"))
+    return Path(str(files("radlens.resources") / "models"))
 
 
 def user_models_dir() -> Path:
@@ -270,7 +270,7 @@ def load_bundle(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from inference.networks import build_network
+    from radlens.inference.networks import build_network
 
     try:
         state = load_file(str(weights), device="cpu")

@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    from inference.run import infer_command
+    from radlens.inference.run import infer_command
 
     return infer_command(args)
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from inference.run import models_command
+    from radlens.inference.run import models_command
 
     return models_command(args)

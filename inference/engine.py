@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.progress import Progress, check_cancel
-from imaging.volume import Volume
-from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, BundleInfo, LoadedBundle, load_bundle
-from inference.errors import BundleError
-from inference.findings import Findings, ModelRun, input_block
-from inference.preprocess import Prepared, Preprocess
+from radlens.imaging.progress import Progress, check_cancel
+from radlens.imaging.volume import Volume
+from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, BundleInfo, LoadedBundle, load_bundle
+from radlens.inference.errors import BundleError
+from radlens.inference.findings import Findings, ModelRun, input_block
+from radlens.inference.preprocess import Prepared, Preprocess
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 GAUSSIAN_SIGMA_SCALE = 0.125  # σ as a fraction of the patch edge: MONAI's and nnU-Net's default
@@ -262,7 +262,7 @@ def run_bundle(
     amp: bool = True,
 ) -> Generator[Progress, None, Findings]:
     """One bundle on one volume: preprocess, windows, postprocess; the findings hold only this model."""
-    from inference import postprocess
+    from radlens.inference import postprocess
 
     t0 = time.perf_counter()
     meta = bundle.metadata

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imaging.errors import RadlensError
+from radlens.imaging.errors import RadlensError
 
 
 class BundleError(RadlensError):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.atomic import write_json
-from imaging.errors import ImagingError
-from imaging.volume import Volume
+from radlens.imaging.atomic import write_json
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.volume import Volume
 
 SCHEMA = "radlens.findings/1"
 FILENAME = "findings.json"
@@ -213,7 +213,7 @@ def _grid_volume(findings: Findings) -> Volume:
 
 def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
     """Write findings.json and its masks/heat maps into ``folder``; every file atomically."""
-    from imaging.volume_io import write_volume
+    from radlens.imaging.volume_io import write_volume
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,7 @@ def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
 
 def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Findings:
     """Read findings.json (and, by default, its masks and heat maps) from a folder or the file itself."""
-    from imaging.volume_io import read_volume
+    from radlens.imaging.volume_io import read_volume
 
     path = Path(folder)
     if path.is_dir():

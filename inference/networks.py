@@ -14,8 +14,8 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
-from inference.errors import BundleError
-from inference.preprocess import NormalizeIntensity
+from radlens.inference.errors import BundleError
+from radlens.inference.preprocess import NormalizeIntensity
 
 # Detector output channels: 0 = centre heatmap logits, 1..3 = box extent (z, y, x) in voxels of the model grid.
 HEATMAP_CHANNEL = 0

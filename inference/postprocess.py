@@ -14,8 +14,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from inference.findings import Component, Detection, Segmentation
-from inference.preprocess import Prepared
+from radlens.inference.findings import Component, Detection, Segmentation
+from radlens.inference.preprocess import Prepared
 
 SCORE_FLOOR = 0.05
 MAX_CANDIDATES = 200

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.errors import ImagingError
-from imaging.geometry import resample_to_grid, resample_to_spacing
-from imaging.volume import Volume
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.geometry import resample_to_grid, resample_to_spacing
+from radlens.imaging.volume import Volume
 
 # CT voxels above this are "body" (air is about -1000 HU, lung parenchyma about -850 to -600 HU).
 BODY_HU = -500.0

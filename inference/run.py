@@ -7,15 +7,15 @@ import json
 import os
 import sys
 
-from imaging.progress import run_with_progress
-from imaging.volume import Volume
-from inference.bundle import BundleInfo, bundle_info, find_bundle, list_bundles
-from inference.errors import BundleError
+from radlens.imaging.progress import run_with_progress
+from radlens.imaging.volume import Volume
+from radlens.inference.bundle import BundleInfo, bundle_info, find_bundle, list_bundles
+from radlens.inference.errors import BundleError
 
 
 def load_study(path: str) -> Volume:
     """The study at ``path`` as one Volume (a file, a series folder, DICOMDIR, NIfTI/NRRD/MHA), with a bar."""
-    from imaging.loading import iter_load
+    from radlens.imaging.loading import iter_load
 
     return run_with_progress(iter_load(path), desc="loading")
 
@@ -35,8 +35,8 @@ def bundles_for(volume: Volume, models: list[str] | None) -> list[BundleInfo]:
 
 
 def infer_command(args: argparse.Namespace) -> int:
-    from inference.engine import iter_infer, select_device
-    from inference.findings import write_findings
+    from radlens.inference.engine import iter_infer, select_device
+    from radlens.inference.findings import write_findings
 
     volume = load_study(args.path)
     bundles = bundles_for(volume, args.model)

@@ -12,10 +12,10 @@ import importlib
 import os
 import sys
 
-from imaging.errors import RadlensError
+from radlens.imaging.errors import RadlensError
 
 # Package → subcommands it registers. The viewer's "view" is the default subcommand.
-_COMMAND_MODULES = ("viewer.cli", "imaging.cli", "inference.cli", "training.cli")
+_COMMAND_MODULES = ("radlens.viewer.cli", "radlens.imaging.cli", "radlens.inference.cli", "radlens.training.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inference.bundle import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
+from radlens.inference.bundle import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,18 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.train import train_command
+    from radlens.training.train import train_command
 
     return train_command(args)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_command
+    from radlens.training.evaluate import evaluate_command
 
     return evaluate_command(args)
 
 
 def run_ensemble(args: argparse.Namespace) -> int:
-    from training.ensemble import ensemble_command
+    from radlens.training.ensemble import ensemble_command
 
     return ensemble_command(args)

@@ -19,9 +19,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from imaging.errors import ImagingError, RadlensError
-from imaging.volume import Volume
-from imaging.volume_io import is_volume_file, read_volume
+from radlens.imaging.errors import ImagingError, RadlensError
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import is_volume_file, read_volume
 
 LAYOUTS = ("nnunet", "msd", "luna16", "classification")
 
@@ -82,8 +82,7 @@ class Dataset:
 def load_image(path: Path) -> Volume:
     """A case's image: a volume file, or a DICOM series folder through ``imaging.load``."""
     if path.is_dir():
-        import imaging
-
+        from radlens import imaging
         return imaging.load(path)
     return read_volume(path)
 

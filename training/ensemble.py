@@ -19,8 +19,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imaging.progress import run_with_progress
-from inference.bundle import (
+from radlens.imaging.progress import run_with_progress
+from radlens.inference.bundle import (
     DEFAULT_BLEND,
     DEFAULT_OVERLAP,
     LoadedBundle,
@@ -30,7 +30,7 @@ from inference.bundle import (
     save_bundle,
     update_metadata,
 )
-from training.train import TrainingError, command_line, froc_at_threshold, suggest_threshold
+from radlens.training.train import TrainingError, command_line, froc_at_threshold, suggest_threshold
 
 # What every member's input block must agree on (with the value an absent field means); only the
 # CT window may differ.
@@ -131,7 +131,7 @@ def ensemble_metadata(members: list[LoadedBundle], name: str) -> dict:
 
 def build_ensemble(member_paths: list[str], out: str | Path) -> Path:
     """Write the ensemble bundle of ``member_paths`` to ``out``; refuses members that do not fit together."""
-    from inference.networks import build_network
+    from radlens.inference.networks import build_network
 
     if len(member_paths) < 2:
         raise TrainingError("an ensemble needs at least two member bundles")
@@ -148,7 +148,7 @@ def build_ensemble(member_paths: list[str], out: str | Path) -> Path:
 
 def calibrate(bundle: Path, dataset: str, device: str = "auto") -> dict:
     """Choose a detector bundle's score threshold on ``dataset`` (≤ 1 FP/scan) and record how in its metadata."""
-    from training.evaluate import evaluate
+    from radlens.training.evaluate import evaluate
 
     doc = run_with_progress(evaluate(str(bundle), dataset, device), "calibrating")
     threshold = suggest_threshold(doc["froc"])

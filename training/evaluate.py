@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.atomic import atomic_path, write_json
-from imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
-from training import metrics
-from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
-from training.train import TrainingError, command_line
+from radlens.imaging.atomic import atomic_path, write_json
+from radlens.imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
+from radlens.training import metrics
+from radlens.training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
+from radlens.training.train import TrainingError, command_line
 
 # The goals of the shipped bundles are stated for nodules of at least these sizes.
 DETECTION_MIN_DIAMETER_MM = 4.0
@@ -64,8 +64,8 @@ def evaluate(
     bundle_path: str, dataset_path: str, device: str = "auto", cancel: threading.Event | None = None
 ) -> Generator[Progress, None, dict]:
     """Score a bundle on a dataset's held-out cases; returns the metrics document."""
-    from inference.bundle import load_bundle
-    from inference.engine import run_bundle, select_device
+    from radlens.inference.bundle import load_bundle
+    from radlens.inference.engine import run_bundle, select_device
 
     bundle = load_bundle(bundle_path)
     meta = bundle.metadata
@@ -209,7 +209,7 @@ def plot(doc: dict, path: Path) -> Path:
 
 def record_in_bundle(bundle_path: str, doc: dict) -> None:
     """Put the held-out metrics (without per-case detail) into the bundle's metadata.json."""
-    from inference.bundle import update_metadata
+    from radlens.inference.bundle import update_metadata
 
     def record(meta: dict) -> None:
         held_out = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.atomic import atomic_path, write_text
-from imaging.errors import RadlensError
-from imaging.progress import Progress, check_cancel
-from inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
-from training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
+from radlens.imaging.atomic import atomic_path, write_text
+from radlens.imaging.errors import RadlensError
+from radlens.imaging.progress import Progress, check_cancel
+from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
+from radlens.training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
 
 TASKS = {"segment": "segmentation", "detect": "detection"}
 CHECKPOINTS = "checkpoints"
@@ -311,7 +311,7 @@ class CaseCache:
 
     def raw_foreground(self, case_ids: list[str]) -> dict[str, tuple]:
         """Each training image at the model spacing with its foreground mask: for the intensity plan."""
-        from inference.preprocess import Preprocess
+        from radlens.inference.preprocess import Preprocess
 
         out = {}
         meta = {**self.plan.input_block(), "normalization": {"kind": "ct-clip", "clip": [-1e9, 1e9], "scale": "zscore"}}
@@ -338,7 +338,7 @@ class CaseCache:
         return mask
 
     def load(self, case_ids: list[str], cancel: threading.Event | None = None) -> Generator[Progress, None, None]:
-        from inference.preprocess import Preprocess
+        from radlens.inference.preprocess import Preprocess
 
         prep = Preprocess(self.plan.input_block())
         lut = np.zeros(max([*self.plan.label_values, 0]) + 1, dtype=np.uint8)
@@ -562,7 +562,7 @@ def make_loss(task: str) -> Callable:
         return lambda out, tgt: dice_ce(out.float(), tgt)
 
     def detection_loss(out, tgt):
-        from inference.networks import HEATMAP_CHANNEL, SIZE_CHANNELS
+        from radlens.inference.networks import HEATMAP_CHANNEL, SIZE_CHANNELS
 
         hm = heatmap_focal_loss(out[:, HEATMAP_CHANNEL], tgt[:, 0])
         mask = tgt[:, 4:5]
@@ -597,8 +597,8 @@ def predict_volume(network, image: np.ndarray, plan: Plan, device: str, final: b
     the cheap way epochs are compared (as nnU-Net does): no mirroring (2ⁿ times fewer passes) and at
     most :data:`EPOCH_VALIDATION_OVERLAP` (overlap 0.5 has about 3× the windows of 0.25).
     """
-    from imaging.progress import run_to_end
-    from inference.engine import sliding_windows
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.engine import sliding_windows
 
     windows = sliding_windows(
         network,
@@ -629,7 +629,7 @@ def validate(network, cache: CaseCache, plan: Plan, device: str, final: bool = T
     ``final``: the bundle's own validation, windows run as the bundle runs them; otherwise an
     epoch's cheaper comparison (:func:`predict_volume`).
     """
-    from training import metrics
+    from radlens.training import metrics
 
     network.eval()
     if plan.task == "segment":
@@ -661,8 +661,8 @@ def choose_operating_point(network, cache: CaseCache, plan: Plan, device: str) -
     """
     import torch
 
-    from inference.postprocess import drop_small_components
-    from training import metrics
+    from radlens.inference.postprocess import drop_small_components
+    from radlens.training import metrics
 
     network.eval()
     fg, ref = {}, {}
@@ -703,8 +703,8 @@ def choose_operating_point(network, cache: CaseCache, plan: Plan, device: str) -
 def model_grid_prepared(c: CachedCase):
     """A Prepared whose input grid is the model grid itself (origin 0, identity direction): decoded
     detections then come back in model voxels, and their ``center_lps`` in millimetres on that grid."""
-    from imaging.volume import Volume
-    from inference.preprocess import Prepared
+    from radlens.imaging.volume import Volume
+    from radlens.inference.preprocess import Prepared
 
     grid = Volume(c.image, spacing_zyx=c.spacing_zyx)
     return Prepared(c.image, grid, (0, 0, 0, *grid.shape_zyx), grid, grid)
@@ -712,8 +712,8 @@ def model_grid_prepared(c: CachedCase):
 
 def detection_scan(output: np.ndarray, c: CachedCase):
     """Decode a detector's output with inference's decoder into FROC candidates and references, in mm."""
-    from inference.postprocess import decode_detections
-    from training.metrics import Candidate, Nodule
+    from radlens.inference.postprocess import decode_detections
+    from radlens.training.metrics import Candidate, Nodule
 
     dets = decode_detections(output, model_grid_prepared(c), "validation", "nodule")
     spacing = np.asarray(c.spacing_zyx)
@@ -855,7 +855,7 @@ def train(
     """The whole run as a job (design 3): yields Progress per iteration; returns the bundle folder."""
     import torch
 
-    from inference.networks import build_network
+    from radlens.inference.networks import build_network
 
     world, rank, local_rank = _dist_info()
     main = rank == 0
@@ -1020,7 +1020,7 @@ def command_line() -> str:
 def _write_bundle(
     out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, device: str, history, commands
 ) -> None:
-    from inference.bundle import save_bundle
+    from radlens.inference.bundle import save_bundle
 
     best_path = out / CHECKPOINTS / "best.safetensors"
     if best_path.is_file():

@@ -5,10 +5,10 @@ It only lists bundles (metadata, no torch); the main window runs them through th
 
 from __future__ import annotations
 
-from imaging.progress import Progress
-from imaging.volume import Volume
-from viewer.findings_panel import MACHINE_NOTE
-from viewer.qt import QtCore, QtWidgets
+from radlens.imaging.progress import Progress
+from radlens.imaging.volume import Volume
+from radlens.viewer.findings_panel import MACHINE_NOTE
+from radlens.viewer.qt import QtCore, QtWidgets
 
 BUNDLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
 
@@ -51,7 +51,7 @@ class AiPanel(QtWidgets.QWidget):
         self.progress.setVisible(False)
         if volume is None:
             return
-        from inference.bundle import list_bundles
+        from radlens.inference.bundle import list_bundles
 
         errors: list = []
         for b in list_bundles(volume.modality, dirs=self.model_dirs, errors=errors):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from viewer.qt import QtWidgets
+from radlens.viewer.qt import QtWidgets
 
 
 def main(paths, demo: bool = False) -> int:
@@ -20,7 +20,7 @@ def open_window(paths, demo: bool = False):
     app = QtWidgets.QApplication.instance()
     app.setApplicationName("RadLens")
     app.setOrganizationName("radlens")
-    from viewer.main_window import MainWindow
+    from radlens.viewer.main_window import MainWindow
 
     window = MainWindow()
     window.show()

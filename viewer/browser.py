@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 
 SERIES_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 

@@ -29,12 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
-    from viewer.app import main
+    from radlens.viewer.app import main
 
     return main(args.paths, demo=args.demo)
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from viewer.export import export_command
+    from radlens.viewer.export import export_command
 
     return export_command(args)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
-from imaging.progress import Progress
+from radlens.imaging.progress import Progress
 
 KINDS = ("chest-ct", "brain-mr")
 DONE = ".complete"
@@ -23,8 +23,7 @@ SHAPE_ZYX = None  # the phantoms' own default size; tests make smaller ones
 
 def demo_root() -> Path:
     """The cache folder, keyed by the phantom code itself: a changed phantom is rewritten, never stale."""
-    import imaging
-
+    from radlens import imaging
     digest = hashlib.sha256()
     for source in sorted(Path(imaging.__file__).parent.glob("phantom*.py")):
         digest.update(source.read_bytes())
@@ -33,7 +32,7 @@ def demo_root() -> Path:
 
 def iter_demo_paths(cancel: threading.Event | None = None, root: Path | None = None) -> Generator[Progress, None, list]:
     """Write the synthetic studies if missing; return the folders to open (chest CT first)."""
-    from imaging.phantom import iter_write_phantoms
+    from radlens.imaging.phantom import iter_write_phantoms
 
     root = Path(root) if root is not None else demo_root()
     paths = []

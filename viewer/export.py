@@ -12,14 +12,14 @@ import argparse
 import os
 from pathlib import Path
 
-from imaging.atomic import atomic_path
-from imaging.errors import RadlensError
-from imaging.volume import StudyInfo, Volume, Window
-from inference.findings import Findings
-from viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
-from viewer.overlays import OverlayData
-from viewer.qt import QtCore, QtGui, QtWidgets
-from viewer.state import ViewState, plane_pixel_mm
+from radlens.imaging.atomic import atomic_path
+from radlens.imaging.errors import RadlensError
+from radlens.imaging.volume import StudyInfo, Volume, Window
+from radlens.inference.findings import Findings
+from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
+from radlens.viewer.overlays import OverlayData
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.state import ViewState, plane_pixel_mm
 
 LINE_H = 16
 DEFAULT_LONG_SIDE = 768
@@ -64,7 +64,7 @@ def render_study(
     view_rect: QtCore.QRectF | None = None,
 ) -> tuple[QtGui.QImage, list[str]]:
     """The plane as a W×H image (view above, legend strip below), drawn by a fresh SliceView."""
-    from viewer.slice_view import SliceView
+    from radlens.viewer.slice_view import SliceView
 
     w, h = (int(v) for v in size_wh)
     findings = overlays.findings if overlays is not None else None
@@ -174,7 +174,7 @@ def ensure_app() -> QtWidgets.QApplication:
 
 
 def window_from_args(args: argparse.Namespace, volume: Volume) -> Window:
-    from imaging.windowing import default_window, preset
+    from radlens.imaging.windowing import default_window, preset
 
     if args.preset:
         try:
@@ -211,8 +211,8 @@ def choose_overlays(state: ViewState, spec: str) -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     """``radlens export``: load, place the slice, render through the viewer's code, write the PNG."""
-    from imaging.loading import load
-    from inference.findings import check_matches, read_findings
+    from radlens.imaging.loading import load
+    from radlens.inference.findings import check_matches, read_findings
 
     ensure_app()
     volume = load(args.path)

@@ -6,8 +6,8 @@ Every layer names its model and version and says the results are machine-generat
 
 from __future__ import annotations
 
-from viewer.qt import QtCore, QtGui, QtWidgets
-from viewer.state import ViewState
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.state import ViewState
 
 MACHINE_NOTE = "AI results: machine-generated, not a diagnosis"
 
@@ -16,7 +16,7 @@ def colour_bar_pixmap(width: int, height: int) -> QtGui.QPixmap:
     """The heat map's colour scale (the LUT the views use, without its transparency ramp)."""
     import numpy as np
 
-    from viewer.qt import pg
+    from radlens.viewer.qt import pg
 
     lut = pg.colormap.get("inferno").getLookupTable(0.0, 1.0, width)[:, :3].astype(np.uint8)
     rgb = np.ascontiguousarray(np.repeat(lut[None], height, axis=0))

@@ -11,16 +11,16 @@ from collections.abc import Generator
 
 import numpy as np
 
-from imaging.progress import Progress, check_cancel
-from imaging.volume import Volume
+from radlens.imaging.progress import Progress, check_cancel
+from radlens.imaging.volume import Volume
 
 THUMB = 96
 
 
 def scan_paths(paths: tuple[str, ...], cancel: threading.Event) -> Generator[Progress, None, list]:
     """Scan each path; a path that fails is reported as skipped, the others still count."""
-    from imaging.discovery import ScanResult, Skipped, iter_scan
-    from imaging.errors import ImagingError
+    from radlens.imaging.discovery import ScanResult, Skipped, iter_scan
+    from radlens.imaging.errors import ImagingError
 
     results = []
     for path in paths:
@@ -33,14 +33,14 @@ def scan_paths(paths: tuple[str, ...], cancel: threading.Event) -> Generator[Pro
 
 
 def load_volume(source, cancel: threading.Event) -> Generator[Progress, None, Volume]:
-    from imaging.loading import iter_load
+    from radlens.imaging.loading import iter_load
 
     return (yield from iter_load(source, cancel))
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """A small uint8 picture of a slice (percentile window, strided down), for the browser."""
-    from imaging.windowing import apply_window, percentile_window
+    from radlens.imaging.windowing import apply_window, percentile_window
 
     a = np.asarray(image)
     if a.ndim == 3:  # RGB
@@ -53,8 +53,8 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 def thumbnails(series: tuple, cancel: threading.Event) -> Generator[Progress, None, None]:
     """The middle slice of each series: the loader's first preview, then the load is dropped."""
-    from imaging.errors import RadlensError
-    from imaging.loading import iter_load
+    from radlens.imaging.errors import RadlensError
+    from radlens.imaging.loading import iter_load
 
     for i, s in enumerate(series):
         check_cancel(cancel, "thumbnails")
@@ -70,13 +70,13 @@ def thumbnails(series: tuple, cancel: threading.Event) -> Generator[Progress, No
 
 
 def demo_paths(cancel: threading.Event) -> Generator[Progress, None, list]:
-    from viewer.demo import iter_demo_paths
+    from radlens.viewer.demo import iter_demo_paths
 
     return (yield from iter_demo_paths(cancel))
 
 
 def infer(volume: Volume, bundles: tuple, cancel: threading.Event):
     """Run models on the volume; each model's Findings arrives as a Progress preview (streamed)."""
-    from inference.engine import iter_infer
+    from radlens.inference.engine import iter_infer
 
     return (yield from iter_infer(volume, list(bundles), device="auto", cancel=cancel))

@@ -14,22 +14,22 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import RadlensError
-from imaging.geometry import PLANES
-from imaging.progress import Progress
-from imaging.volume import Volume, Window
-from imaging.windowing import default_window, percentile_window, presets
-from inference.findings import Findings, FindingsError, check_matches, read_findings
-from viewer import jobs
-from viewer.ai_panel import AiPanel
-from viewer.browser import StudyBrowser
-from viewer.findings_panel import FindingsPanel, LayersPanel
-from viewer.overlays import OverlayData
-from viewer.qt import QtCore, QtGui, QtWidgets
-from viewer.review import load_decisions, save_decisions
-from viewer.slice_view import SliceView
-from viewer.state import ViewState, from_plane, to_plane
-from viewer.worker import JobEvent, JobRunner
+from radlens.imaging.errors import RadlensError
+from radlens.imaging.geometry import PLANES
+from radlens.imaging.progress import Progress
+from radlens.imaging.volume import Volume, Window
+from radlens.imaging.windowing import default_window, percentile_window, presets
+from radlens.inference.findings import Findings, FindingsError, check_matches, read_findings
+from radlens.viewer import jobs
+from radlens.viewer.ai_panel import AiPanel
+from radlens.viewer.browser import StudyBrowser
+from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
+from radlens.viewer.overlays import OverlayData
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.review import load_decisions, save_decisions
+from radlens.viewer.slice_view import SliceView
+from radlens.viewer.state import ViewState, from_plane, to_plane
+from radlens.viewer.worker import JobEvent, JobRunner
 
 RECENT_MAX = 10
 
@@ -560,7 +560,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def show_tags(self) -> None:
         if self.study is None:
             return
-        from viewer.tags import TagBrowser
+        from radlens.viewer.tags import TagBrowser
 
         st = self.study.state
         dlg = TagBrowser(self.study.volume, st.slice_index("axial"), self)
@@ -675,7 +675,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_dialog(self) -> None:
         if self.study is None:
             return
-        from viewer.export import ExportDialog
+        from radlens.viewer.export import ExportDialog
 
         dlg = ExportDialog(self, self.views[self.active_plane()].size())
         if dlg.exec():
@@ -683,7 +683,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_view(self, path, size_wh=None, *, anonymize: bool = False, plane: str | None = None, keep_view=True):
         """Render the plane as the user sees it (zoom and pan kept) through the exporter's code."""
-        from viewer.export import render_study, save_png
+        from radlens.viewer.export import render_study, save_png
 
         plane = plane or self.active_plane()
         if size_wh is None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.geometry import extract_plane
-from imaging.volume import Volume
-from inference.findings import Findings
-from viewer.state import AXIS, box_on_plane
+from radlens.imaging.geometry import extract_plane
+from radlens.imaging.volume import Volume
+from radlens.inference.findings import Findings
+from radlens.viewer.state import AXIS, box_on_plane
 
 FILL_ALPHA = 110
 HEAT_FLOOR = 0.1  # heat below this is transparent so the anatomy stays readable

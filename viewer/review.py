@@ -13,8 +13,8 @@ from pathlib import Path
 
 import platformdirs
 
-from imaging.atomic import write_json
-from imaging.volume import Volume
+from radlens.imaging.atomic import write_json
+from radlens.imaging.volume import Volume
 
 SCHEMA = "radlens.review/1"
 

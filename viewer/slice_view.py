@@ -12,12 +12,12 @@ import math
 
 import numpy as np
 
-from imaging.geometry import extract_plane
-from imaging.volume import Volume
-from viewer.measure import ellipse_stats
-from viewer.overlays import OverlayData, boxes_on_slice, heat_lut, mask_rgba
-from viewer.qt import QtCore, QtGui, QtWidgets, pg
-from viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
+from radlens.imaging.geometry import extract_plane
+from radlens.imaging.volume import Volume
+from radlens.viewer.measure import ellipse_stats
+from radlens.viewer.overlays import OverlayData, boxes_on_slice, heat_lut, mask_rgba
+from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
+from radlens.viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
 
 INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
 

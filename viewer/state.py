@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imaging.geometry import z_rows_reversed
-from imaging.volume import Volume, Window
-from inference.findings import Findings
+from radlens.imaging.geometry import z_rows_reversed
+from radlens.imaging.volume import Volume, Window
+from radlens.inference.findings import Findings
 
 AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 # LPS letter for the positive direction of each patient axis, and for the negative one.

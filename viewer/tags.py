@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from imaging.volume import Volume
-from viewer.qt import QtWidgets
+from radlens.imaging.volume import Volume
+from radlens.viewer.qt import QtWidgets
 
 
 def slice_tags(volume: Volume, index: int) -> list[tuple[str, str, str]]:

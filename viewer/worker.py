@@ -15,8 +15,8 @@ from typing import Any
 
 from superqt.utils import GeneratorWorker
 
-from imaging.progress import Cancelled, Progress
-from viewer.qt import QtCore
+from radlens.imaging.progress import Cancelled, Progress
+from radlens.viewer.qt import QtCore
 
 JobFactory = Callable[[threading.Event], Generator[Progress, None, Any]]
 

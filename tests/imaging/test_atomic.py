@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from imaging.atomic import atomic_path, write_json
-from imaging.errors import ImagingError
+from radlens.imaging.atomic import atomic_path, write_json
+from radlens.imaging.errors import ImagingError
 
 
 def test_failed_json_write_keeps_the_old_file(tmp_path):

@@ -18,14 +18,14 @@ from pydicom.encaps import encapsulate
 from pydicom.tag import Tag
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
-from imaging.dicom import SlicePreview
-from imaging.dicom_write import write_dicom_series
-from imaging.discovery import scan
-from imaging.errors import GeometryError, ImagingError, UnsupportedError
-from imaging.loading import iter_load, load
-from imaging.progress import Cancelled
-from imaging.volume import Volume, Window
-from imaging.volume_io import write_volume
+from radlens.imaging.dicom import SlicePreview
+from radlens.imaging.dicom_write import write_dicom_series
+from radlens.imaging.discovery import scan
+from radlens.imaging.errors import GeometryError, ImagingError, UnsupportedError
+from radlens.imaging.loading import iter_load, load
+from radlens.imaging.progress import Cancelled
+from radlens.imaging.volume import Volume, Window
+from radlens.imaging.volume_io import write_volume
 
 TILTED = np.array([[1.0, 0.0, 0.0], [0.0, 0.8, -0.6], [0.0, 0.6, 0.8]])
 

@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
-from imaging.dicom_write import write_dicom_series
-from imaging.volume import Volume, Window
+from radlens.imaging.dicom_write import write_dicom_series
+from radlens.imaging.volume import Volume, Window
 
 TILTED = np.array([[1.0, 0.0, 0.0], [0.0, 0.8, -0.6], [0.0, 0.6, 0.8]])
 

@@ -12,13 +12,13 @@ import pydicom
 import pytest
 from dicom_fixtures import CORONAL, write_enhanced_ct, write_slice, write_stack
 
-from imaging.dicom_headers import _read_with_pydicom, read_header
-from imaging.dicom_native import walk_header
-from imaging.discovery import describe, iter_scan, scan
-from imaging.errors import ImagingError
-from imaging.progress import Cancelled, Progress, run_to_end
-from imaging.volume import Volume
-from imaging.volume_io import write_volume
+from radlens.imaging.dicom_headers import _read_with_pydicom, read_header
+from radlens.imaging.dicom_native import walk_header
+from radlens.imaging.discovery import describe, iter_scan, scan
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.progress import Cancelled, Progress, run_to_end
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import write_volume
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

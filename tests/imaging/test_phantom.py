@@ -14,13 +14,13 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.errors import ImagingError
-from imaging.loading import load
-from imaging.phantom import case_seed, iter_write_phantoms, make_brain_mr, make_chest_ct
-from imaging.phantom_chest import LUNG_CX, LUNG_CY
-from imaging.progress import Cancelled, run_to_end
-from imaging.volume_io import read_volume
-from imaging.windowing import preset
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.loading import load
+from radlens.imaging.phantom import case_seed, iter_write_phantoms, make_brain_mr, make_chest_ct
+from radlens.imaging.phantom_chest import LUNG_CX, LUNG_CY
+from radlens.imaging.progress import Cancelled, run_to_end
+from radlens.imaging.volume_io import read_volume
+from radlens.imaging.windowing import preset
 
 SEEDS = (0, 1, 2, 3)
 SMALL_CHEST = (40, 96, 96)

@@ -13,8 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.errors import ImagingError
-from imaging.loading import load
+from radlens.imaging.errors import ImagingError
+from radlens.imaging.loading import load
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 

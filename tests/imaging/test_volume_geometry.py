@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from imaging.errors import ImagingError, NotAnImageError
-from imaging.geometry import extract_plane, plane_count, resample_to_grid, resample_to_spacing
-from imaging.volume import Volume, Window
-from imaging.volume_io import read_volume, write_volume
-from imaging.windowing import apply_window, default_window, percentile_window, preset, presets
+from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.geometry import extract_plane, plane_count, resample_to_grid, resample_to_spacing
+from radlens.imaging.volume import Volume, Window
+from radlens.imaging.volume_io import read_volume, write_volume
+from radlens.imaging.windowing import apply_window, default_window, percentile_window, preset, presets
 
 
 def _rotation(ax_deg: float, az_deg: float) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.volume import Volume
+from radlens.imaging.volume import Volume
 
 
 def sphere_ct(
@@ -65,8 +65,8 @@ def random_bundles(folder) -> tuple:
     """A random-weight detector and segmenter saved as bundles under ``folder``."""
     import torch
 
-    from inference.bundle import save_bundle
-    from inference.networks import build_network
+    from radlens.inference.bundle import save_bundle
+    from radlens.inference.networks import build_network
 
     torch.manual_seed(0)
     det = save_bundle(

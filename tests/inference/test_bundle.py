@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from inference.bundle import list_bundles, load_bundle, save_bundle  # noqa: E402
-from inference.errors import BundleError  # noqa: E402
-from inference.networks import build_network  # noqa: E402
+from radlens.inference.bundle import list_bundles, load_bundle, save_bundle  # noqa: E402
+from radlens.inference.errors import BundleError  # noqa: E402
+from radlens.inference.networks import build_network  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def _rewrite_state(folder, edit):
     """Change the weights file and re-record its sha256, as a careless exporter would."""
     from safetensors.torch import load_file, save_file
 
-    from inference.bundle import sha256_of
+    from radlens.inference.bundle import sha256_of
 
     w = folder / "model.safetensors"
     state = load_file(str(w))

@@ -14,14 +14,14 @@ from inference_helpers import (  # noqa: E402
     sphere_ct,
 )
 
-from imaging.progress import Cancelled, run_to_end  # noqa: E402
-from imaging.volume_io import write_volume  # noqa: E402
-from inference import engine  # noqa: E402
-from inference.bundle import load_bundle, save_bundle  # noqa: E402
-from inference.findings import read_findings  # noqa: E402
-from inference.networks import build_network  # noqa: E402
-from inference.preprocess import NormalizeIntensity  # noqa: E402
 from radlens.cli import main  # noqa: E402
+from radlens.imaging.progress import Cancelled, run_to_end  # noqa: E402
+from radlens.imaging.volume_io import write_volume  # noqa: E402
+from radlens.inference import engine  # noqa: E402
+from radlens.inference.bundle import load_bundle, save_bundle  # noqa: E402
+from radlens.inference.findings import read_findings  # noqa: E402
+from radlens.inference.networks import build_network  # noqa: E402
+from radlens.inference.preprocess import NormalizeIntensity  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +31,7 @@ def _few_threads():
 
 def test_radlens_infer_writes_findings_whose_masks_sit_on_the_input_grid(tmp_path, capsys):
     det, seg = random_bundles(tmp_path / "models")
-    from imaging.phantom import make_chest_ct
+    from radlens.imaging.phantom import make_chest_ct
 
     # A synthetic chest CT on an anisotropic grid unlike the models' 2 mm: masks must still land on it.
     volume = make_chest_ct(3, shape_zyx=(20, 40, 44), spacing_zyx=(2.5, 1.5, 1.5)).volume
@@ -53,7 +53,7 @@ def test_radlens_infer_writes_findings_whose_masks_sit_on_the_input_grid(tmp_pat
     assert [s.label for s in findings.segmentations] == ["nodule"]
     mask = findings.segmentations[0].mask
     assert mask.shape == volume.shape_zyx
-    from imaging.volume_io import read_volume
+    from radlens.imaging.volume_io import read_volume
 
     on_disk = read_volume(out / doc["segmentations"][0]["mask"])
     assert on_disk.same_grid(volume)

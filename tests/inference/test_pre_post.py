@@ -7,9 +7,9 @@ torch = pytest.importorskip("torch")
 
 from inference_helpers import ct_input, sphere_ct  # noqa: E402
 
-from imaging.volume import Volume  # noqa: E402
-from inference.postprocess import decode_detections, segment  # noqa: E402
-from inference.preprocess import CropToBody, NormalizeIntensity, Preprocess  # noqa: E402
+from radlens.imaging.volume import Volume  # noqa: E402
+from radlens.inference.postprocess import decode_detections, segment  # noqa: E402
+from radlens.inference.preprocess import CropToBody, NormalizeIntensity, Preprocess  # noqa: E402
 
 
 def test_ct_window_clips_then_scales_to_unit_range():
@@ -127,7 +127,7 @@ def test_a_mask_maps_back_through_crop_and_resampling_onto_the_input_grid():
 
 
 def test_sparse_peak_search_matches_the_dense_max_pool():
-    from inference.postprocess import _heatmap_peaks
+    from radlens.inference.postprocess import _heatmap_peaks
 
     logits = torch.randn((12, 20, 24), generator=torch.Generator().manual_seed(0))
     sparse = _heatmap_peaks(logits, 1.0)

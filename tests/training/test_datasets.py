@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from imaging.progress import run_to_end
-from imaging.volume import Volume
-from imaging.volume_io import write_volume
-from training.datasets import DatasetError, read_dataset
+from radlens.imaging.progress import run_to_end
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import write_volume
+from radlens.training.datasets import DatasetError, read_dataset
 
 
 def _volume(shape=(6, 8, 8), spacing=(2.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), value=0, dtype=np.int16):
@@ -23,7 +23,7 @@ def _labelled(shape=(6, 8, 8), values=(1,)):
 
 
 def test_nnunet_phantom_folder_with_boxes_and_a_test_set(tmp_path):
-    from imaging.phantom import iter_write_phantoms
+    from radlens.imaging.phantom import iter_write_phantoms
 
     root = run_to_end(iter_write_phantoms(tmp_path / "ds", kind="chest-ct", cases=2, seed=3, shape_zyx=(16, 24, 24)))
     # A held-out test set in the same folder: imagesTs + labelsTs.
@@ -44,7 +44,7 @@ def test_nnunet_phantom_folder_with_boxes_and_a_test_set(tmp_path):
 
 
 def test_nnunet_folder_with_dicom_series_images(tmp_path):
-    from imaging.phantom import iter_write_phantoms
+    from radlens.imaging.phantom import iter_write_phantoms
 
     root = run_to_end(
         iter_write_phantoms(tmp_path / "dcm", kind="chest-ct", cases=1, seed=4, fmt="dicom", shape_zyx=(12, 20, 20))
@@ -52,7 +52,7 @@ def test_nnunet_folder_with_dicom_series_images(tmp_path):
     ds = read_dataset(root, "segment")
     (case,) = ds.cases
     assert case.image.is_dir() and case.image.name == "chest_000_0000"
-    from training.datasets import load_image
+    from radlens.training.datasets import load_image
 
     assert load_image(case.image).shape_zyx == (12, 20, 20)
 

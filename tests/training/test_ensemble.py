@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.progress import run_to_end
-from imaging.volume_io import write_volume
-from inference.bundle import load_bundle, save_bundle
-from inference.engine import sliding_windows
-from inference.networks import build_network
-from inference.preprocess import Preprocess
 from radlens.cli import main
+from radlens.imaging.progress import run_to_end
+from radlens.imaging.volume_io import write_volume
+from radlens.inference.bundle import load_bundle, save_bundle
+from radlens.inference.engine import sliding_windows
+from radlens.inference.networks import build_network
+from radlens.inference.preprocess import Preprocess
 from tests.inference.inference_helpers import DETECTOR_KWARGS, ct_input, metadata, random_bundles, sphere_ct
 
 # Two CT windows as two seeds' splits measure them: different percentiles, z-scored differently.
@@ -86,7 +86,7 @@ def test_bundles_that_cannot_be_averaged_are_refused_with_every_reason(tmp_path,
 
 
 def test_a_calibrated_detector_ensemble_keeps_to_one_false_positive_per_scan(tmp_path, capsys):
-    from imaging.phantom import iter_write_phantoms
+    from radlens.imaging.phantom import iter_write_phantoms
 
     data = run_to_end(iter_write_phantoms(tmp_path / "calib", kind="chest-ct", cases=3, seed=5, shape_zyx=(24, 48, 48)))
     split = {"train": ["x"], "validation": ["y"]}

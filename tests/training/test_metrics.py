@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from training import metrics
-from training.metrics import Candidate, Nodule
+from radlens.training import metrics
+from radlens.training.metrics import Candidate, Nodule
 
 
 def test_dice_rules_for_empty_masks_and_a_known_overlap():

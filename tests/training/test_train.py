@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from imaging.progress import Cancelled, run_to_end
 from radlens.cli import build_parser, main
-from training import train as train_module
-from training.train import TrainingError, load_checkpoint, train
+from radlens.imaging.progress import Cancelled, run_to_end
+from radlens.training import train as train_module
+from radlens.training.train import TrainingError, load_checkpoint, train
 
 TINY = ["--patch", "16", "32", "32", "--channels", "4", "8", "16", "--res-units", "0", "--batch", "2"]
 
@@ -23,7 +23,7 @@ TINY = ["--patch", "16", "32", "32", "--channels", "4", "8", "16", "--res-units"
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """Four SYNTHETIC chest phantoms of 32×48×48 voxels (8 mm), each with nodules."""
-    from imaging.phantom import iter_write_phantoms
+    from radlens.imaging.phantom import iter_write_phantoms
 
     root = tmp_path_factory.mktemp("data") / "chest"
     return run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=4, seed=1, shape_zyx=(32, 48, 48)))
@@ -171,7 +171,7 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     message = str(info.value)
     assert "epoch 2 iteration 1: loss is nan" in message
     assert str(out / "checkpoints" / "last.safetensors") in message
-    from inference.networks import build_network
+    from radlens.inference.networks import build_network
 
     net = build_network("unet3d-seg", n_labels=1, channels=[4, 8, 16], num_res_units=0)
     state = load_checkpoint(out / "checkpoints" / "last.safetensors", net)
@@ -208,7 +208,7 @@ def test_epochs_compare_cheaply_and_the_final_validation_runs_windows_as_the_bun
 
     import numpy as np
 
-    from inference import engine
+    from radlens.inference import engine
 
     seen = []
 

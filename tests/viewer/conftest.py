@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging.volume import Volume
-from imaging.volume_io import read_volume, write_volume
-from inference.findings import Classification, Component, Detection, Findings, ModelRun, Segmentation, input_block
+from radlens.imaging.volume import Volume
+from radlens.imaging.volume_io import read_volume, write_volume
+from radlens.inference.findings import (
+    Classification,
+    Component,
+    Detection,
+    Findings,
+    ModelRun,
+    Segmentation,
+    input_block,
+)
 
 SHOTS = Path("/tmp/radlens-shots")
 NODULE = (18, 20, 36, 24, 30, 46)  # box_zyx, half-open
@@ -70,7 +78,7 @@ def study(tmp_path):
     path = tmp_path / "ct.nii.gz"
     write_volume(make_ct(), path)
     volume = read_volume(path)
-    from inference.findings import write_findings
+    from radlens.inference.findings import write_findings
 
     write_findings(make_findings(volume), tmp_path)
     return volume, tmp_path
@@ -85,8 +93,8 @@ def shots():
 @pytest.fixture
 def window(qtbot, tmp_path):
     """The real main window, offscreen, with settings kept out of the user's home."""
-    from viewer.main_window import MainWindow
-    from viewer.qt import QtCore
+    from radlens.viewer.main_window import MainWindow
+    from radlens.viewer.qt import QtCore
 
     settings = QtCore.QSettings(os.fspath(tmp_path / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings)
@@ -100,8 +108,8 @@ def window(qtbot, tmp_path):
 @pytest.fixture(scope="session")
 def phantom_dicom(tmp_path_factory):
     """A small SYNTHETIC chest CT written as a DICOM series (the folder holding it)."""
-    from imaging.phantom import iter_write_phantoms
-    from imaging.progress import run_to_end
+    from radlens.imaging.phantom import iter_write_phantoms
+    from radlens.imaging.progress import run_to_end
 
     root = tmp_path_factory.mktemp("phantom")
     run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=1, seed=0, fmt="dicom", shape_zyx=(16, 48, 48)))

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from radlens.viewer.qt import QtCore  # noqa: E402
 from tests.inference.inference_helpers import random_bundles, sphere_ct  # noqa: E402
-from viewer.qt import QtCore  # noqa: E402
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import pytest
 
-from imaging.progress import run_to_end
-from viewer import demo
+from radlens.imaging.progress import run_to_end
+from radlens.viewer import demo
 
 
 @pytest.fixture

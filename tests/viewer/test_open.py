@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from imaging.progress import Progress
-from viewer.qt import QtCore, QtGui
-from viewer.worker import JobRunner
+from radlens.imaging.progress import Progress
+from radlens.viewer.qt import QtCore, QtGui
+from radlens.viewer.worker import JobRunner
 
 
 def test_open_folder_shows_preview_then_the_volume(window, qtbot, phantom_dicom, shots):
@@ -139,8 +139,8 @@ def test_radlens_export_subprocess(study, tmp_path, shots):
 def test_export_overlays_none_draws_no_box(study, tmp_path):
     import argparse
 
-    from viewer.cli import register
-    from viewer.export import export_command
+    from radlens.viewer.cli import register
+    from radlens.viewer.export import export_command
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
@@ -181,8 +181,8 @@ def test_double_click_in_the_browser_loads_and_cancel_stops(window, qtbot, phant
 
 
 def test_app_opens_the_paths_given_on_the_command_line(qtbot, phantom_dicom, monkeypatch, tmp_path):
-    from viewer.app import open_window
-    from viewer.qt import QtCore as QC
+    from radlens.viewer.app import open_window
+    from radlens.viewer.qt import QtCore as QC
 
     QC.QSettings.setPath(QC.QSettings.Format.NativeFormat, QC.QSettings.Scope.UserScope, str(tmp_path))
     window = open_window([str(phantom_dicom)])

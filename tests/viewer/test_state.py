@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from imaging.geometry import PLANES
-from imaging.volume import Window
+from radlens.imaging.geometry import PLANES
+from radlens.imaging.volume import Window
+from radlens.viewer.measure import ellipse_stats
+from radlens.viewer.overlays import OverlayData, boxes_on_slice, mask_rgba
+from radlens.viewer.review import load_decisions, review_path, save_decisions
+from radlens.viewer.state import ViewState, box_on_plane, from_plane, orientation_letters, to_plane
 from tests.viewer.conftest import NODULE, make_ct, make_findings
-from viewer.measure import ellipse_stats
-from viewer.overlays import OverlayData, boxes_on_slice, mask_rgba
-from viewer.review import load_decisions, review_path, save_decisions
-from viewer.state import ViewState, box_on_plane, from_plane, orientation_letters, to_plane
 
 
 @pytest.mark.parametrize("flip", [True, False])

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from viewer.qt import QtCore
-from viewer.tags import TagBrowser
+from radlens.viewer.qt import QtCore
+from radlens.viewer.tags import TagBrowser
 
 Qt = QtCore.Qt
 
@@ -60,7 +60,7 @@ def test_ellipse_roi_statistics_in_hu(window, qtbot, study):
 
 
 def test_tag_browser_lists_and_filters_the_slice_header(qtbot, phantom_dicom):
-    from imaging.loading import load
+    from radlens.imaging.loading import load
 
     volume = load(phantom_dicom)
     dlg = TagBrowser(volume, 3)
@@ -113,7 +113,7 @@ def test_corner_text_letters_and_scale_bar(window, qtbot, study):
 
 
 def test_rgb_and_monochrome1_display(window, qtbot):
-    from imaging.volume import Volume
+    from radlens.imaging.volume import Volume
 
     rgb = np.zeros((3, 8, 10, 3), np.uint8)
     rgb[1, 2, 3] = (255, 0, 0)
@@ -128,7 +128,7 @@ def test_rgb_and_monochrome1_display(window, qtbot):
 
 
 def test_a_single_image_opens_in_one_view(window, qtbot):
-    from imaging.volume import Volume
+    from radlens.imaging.volume import Volume
 
     window.set_volume(Volume(np.zeros((1, 30, 40), np.int16), modality="DX"))
     assert window.layout() == "single"

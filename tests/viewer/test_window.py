@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from imaging.volume import Window
-from imaging.windowing import preset
-from inference.findings import read_findings
+from radlens.imaging.volume import Window
+from radlens.imaging.windowing import preset
+from radlens.inference.findings import read_findings
+from radlens.viewer.qt import QtCore, QtGui, pg
+from radlens.viewer.state import ViewState, to_plane
 from tests.viewer.conftest import NODULE
-from viewer.qt import QtCore, QtGui, pg
-from viewer.state import ViewState, to_plane
 
 Qt = QtCore.Qt
 
@@ -31,8 +31,8 @@ def _scene_to_widget(view, x_mm, y_mm):
 
 def test_row_major_pixel_lands_at_x_col_y_row(qtbot, shots):
     """pyqtgraph is configured row-major: pixel (row 5, column 50) is drawn at x=50, y=5."""
-    from imaging.volume import Volume
-    from viewer.slice_view import SliceView
+    from radlens.imaging.volume import Volume
+    from radlens.viewer.slice_view import SliceView
 
     a = np.zeros((1, 20, 80), np.int16)
     a[0, 5, 50] = 1000
@@ -268,7 +268,7 @@ def _qimage_rgb(img: QtGui.QImage) -> np.ndarray:
 
 def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study, tmp_path):
     _volume, folder = study
-    from imaging.volume import Volume
+    from radlens.imaging.volume import Volume
 
     window.set_volume(Volume(np.zeros((3, 4, 5), np.int16), modality="CT"))
     assert not window.load_findings_folder(folder)
