@@ -168,20 +168,19 @@ def monai_pipeline(bundle, volume) -> float:
     from monai.inferers import sliding_window_inference
     from monai.transforms import ScaleIntensityRange, Spacing, SpatialResample
 
-    from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP
     from radlens.inference.engine import autocast_dtype, flip_combinations
 
     inp = bundle.input
-    lo, hi = inp["normalization"]["clip"]
+    lo, hi = inp.normalization.clip
     t = time.perf_counter()
     array = torch.from_numpy(volume.array.transpose(2, 1, 0).astype(np.float32))
     image = MetaTensor(array[None], affine=torch.as_tensor(volume.affine_lps))
     original_affine, original_shape = image.affine.clone(), image.shape[1:]
-    resampled = Spacing(pixdim=tuple(inp["spacing_zyx"][::-1]), mode="bilinear")(image)
+    resampled = Spacing(pixdim=inp.spacing_zyx[::-1], mode="bilinear")(image)
     scaled = ScaleIntensityRange(a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)(resampled)
     net = bundle.network.to("cpu")
     # The bundle's test-time mirroring as a MONAI user would add it: a predictor over every flip.
-    flips = flip_combinations([4 - a for a in inp.get("mirror_axes", [])])  # zyx axis → dim of this (x, y, z) tensor
+    flips = flip_combinations([4 - a for a in inp.mirror_axes])  # zyx axis → dim of this (x, y, z) tensor
 
     def predictor(x):
         return sum(net(x.flip(f)).float().flip(f) if f else net(x).float() for f in flips) / len(flips)
@@ -190,13 +189,13 @@ def monai_pipeline(bundle, volume) -> float:
         with _autocast(autocast_dtype("cpu")):
             out = sliding_window_inference(
                 scaled[None],
-                roi_size=tuple(inp["patch_zyx"][::-1]),
+                roi_size=inp.patch_zyx[::-1],
                 sw_batch_size=1,
                 predictor=predictor,
-                overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
-                mode=inp.get("blend", DEFAULT_BLEND),  # MONAI's Gaussian has the same σ (patch/8)
+                overlap=inp.overlap,
+                mode=inp.blend,  # MONAI's Gaussian has the same σ (patch/8)
             )[0].float()
-        if bundle.metadata["task"] == "segmentation":
+        if bundle.metadata.task == "segmentation":
             result, mode = out.argmax(0, keepdim=True).to(torch.uint8), "nearest"
         else:
             result, mode = torch.sigmoid(out[:1]), "bilinear"
@@ -252,10 +251,10 @@ def main() -> None:
                 if took < engine_s:
                     engine_s, floor_s, windows = took, timer.seconds, timer.calls
             row = {
-                "task": b.metadata["task"],
-                "arch": b.metadata["arch"],
-                "spacing_zyx": b.input["spacing_zyx"],
-                "patch_zyx": b.input["patch_zyx"],
+                "task": b.metadata.task,
+                "arch": b.metadata.arch,
+                "spacing_zyx": b.input.spacing_zyx,
+                "patch_zyx": b.input.patch_zyx,
                 "windows": windows,
                 "engine_s": round(engine_s, 2),
                 "floor_s": round(floor_s, 2),

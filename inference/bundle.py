@@ -19,18 +19,11 @@ from typing import Any
 
 from radlens.imaging.atomic import atomic_path, write_json
 from radlens.inference.errors import BundleError
+from radlens.inference.metadata import BundleMetadata, InputSpec
 
 METADATA = "metadata.json"
 WEIGHTS = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
-TASKS = ("detection", "segmentation")
-NORMALIZATIONS = ("ct-clip", "zscore")
-# A bundle's sliding windows (input.overlap, input.blend) when its metadata does not say: how far
-# neighbouring windows overlap, and how their outputs are averaged (inference.engine.window_profile).
-DEFAULT_OVERLAP = 0.25
-BLENDS = ("constant", "gaussian")
-DEFAULT_BLEND = BLENDS[0]
-REQUIRED = ("name", "version", "task", "arch", "input")
 
 
 @dataclass(frozen=True)
@@ -64,7 +57,7 @@ class LoadedBundle:
     """A bundle ready to run: its metadata and the network with verified weights (eval mode, on the CPU)."""
 
     info: BundleInfo
-    metadata: dict
+    metadata: BundleMetadata
     network: Any  # torch.nn.Module
 
     @property
@@ -73,15 +66,15 @@ class LoadedBundle:
 
     @property
     def sha256(self) -> str:
-        return str(self.metadata.get("sha256", ""))
+        return self.metadata.sha256
 
     @property
-    def input(self) -> dict:
-        return self.metadata["input"]
+    def input(self) -> InputSpec:
+        return self.metadata.input
 
     @property
-    def labels(self) -> list[str]:
-        return list(self.metadata.get("labels") or [])
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.labels
 
 
 # -- folders ------------------------------------------------------------------------------------
@@ -127,13 +120,8 @@ def _refuse_pickles(folder: Path) -> None:
         )
 
 
-def is_window_overlap(value) -> bool:
-    """Whether ``value`` is an overlap the sliding windows can run: a number from 0 up to (not including) 1."""
-    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < 1
-
-
-def read_metadata(folder: str | os.PathLike) -> dict:
-    """metadata.json of a bundle folder, checked for the fields the engine needs."""
+def read_document(folder: str | os.PathLike) -> dict:
+    """metadata.json of a bundle folder as JSON, checked (by parsing it) to be a bundle the engine can run."""
     folder = Path(folder)
     if folder.is_file():
         if folder.name.lower().endswith(PICKLE_SUFFIXES):
@@ -151,54 +139,25 @@ def read_metadata(folder: str | os.PathLike) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BundleError(path, f"not valid JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise BundleError(path, "metadata must be a JSON object")
-    missing = [k for k in REQUIRED if k not in meta]
-    if missing:
-        raise BundleError(path, f"missing field(s): {', '.join(missing)}")
-    if meta["task"] not in TASKS:
-        raise BundleError(path, f"task {meta['task']!r} is not one of {', '.join(TASKS)}")
-    inp = meta["input"]
-    if not isinstance(inp, dict) or not all(k in inp for k in ("modality", "spacing_zyx", "patch_zyx")):
-        raise BundleError(path, "input must give modality, spacing_zyx and patch_zyx")
-    if len(inp["spacing_zyx"]) != 3 or len(inp["patch_zyx"]) != 3:
-        raise BundleError(path, "input spacing_zyx and patch_zyx need three values (z, y, x)")
-    mirror = inp.get("mirror_axes", [])
-    axes_ok = isinstance(mirror, list) and all(type(a) is int and a in (0, 1, 2) for a in mirror)
-    if not axes_ok or len(set(mirror)) != len(mirror):
-        raise BundleError(path, f"input.mirror_axes must list distinct image axes (0, 1, 2), not {mirror!r}")
-    overlap = inp.get("overlap", DEFAULT_OVERLAP)
-    if not is_window_overlap(overlap):
-        raise BundleError(path, f"input.overlap must be a number from 0 up to (not including) 1, not {overlap!r}")
-    if inp.get("blend", DEFAULT_BLEND) not in BLENDS:
-        raise BundleError(path, f"input.blend {inp['blend']!r} is not one of {', '.join(BLENDS)}")
-    min_ml = (meta.get("thresholds") or {}).get("min_component_ml", 0.0)
-    if isinstance(min_ml, bool) or not isinstance(min_ml, int | float) or not 0 <= min_ml < float("inf"):
-        raise BundleError(path, f"thresholds.min_component_ml must be a number ≥ 0, not {min_ml!r}")
-    kind = (inp.get("normalization") or {}).get("kind", "zscore")
-    if kind not in NORMALIZATIONS:
-        raise BundleError(path, f"normalization {kind!r} is not one of {', '.join(NORMALIZATIONS)}")
+    BundleMetadata.from_json(meta, path)
     return meta
 
 
-def _threshold(meta: dict) -> float | None:
-    t = meta.get("thresholds") or {}
-    for key in ("score", "probability"):
-        if isinstance(t.get(key), int | float):
-            return float(t[key])
-    return None
+def read_metadata(folder: str | os.PathLike) -> BundleMetadata:
+    """A bundle folder's metadata.json, typed and validated."""
+    return BundleMetadata.from_json(read_document(folder), Path(folder) / METADATA)
 
 
-def info_from_metadata(meta: dict, folder: Path) -> BundleInfo:
+def info_from_metadata(meta: BundleMetadata, folder: Path) -> BundleInfo:
     return BundleInfo(
-        name=str(meta["name"]),
-        version=str(meta["version"]),
-        task=str(meta["task"]),
-        modality=str(meta["input"]["modality"]).upper(),
-        description=str(meta.get("description", "")),
+        name=meta.name,
+        version=meta.version,
+        task=meta.task,
+        modality=meta.input.modality,
+        description=meta.description,
         path=folder,
-        threshold=_threshold(meta),
-        min_component_ml=float((meta.get("thresholds") or {}).get("min_component_ml") or 0.0),
+        threshold=meta.threshold,
+        min_component_ml=meta.min_component_ml,
     )
 
 
@@ -256,11 +215,11 @@ def load_bundle(
     """Build the network from the registry and load the verified weights strictly (CPU, eval mode)."""
     folder = folder_or_name.path if isinstance(folder_or_name, BundleInfo) else find_bundle(folder_or_name, dirs)
     meta = read_metadata(folder)
-    label = f"{meta['name']} ({folder})"
+    label = f"{meta.name} ({folder})"
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise BundleError(label, f"no {WEIGHTS}")
-    expected = str(meta.get("sha256", "")).lower()
+    expected = meta.sha256
     if not expected:
         raise BundleError(label, "metadata.json records no sha256 of the weights")
     actual = sha256_of(weights)
@@ -277,7 +236,7 @@ def load_bundle(
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(label, f"{WEIGHTS} is not a valid safetensors file: {err}") from None
     try:
-        network = build_network(str(meta["arch"]), **dict(meta.get("arch_kwargs") or {}))
+        network = build_network(meta.arch, **meta.arch_kwargs)
     except BundleError as err:
         raise BundleError(label, err.reason) from None
     _load_strict(network, state, label)
@@ -349,8 +308,9 @@ def update_metadata(folder: str | os.PathLike, change: Callable[[dict], None]) -
     Why: evaluation results and calibrated thresholds are added to a bundle after it is written.
     """
     folder = Path(folder)
-    meta = read_metadata(folder)
+    meta = read_document(folder)
     change(meta)
+    BundleMetadata.from_json(meta, folder / METADATA)
     write_json(folder / METADATA, meta)
     return read_metadata(folder)
 

@@ -25,9 +25,10 @@ import numpy as np
 
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.volume import Volume
-from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, BundleInfo, LoadedBundle, load_bundle
+from radlens.inference.bundle import BundleInfo, LoadedBundle, load_bundle
 from radlens.inference.errors import BundleError
 from radlens.inference.findings import Findings, ModelRun, input_block
+from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP
 from radlens.inference.preprocess import Prepared, Preprocess
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -139,7 +140,7 @@ def sliding_windows(
     stitched output is float32 either way. ``mirror_axes`` (image axes, 0 = z): test-time
     mirroring as nnU-Net does it, each window's output averaged over every combination of flips
     of those axes (2ⁿ passes); the bundle's ``input.mirror_axes`` says which. ``blend``: how
-    overlapping windows are averaged (``inference.bundle.BLENDS``; the bundle's ``input.blend``). Yields
+    overlapping windows are averaged (``inference.metadata.BLENDS``; the bundle's ``input.blend``). Yields
     Progress(done windows, total windows) after each batch and checks ``cancel`` before each. An
     out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU (the message
     says so); at batch 1 on the CPU it is raised.
@@ -212,17 +213,25 @@ def autocast_dtype(device: str):
     return None
 
 
-def _forward(network, img, chunk, patch, dev, amp: bool, mirror_axes: Sequence[int] = ()):
+def autocast(device: str, enabled: bool = True):
+    """``torch.autocast`` to the device's reduced precision (:func:`autocast_dtype`); a no-op where it
+    has none or when not ``enabled``. ``device`` may name an index (``cuda:1``)."""
     import contextlib
 
     import torch
 
+    kind = torch.device(device).type
+    dtype = autocast_dtype(kind) if enabled else None
+    return torch.autocast(kind, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _forward(network, img, chunk, patch, dev, amp: bool, mirror_axes: Sequence[int] = ()):
+    import torch
+
     pz, py, px = patch
     x = torch.stack([img[z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])[:, None]
-    dtype = autocast_dtype(dev.type) if amp else None
     # Reduced precision: one pass is added into the float32 sum without a copy.
-    cast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with torch.inference_mode(), cast:
+    with torch.inference_mode(), autocast(dev.type, amp):
         if not mirror_axes:
             return network(x)
         flips = flip_combinations([a + 2 for a in mirror_axes])  # batch and channel come first
@@ -265,28 +274,27 @@ def run_bundle(
     from radlens.inference import postprocess
 
     t0 = time.perf_counter()
-    meta = bundle.metadata
-    inp = meta["input"]
+    inp = bundle.input
     if prepared is None:
         prepared = Preprocess(inp)(volume)
     check_cancel(cancel, bundle.name)
     output, used = yield from sliding_windows(
         bundle.network,
         prepared.image,
-        inp["patch_zyx"],
+        inp.patch_zyx,
         device=device,
-        overlap=float(inp.get("overlap", DEFAULT_OVERLAP)),
+        overlap=inp.overlap,
         batch=batch,
         cancel=cancel,
         what=bundle.name,
         amp=amp,
-        mirror_axes=inp.get("mirror_axes", ()),
-        blend=inp.get("blend", DEFAULT_BLEND),
+        mirror_axes=inp.mirror_axes,
+        blend=inp.blend,
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]
     dets, segs = (), ()
-    if meta["task"] == "detection":
+    if bundle.metadata.task == "detection":
         dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
     else:
         segs = postprocess.segment(
@@ -300,7 +308,7 @@ def run_bundle(
     run = ModelRun(
         bundle.name,
         bundle.info.version,
-        meta["task"],
+        bundle.metadata.task,
         bundle.sha256,
         time.perf_counter() - t0,
         bundle.info.threshold,
@@ -333,14 +341,14 @@ def iter_infer(
     torch.set_num_threads(max(1, int(threads or cpu_threads())))
     total = UNITS * len(items)
     findings = Findings.empty_for(volume, dev)
-    cache: dict[str, Prepared] = {}
+    cache: dict[tuple, Prepared] = {}
     for i, item in enumerate(items):
         base = UNITS * i
         name = _name_of(item)
         check_cancel(cancel, name)
         yield Progress(base, total, f"{name}: loading" + (f" ({note})" if note else ""))
         bundle = _as_loaded(item)
-        key = repr(sorted((k, repr(v)) for k, v in bundle.input.items() if k not in ("patch_zyx", "overlap")))
+        key = bundle.input.preprocessing
         if key not in cache:
             yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each

@@ -205,10 +205,11 @@ def input_block(volume: Volume) -> dict:
 
 
 def _grid_volume(findings: Findings) -> Volume:
+    """The input grid as a Volume (its array a zero-stride view: no memory) for grid checks and writers."""
     g = findings.input
-    return Volume(
-        np.zeros((1, 1, 1), dtype=np.uint8), tuple(g["spacing_zyx"]), tuple(g["origin_lps"]), np.asarray(g["direction"])
-    )
+    shape = tuple(int(n) for n in g["shape_zyx"])
+    array = np.broadcast_to(np.zeros((), dtype=np.uint8), shape)
+    return Volume(array, tuple(g["spacing_zyx"]), tuple(g["origin_lps"]), np.asarray(g["direction"]))
 
 
 def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
@@ -331,12 +332,8 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
 
 
 def _read_on_grid(volume: Volume, findings: Findings, path: Path) -> np.ndarray:
-    grid = _grid_volume(findings)
-    if (
-        volume.shape_zyx != tuple(findings.input["shape_zyx"])
-        or not np.allclose(volume.spacing_zyx, grid.spacing_zyx, atol=1e-3)
-        or not np.allclose(volume.origin_lps, grid.origin_lps, atol=1e-2)
-    ):
+    # NIfTI keeps the grid in float32: allow for its rounding of origins of a few hundred mm.
+    if not volume.same_grid(_grid_volume(findings), tol=1e-2):
         raise FindingsError(path, f"{volume.source} is not on the input grid {findings.input['shape_zyx']}")
     return volume.array
 
@@ -344,7 +341,11 @@ def _read_on_grid(volume: Volume, findings: Findings, path: Path) -> np.ndarray:
 def check_matches(findings: Findings, volume: Volume, where: str = "findings") -> None:
     """Refuse findings computed on another series or grid than ``volume``."""
     g = findings.input
-    if tuple(g["shape_zyx"]) != volume.shape_zyx or not np.allclose(g["spacing_zyx"], volume.spacing_zyx, atol=1e-3):
-        raise FindingsError(where, f"computed on a {g['shape_zyx']} grid, but the study is {list(volume.shape_zyx)}")
+    if not volume.same_grid(_grid_volume(findings)):
+        raise FindingsError(
+            where,
+            f"computed on a {g['shape_zyx']} grid at {g['origin_lps']} mm, but the study is "
+            f"{list(volume.shape_zyx)} at {list(volume.origin_lps)} mm",
+        )
     if g.get("series_uid") and volume.series_uid and g["series_uid"] != volume.series_uid:
         raise FindingsError(where, f"computed on series {g['series_uid']}, not {volume.series_uid}")

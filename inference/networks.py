@@ -15,6 +15,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from radlens.inference.errors import BundleError
+from radlens.inference.metadata import Normalization
 from radlens.inference.preprocess import NormalizeIntensity
 
 # Detector output channels: 0 = centre heatmap logits, 1..3 = box extent (z, y, x) in voxels of the model grid.
@@ -99,8 +100,9 @@ class _Rewindow(nn.Module):
 
     def __init__(self, source: dict, target: dict):
         super().__init__()
-        lo, hi, self.scale, self.offset = NormalizeIntensity.from_metadata(source).ct_affine()
-        self.lo, self.hi, self.target_scale, self.target_offset = NormalizeIntensity.from_metadata(target).ct_affine()
+        lo, hi, self.scale, self.offset = NormalizeIntensity(Normalization.from_json(source)).ct_affine()
+        target_affine = NormalizeIntensity(Normalization.from_json(target)).ct_affine()
+        self.lo, self.hi, self.target_scale, self.target_offset = target_affine
         if not lo <= self.lo < self.hi <= hi:
             raise ValueError(f"window {[self.lo, self.hi]} does not lie inside the input window {[lo, hi]}")
 

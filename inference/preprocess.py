@@ -16,6 +16,7 @@ import numpy as np
 from radlens.imaging.errors import ImagingError
 from radlens.imaging.geometry import resample_to_grid, resample_to_spacing
 from radlens.imaging.volume import Volume
+from radlens.inference.metadata import InputSpec, Normalization
 
 # CT voxels above this are "body" (air is about -1000 HU, lung parenchyma about -850 to -600 HU).
 BODY_HU = -500.0
@@ -72,27 +73,21 @@ class ResampleToSpacing:
 
 
 class NormalizeIntensity:
-    """A bundle's ``normalization`` block as a function of the array.
+    """A bundle's normalisation (:class:`inference.metadata.Normalization`) as a function of the array.
 
-    ``{"kind": "ct-clip", "clip": [lo, hi], "scale": "unit"}``: clip to [lo, hi] HU, then map to
-    [0, 1] (``"scale": "zscore"`` with ``mean``/``std`` maps to zero mean instead).
-    ``{"kind": "zscore", "foreground_above": 0}``: per-volume z-score over the voxels above the
-    threshold (MR, whose scale differs from scan to scan); background keeps the foreground's low end.
+    ``ct-clip``: clip to the window in HU, then map to [0, 1] (``scale="zscore"``: by the training
+    set's mean and std instead). ``zscore``: per-volume z-score over the voxels above
+    ``foreground_above`` (MR, whose scale differs from scan to scan); background keeps the
+    foreground's low end.
     """
 
-    def __init__(self, kind: str = "zscore", clip=(-1000.0, 400.0), scale: str = "unit", **settings):
-        self.kind = kind
-        self.clip = tuple(float(c) for c in clip)
-        self.scale = scale
-        self.mean = float(settings.get("mean", 0.0))
-        self.std = float(settings.get("std", 1.0)) or 1.0
-        self.foreground_above = float(settings.get("foreground_above", 0.0))
-        if kind not in ("ct-clip", "zscore"):
-            raise ValueError(f"unknown normalization {kind!r} (known: ct-clip, zscore)")
-
-    @classmethod
-    def from_metadata(cls, block: dict | None) -> NormalizeIntensity:
-        return cls(**dict(block or {}))
+    def __init__(self, settings: Normalization):
+        self.kind = settings.kind
+        self.clip = settings.clip
+        self.scale = settings.scale
+        self.mean = settings.mean
+        self.std = settings.std or 1.0
+        self.foreground_above = settings.foreground_above
 
     def ct_affine(self) -> tuple[float, float, float, float]:
         """A CT window as ``(lo, hi, scale, offset)``: the output is ``clip(HU, lo, hi) * scale + offset``."""
@@ -183,12 +178,10 @@ class Prepared:
 class Preprocess:
     """A bundle's ``input`` block (spacing, normalisation, crop) as one callable: Volume → Prepared."""
 
-    def __init__(self, input_meta: dict):
-        self.modality = str(input_meta.get("modality", "")).upper()
-        self.resample = ResampleToSpacing(input_meta["spacing_zyx"])
-        self.normalize = NormalizeIntensity.from_metadata(input_meta.get("normalization"))
-        crop = input_meta.get("crop", "body" if self.modality == "CT" else None)
-        self.crop = CropToBody() if crop == "body" else None
+    def __init__(self, spec: InputSpec):
+        self.resample = ResampleToSpacing(spec.spacing_zyx)
+        self.normalize = NormalizeIntensity(spec.normalization)
+        self.crop = CropToBody() if spec.crop == "body" else None
 
     def __call__(self, volume: Volume) -> Prepared:
         if volume.is_rgb:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from radlens.inference.bundle import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
+from radlens.inference.metadata import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
 
 
 def register(sub: argparse._SubParsersAction) -> None:

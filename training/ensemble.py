@@ -20,53 +20,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from radlens.imaging.progress import run_with_progress
-from radlens.inference.bundle import (
-    DEFAULT_BLEND,
-    DEFAULT_OVERLAP,
-    LoadedBundle,
-    bundle_info,
-    find_bundle,
-    load_bundle,
-    save_bundle,
-    update_metadata,
-)
+from radlens.inference.bundle import LoadedBundle, bundle_info, find_bundle, load_bundle, save_bundle, update_metadata
+from radlens.inference.metadata import InputSpec
 from radlens.training.train import TrainingError, command_line, froc_at_threshold, suggest_threshold
 
-# What every member's input block must agree on (with the value an absent field means); only the
-# CT window may differ.
-SHARED_INPUT = {
-    "modality": None,
-    "spacing_zyx": None,
-    "patch_zyx": None,
-    "crop": None,
-    "mirror_axes": [],
-    "overlap": DEFAULT_OVERLAP,
-    "blend": DEFAULT_BLEND,
-}
+# What every member's input must agree on: all of it but the CT window.
+SHARED_INPUT = tuple(f for f in InputSpec.__dataclass_fields__ if f != "normalization")
 
 
 def ensemble_normalization(members: list[LoadedBundle]) -> dict:
     """The bundle's normalisation: the members' own if they agree; for CT windows, the first member's
     widened to hold every member's window (so each member's input can be recovered exactly)."""
-    norms = [m.input.get("normalization") or {} for m in members]
+    norms = [m.input.normalization.to_json() for m in members]
     if all(n == norms[0] for n in norms):
-        return dict(norms[0])
-    if any(n.get("kind") != "ct-clip" for n in norms):
+        return norms[0]
+    if any(n["kind"] != "ct-clip" for n in norms):
         raise TrainingError("the members normalise their input differently and not all by a CT window")
-    out = dict(norms[0])
-    out["clip"] = [min(n["clip"][0] for n in norms), max(n["clip"][1] for n in norms)]
-    return out
+    return {**norms[0], "clip": [min(n["clip"][0] for n in norms), max(n["clip"][1] for n in norms)]}
 
 
 def mismatches(members: list[LoadedBundle]) -> list[str]:
     """Every way the members differ where an ensemble needs them equal (empty: they fit together)."""
     first = members[0]
     fields = {
-        "task": lambda m: m.metadata["task"],
+        "task": lambda m: m.metadata.task,
         "labels": lambda m: m.labels,
-        "arch": lambda m: m.metadata["arch"],
-        "arch_kwargs": lambda m: m.metadata.get("arch_kwargs") or {},
-        **{f"input.{k}": (lambda m, k=k, d=d: m.input.get(k, d)) for k, d in SHARED_INPUT.items()},
+        "arch": lambda m: m.metadata.arch,
+        "arch_kwargs": lambda m: m.metadata.arch_kwargs,
+        **{f"input.{k}": (lambda m, k=k: m.input.to_json()[k]) for k in SHARED_INPUT},
     }
     problems = [
         f"{name} {get(m)!r} in {m.info.path} differs from {get(first)!r} in {first.info.path}"
@@ -74,13 +55,13 @@ def mismatches(members: list[LoadedBundle]) -> list[str]:
         for m in members[1:]
         if get(m) != get(first)
     ]
-    if first.metadata["arch"] == "ensemble":
+    if first.metadata.arch == "ensemble":
         problems.append(f"{first.info.path} is already an ensemble")
     return problems
 
 
 def _member_record(m: LoadedBundle) -> dict:
-    t = m.metadata.get("training") or {}
+    t = m.metadata.training
     keep = ("dataset", "synthetic", "data_command", "command", "seed", "split")
     return {"bundle": str(m.info.path), "name": m.name, "sha256": m.sha256, **{k: t.get(k) for k in keep}}
 
@@ -89,7 +70,7 @@ def ensemble_metadata(members: list[LoadedBundle], name: str) -> dict:
     """metadata.json of the ensemble: the shared recipe, the members' training records, and a split
     whose validation cases are those no member trained on (what ``radlens evaluate`` then scores)."""
     first = members[0].metadata
-    task = first["task"]
+    task = first.task
     normalization = ensemble_normalization(members)
     records = [_member_record(m) for m in members]
     datasets = {r["dataset"] for r in records}
@@ -103,17 +84,17 @@ def ensemble_metadata(members: list[LoadedBundle], name: str) -> dict:
         "name": name,
         "version": "1.0.0",
         "task": task,
-        "description": f"mean of {len(members)} members: {first.get('description', '')}",
-        "labels": members[0].labels,
+        "description": f"mean of {len(members)} members: {first.description}",
+        "labels": list(first.labels),
         "arch": "ensemble",
         "arch_kwargs": {
-            "member_arch": first["arch"],
-            "member_arch_kwargs": first.get("arch_kwargs") or {},
+            "member_arch": first.arch,
+            "member_arch_kwargs": first.arch_kwargs,
             "members": len(members),
             "normalization": normalization,
-            "member_normalizations": [m.input.get("normalization") or {} for m in members],
+            "member_normalizations": [m.input.normalization.to_json() for m in members],
         },
-        "input": {**first["input"], "normalization": normalization},
+        "input": {**first.input.to_json(), "normalization": normalization},
         "thresholds": thresholds,
         "training": {
             "dataset": datasets.pop() if len(datasets) == 1 else None,

@@ -25,6 +25,7 @@ import numpy as np
 
 from radlens.imaging.atomic import atomic_path, write_json
 from radlens.imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
+from radlens.inference.metadata import BundleMetadata
 from radlens.training import metrics
 from radlens.training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
 from radlens.training.train import TrainingError, command_line
@@ -34,10 +35,10 @@ DETECTION_MIN_DIAMETER_MM = 4.0
 SEGMENTATION_MIN_DIAMETER_MM = 6.0
 
 
-def select_cases(ds: Dataset, meta: dict) -> tuple[list[Case], str]:
+def select_cases(ds: Dataset, meta: BundleMetadata) -> tuple[list[Case], str]:
     if ds.test_cases:
         return ds.test_cases, "the dataset's test set (imagesTs/labelsTs)"
-    training = meta.get("training") or {}
+    training = meta.training
     same = training.get("dataset") and Path(training["dataset"]).resolve() == ds.root.resolve()
     if same:
         val = set((training.get("split") or {}).get("validation") or [])
@@ -69,7 +70,7 @@ def evaluate(
 
     bundle = load_bundle(bundle_path)
     meta = bundle.metadata
-    task = "detect" if meta["task"] == "detection" else "segment"
+    task = "detect" if meta.task == "detection" else "segment"
     ds = read_dataset(dataset_path, task)
     cases, source = select_cases(ds, meta)
     dev, _ = select_device(device)
@@ -129,7 +130,7 @@ def evaluate(
         "device": dev,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command_line(),
-        "task": meta["task"],
+        "task": meta.task,
         "per_case": per_case,
     }
     if task == "detect":

@@ -35,7 +35,7 @@ import numpy as np
 from radlens.imaging.atomic import atomic_path, write_text
 from radlens.imaging.errors import RadlensError
 from radlens.imaging.progress import Progress, check_cancel
-from radlens.inference.bundle import DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
+from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP, InputSpec, is_window_overlap
 from radlens.training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
 
 TASKS = {"segment": "segmentation", "detect": "detection"}
@@ -315,7 +315,7 @@ class CaseCache:
 
         out = {}
         meta = {**self.plan.input_block(), "normalization": {"kind": "ct-clip", "clip": [-1e9, 1e9], "scale": "zscore"}}
-        prep = Preprocess(meta)
+        prep = Preprocess(InputSpec.from_json(meta))
         for case in self.ds.cases:
             if case.case_id not in case_ids:
                 continue
@@ -340,7 +340,7 @@ class CaseCache:
     def load(self, case_ids: list[str], cancel: threading.Event | None = None) -> Generator[Progress, None, None]:
         from radlens.inference.preprocess import Preprocess
 
-        prep = Preprocess(self.plan.input_block())
+        prep = Preprocess(InputSpec.from_json(self.plan.input_block()))
         lut = np.zeros(max([*self.plan.label_values, 0]) + 1, dtype=np.uint8)
         for i, v in enumerate(self.plan.label_values, start=1):
             lut[v] = i

@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 from radlens.inference.bundle import list_bundles, load_bundle, save_bundle  # noqa: E402
 from radlens.inference.errors import BundleError  # noqa: E402
+from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP, InputSpec, Normalization  # noqa: E402
 from radlens.inference.networks import build_network  # noqa: E402
 
 
@@ -155,6 +156,12 @@ def test_a_minimum_component_size_that_is_not_a_size_is_refused(tmp_path, value)
         ],
         *[("blend", v, r"input.blend .* is not one of constant, gaussian") for v in ("gauss", ["gaussian"], None)],
         *[("overlap", v, r"input.overlap must be a number from 0 up to") for v in (1.0, -0.1, "0.5", True)],
+        *[("patch_zyx", v, r"input patch_zyx needs three positive whole numbers") for v in ([16, 16], [16, 16, 0.5])],
+        *[("spacing_zyx", v, r"input spacing_zyx needs three positive numbers") for v in ([2, 2], [2, 0, 2])],
+        ("crop", "lungs", r"input.crop 'lungs' is not 'body' or null"),
+        ("normalization", {"kind": "ct-clip", "clip": [400, -1000]}, r"clip must be two increasing numbers"),
+        ("normalization", {"kind": "ct-clip", "window": [0, 1]}, r"normalization has unknown field\(s\): window"),
+        ("normalization", {"kind": "minmax"}, r"normalization 'minmax' is not one of ct-clip, zscore"),
     ],
 )
 def test_window_settings_the_engine_cannot_run_are_refused(tmp_path, key, value, message):
@@ -164,6 +171,37 @@ def test_window_settings_the_engine_cannot_run_are_refused(tmp_path, key, value,
     (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match=message):
         load_bundle(tmp_path / "b")
+
+
+def test_metadata_is_read_once_with_every_default_and_round_trips(tmp_path):
+    """A bundle that leaves the optional settings out gets the documented defaults, in one place."""
+    make_bundle(tmp_path / "b")
+    meta = load_bundle(tmp_path / "b").metadata
+    assert meta.input == InputSpec(
+        modality="CT",
+        spacing_zyx=(2.0, 2.0, 2.0),
+        patch_zyx=(16, 16, 16),
+        normalization=Normalization(kind="ct-clip", clip=(-1000.0, 400.0), scale="unit"),
+        crop="body",  # CT crops to the body unless the bundle says otherwise
+        overlap=DEFAULT_OVERLAP,
+        blend=DEFAULT_BLEND,
+        mirror_axes=(),
+    )
+    assert (meta.threshold, meta.min_component_ml, meta.labels) == (0.4, 0.0, ("nodule",))
+    assert InputSpec.from_json(meta.input.to_json()) == meta.input
+    mr = InputSpec.from_json({"modality": "mr", "spacing_zyx": [1, 1, 1], "patch_zyx": [8, 8, 8]})
+    assert (mr.modality, mr.crop, mr.normalization.kind) == ("MR", None, "zscore")
+
+
+def test_a_bad_metadata_field_names_the_file(tmp_path):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["labels"] = "nodule"
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError) as err:
+        load_bundle(tmp_path / "b")
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "b" / "metadata.json")) and "labels must be a list" in message
 
 
 def test_list_bundles_filters_by_modality_and_reports_broken_ones(tmp_path):

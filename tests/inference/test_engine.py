@@ -20,6 +20,7 @@ from radlens.imaging.volume_io import write_volume  # noqa: E402
 from radlens.inference import engine  # noqa: E402
 from radlens.inference.bundle import load_bundle, save_bundle  # noqa: E402
 from radlens.inference.findings import read_findings  # noqa: E402
+from radlens.inference.metadata import Normalization  # noqa: E402
 from radlens.inference.networks import build_network  # noqa: E402
 from radlens.inference.preprocess import NormalizeIntensity  # noqa: E402
 
@@ -78,7 +79,7 @@ def _train_detector(steps: int = 60):
     kwargs = {"channels": [8, 16], "features": 8, "num_res_units": 0}
     net = build_network("centernet3d", **kwargs)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    norm = NormalizeIntensity(kind="ct-clip", clip=[-1000, 400])
+    norm = NormalizeIntensity(Normalization(kind="ct-clip", clip=(-1000, 400)))
     zz, yy, xx = np.indices((16, 32, 32))
     for _ in range(steps):
         c = (int(rng.integers(4, 12)), int(rng.integers(8, 25)), int(rng.integers(8, 25)))

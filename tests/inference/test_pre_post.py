@@ -8,12 +8,13 @@ torch = pytest.importorskip("torch")
 from inference_helpers import ct_input, sphere_ct  # noqa: E402
 
 from radlens.imaging.volume import Volume  # noqa: E402
+from radlens.inference.metadata import InputSpec, Normalization  # noqa: E402
 from radlens.inference.postprocess import decode_detections, segment  # noqa: E402
 from radlens.inference.preprocess import CropToBody, NormalizeIntensity, Preprocess  # noqa: E402
 
 
 def test_ct_window_clips_then_scales_to_unit_range():
-    norm = NormalizeIntensity(kind="ct-clip", clip=[-1000, 400])
+    norm = NormalizeIntensity(Normalization(kind="ct-clip", clip=(-1000, 400)))
     out = norm(np.array([-3000, -1000, -300, 400, 2000], dtype=np.int16))
     np.testing.assert_allclose(out, [0, 0, 0.5, 1, 1])
     assert out.dtype == np.float32
@@ -22,7 +23,7 @@ def test_ct_window_clips_then_scales_to_unit_range():
 def test_mr_zscore_uses_the_foreground_only():
     a = np.zeros((4, 10, 10), np.float32)
     a[:, 2:8, 2:8] = np.linspace(100, 300, 36).reshape(6, 6)
-    out = NormalizeIntensity(kind="zscore")(a)
+    out = NormalizeIntensity(Normalization(kind="zscore"))(a)
     fg = out[:, 2:8, 2:8]
     assert fg.mean() == pytest.approx(0, abs=1e-5) and fg.std() == pytest.approx(1, abs=1e-4)
     assert out[0, 0, 0] == pytest.approx(fg.min())  # background sits at the foreground's low end
@@ -34,14 +35,14 @@ def test_body_crop_keeps_the_body_and_drops_the_air():
     body = np.argwhere(volume.array > -500)
     assert (body.min(0) >= box[:3]).all() and (body.max(0) < box[3:]).all()
     assert box[4] - box[1] < 80 and box[5] - box[2] < 80
-    assert Preprocess(ct_input())(volume).crop_zyx == CropToBody()(volume)
+    assert Preprocess(InputSpec.from_json(ct_input()))(volume).crop_zyx == CropToBody()(volume)
 
 
 def _prepared():
     volume = sphere_ct(
         shape_zyx=(20, 64, 60), spacing_zyx=(2.5, 1.0, 1.0), origin_lps=(5.0, -3.0, 40.0), body_fraction=0.25
     )
-    return volume, Preprocess(ct_input())(volume)
+    return volume, Preprocess(InputSpec.from_json(ct_input()))(volume)
 
 
 def test_a_heatmap_peak_becomes_a_box_around_the_same_place_on_the_input_grid():
@@ -76,7 +77,7 @@ def test_overlapping_candidates_are_suppressed_and_weak_ones_kept_above_the_floo
 
 def test_segmentation_components_have_volume_centre_and_box_on_the_input_grid():
     volume = Volume(np.zeros((10, 40, 40), np.int16), (2.0, 2.0, 2.0), modality="MR")
-    prep = Preprocess({"modality": "MR", "spacing_zyx": [2, 2, 2], "patch_zyx": [8, 16, 16]})(volume)
+    prep = Preprocess(InputSpec("MR", (2, 2, 2), (8, 16, 16)))(volume)
     logits = torch.zeros((2, 10, 40, 40))
     logits[1] = -5
     logits[1, 2:5, 5:10, 5:10] = 5  # 75 voxels of 8 µl = 0.6 ml
@@ -93,7 +94,7 @@ def test_segmentation_components_have_volume_centre_and_box_on_the_input_grid():
 
 def test_components_below_the_bundles_minimum_size_leave_the_mask_and_the_list():
     volume = Volume(np.zeros((10, 40, 40), np.int16), (2.0, 2.0, 2.0), modality="MR")
-    prep = Preprocess({"modality": "MR", "spacing_zyx": [2, 2, 2], "patch_zyx": [8, 16, 16]})(volume)
+    prep = Preprocess(InputSpec("MR", (2, 2, 2), (8, 16, 16)))(volume)
     logits = torch.full((2, 10, 40, 40), -5.0)
     logits[0] = 0
     logits[1, 2:5, 5:10, 5:10] = 5  # 75 voxels = 0.6 ml

@@ -33,9 +33,8 @@ def _member(folder, seed: int, window: dict, split: dict, **input_changes):
 
 def _output(bundle, volume) -> np.ndarray:
     """The stitched network output on the model grid, exactly as `radlens infer` computes it."""
-    inp = bundle.metadata["input"]
-    prepared = Preprocess(inp)(volume)
-    out, _ = run_to_end(sliding_windows(bundle.network, prepared.image, inp["patch_zyx"], amp=False))
+    prepared = Preprocess(bundle.input)(volume)
+    out, _ = run_to_end(sliding_windows(bundle.network, prepared.image, bundle.input.patch_zyx, amp=False))
     return out.numpy()
 
 
@@ -51,7 +50,7 @@ def test_the_ensemble_outputs_the_mean_of_its_members_each_on_its_own_window(tmp
     expected = (_output(load_bundle(a), volume) + _output(load_bundle(b), volume)) / 2
     np.testing.assert_allclose(_output(ensemble, volume), expected, rtol=1e-4, atol=1e-4)
 
-    meta = ensemble.metadata
+    meta = json.loads((out / "metadata.json").read_text())
     assert meta["arch"] == "ensemble" and meta["name"] == "chest-ensemble"
     assert meta["input"]["normalization"]["clip"] == [-1000.0, 80.0]  # holds both members' windows
     assert meta["thresholds"]["score"] == pytest.approx((0.4 + 0.7) / 2)
