@@ -1,5 +1,6 @@
 """The wheel installs one top-level package, ``radlens``, and a user's own folders cannot shadow its parts."""
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -14,9 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = out / "source"
+    skip = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "bench", "docs")
+    shutil.copytree(REPO, source, ignore=skip)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(out), str(REPO)],
+         "-w", str(out), str(source)],
         check=True, capture_output=True, text=True, cwd=out,
     )
     (found,) = out.glob("radlens-*.whl")
