@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,13 +20,26 @@ import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from radlens.imaging.dicom_native import FIELD_TAGS, UNDECODED, UNDEFINED_LENGTH, RawHeader, decode, walk_header
+from radlens.imaging.dicom_native import (
+    FIELD_TAGS,
+    FUNCTIONAL_GROUPS,
+    PIXEL_TAGS,
+    SNIFF_BYTES,
+    UNDECODED,
+    UNDEFINED_LENGTH,
+    PixelElement,
+    RawHeader,
+    decode,
+    locate_pixels,
+    sniff,
+    walk_header,
+)
 from radlens.imaging.errors import ImagingError, NotAnImageError
 from radlens.imaging.volume import StudyInfo
 
-_PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
 
 
@@ -72,10 +84,9 @@ def read_header(path: str) -> Header:
     pydicom); enhanced objects (functional groups) and anything the walker gives up on go to pydicom.
     """
     raw = walk_header(path)
-    if raw is None or "SharedFunctionalGroupsSequence" in raw or "PerFrameFunctionalGroupsSequence" in raw:
+    if raw is None or any(k in raw for k in FUNCTIONAL_GROUPS):
         return _read_with_pydicom(path)
-    pixel = (raw.pixel_tag, raw.pixel_offset, raw.pixel_length)
-    return _header(path, raw, raw.value("MediaStorageSOPClassUID"), pixel, raw.file_size)
+    return _header(path, raw, raw.value("MediaStorageSOPClassUID"), raw.pixels, raw.file_size)
 
 
 def _read_with_pydicom(path: str) -> Header:
@@ -87,17 +98,13 @@ def _read_with_pydicom(path: str) -> Header:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fp:
-            head = fp.read(132)
-            if len(head) == 132 and head[128:132] == b"DICM":
-                force = False
-            elif head[:2] in (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02"):
-                force = True
-            else:
+            force = sniff(fp.read(SNIFF_BYTES))
+            if force is None:
                 raise NotAnImageError(path, "not a DICOM file")
             fp.seek(0)
             ds = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=list(FIELD_TAGS), force=force)
-            pixel_at = fp.tell()
-            pixel_head = fp.read(12)
+            little = getattr(ds, "original_encoding", (None, True))[1] is not False
+            pixel = locate_pixels(fp, little)
     except ImagingError:
         raise
     except OSError as err:
@@ -108,29 +115,10 @@ def _read_with_pydicom(path: str) -> Header:
     if str(_value(meta, "TransferSyntaxUID") or "") == DeflatedExplicitVRLittleEndian:
         # pydicom parsed an inflated copy: the file position says nothing about where the pixels are.
         pixel = None
-    else:
-        pixel = _pixel_element(pixel_head, pixel_at, getattr(ds, "original_encoding", (None, True))[1] is not False)
     return _header(path, ds, _value(meta, "MediaStorageSOPClassUID"), pixel, size)
 
 
-def _pixel_element(head: bytes, at: int, little: bool) -> tuple[int | None, int, int]:
-    """(tag, value position, value length) of the element whose first 12 bytes are ``head``."""
-    endian = "<" if little else ">"
-    if len(head) < 8:
-        return None, at, 0
-    group, elem = struct.unpack(endian + "HH", head[:4])
-    vr = head[4:6]
-    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also when the meta header claims explicit)
-        (length,) = struct.unpack(endian + "I", head[4:8])
-        return group << 16 | elem, at + 8, length
-    if vr in (b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL") and len(head) == 12:
-        (length,) = struct.unpack(endian + "I", head[8:12])
-        return group << 16 | elem, at + 12, length
-    (length,) = struct.unpack(endian + "H", head[6:8])
-    return group << 16 | elem, at + 8, length
-
-
-def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple | None, size: int) -> Header:
+def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: PixelElement | None, size: int) -> Header:
     """The checks and the Header, whichever reader read the fields."""
     meta_class = str(meta_class or "")
     sop_class = str(_value(ds, "SOPClassUID") or meta_class)
@@ -143,7 +131,7 @@ def _header(path: str, ds: Dataset | RawHeader, meta_class, pixel: tuple | None,
     return _header_from_dataset(path, ds, sop_class, modality)
 
 
-def _check_pixel_data(path: str, ds, pixel: tuple | None, size: int, sop_class: str, modality: str) -> None:
+def _check_pixel_data(path: str, ds, pixel: PixelElement | None, size: int, sop_class: str, modality: str) -> None:
     """Pixel data present and, when its length is defined, entirely in the file.
 
     ``pixel`` is None when where the pixel data lies is unknown (a deflated file): then an image
@@ -153,7 +141,7 @@ def _check_pixel_data(path: str, ds, pixel: tuple | None, size: int, sop_class: 
     if pixel is None and has_size:
         return
     tag, start, length = pixel if pixel is not None else (None, 0, 0)
-    if tag not in _PIXEL_TAGS:
+    if tag not in PIXEL_TAGS:
         if has_size:
             raise ImagingError(path, f"no pixel data (the file ends after {size} bytes; truncated?)")
         raise NotAnImageError(path, f"no image ({_sop_name(sop_class)} / modality {modality or 'none'})")
@@ -173,7 +161,7 @@ def _header_from_dataset(path: str, ds: Dataset, sop_class: str, modality: str) 
         frames = 1
     if frames < 1:
         raise ImagingError(path, f"invalid NumberOfFrames {_value(ds, 'NumberOfFrames')!r}")
-    enhanced = "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    enhanced = any(k in ds for k in FUNCTIONAL_GROUPS)
     return Header(
         path=path,
         sop_class=sop_class,
@@ -407,7 +395,7 @@ def _gap_warnings(along: np.ndarray, gaps: np.ndarray, spacing: float, what: str
 
 # -- small parsers ------------------------------------------------------------------------------
 
-_TAGS: dict[str, int] = {}
+_TAGS: dict[str, BaseTag] = {}
 
 
 def _value(ds: Dataset | RawHeader | None, keyword: str):
@@ -422,10 +410,10 @@ def _value(ds: Dataset | RawHeader | None, keyword: str):
         return ds.value(keyword)
     tag = _TAGS.get(keyword)
     if tag is None:
-        tag = _TAGS.setdefault(keyword, tag_for_keyword(keyword))
-    # Dataset._dict holds the elements as read (raw until first access); looking there directly
-    # spares two Tag() conversions per lookup, a third of discovery's time per file.
-    elem = ds._dict.get(tag)
+        tag = _TAGS.setdefault(keyword, BaseTag(tag_for_keyword(keyword)))
+    # get_item gives the element as read (raw until first access): decoding it here is several
+    # times cheaper than pydicom's conversion, and reads it exactly as the walker does.
+    elem = ds.get_item(tag)
     if elem is None:
         return None
     raw = getattr(elem, "value", None)

@@ -1,4 +1,5 @@
-"""The one header walker for plain DICOM files: ``struct`` instead of pydicom's Dataset.
+"""The DICOM fast path, all in one place: a ``struct`` header walker instead of pydicom's Dataset,
+the pixel-data locator, and the sniff that says whether a file is DICOM at all.
 
 pydicom spends about a millisecond per file building a Dataset; for a 300-slice CT that is most of
 the time to open a folder and to load it. :func:`walk_header` walks the top-level elements of a
@@ -11,6 +12,12 @@ plain monochrome pixels from the offset (:func:`read_native_header`).
 Anything unusual returns None and the caller uses pydicom, which also words the error: no preamble,
 big endian, deflate, a private transfer syntax, tags out of order, a field of :data:`FIELDS` with
 another VR than the dictionary's or non-ASCII text (a character set), no pixel data before the end.
+
+The switch: ``RADLENS_DICOM_FAST=0`` in the environment (read once, at import) sets :data:`FAST`
+to False; then :func:`walk_header` and :func:`read_native_header` always return None, so discovery
+reads every header with pydicom and the loader decodes every pixel with pydicom's decoders. Tests
+flip :data:`FAST` itself. :func:`sniff` and :func:`locate_pixels` serve the pydicom route too and
+are not switched: they only decide whether pydicom is given the file and where its pixels lie.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import functools
 import os
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO, NamedTuple
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID, AllTransferSyntaxes
@@ -27,6 +35,9 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_DATA = 0x7FE00010
+PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, PIXEL_DATA))  # float, double float, integer pixels
+
+FAST = os.environ.get("RADLENS_DICOM_FAST", "1").strip() != "0"
 
 # Every header field RadLens reads from a file; discovery asks pydicom for the same list when the
 # walker gives up, so the two readers cannot drift apart.
@@ -87,15 +98,57 @@ _EXPLICIT = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _TAG = struct.Struct("<HH")
 _U32 = struct.Struct("<I")
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, PIXEL_DATA))  # float, double float, integer pixels
 _TRANSFER_SYNTAX = 0x00020010
 _CHUNK = 16384
 _MAX_HEADER = 1 << 22  # a header larger than 4 MiB is not "plain"; pydicom may read it
-# Top-level fields whose presence means the loader needs pydicom's full reading.
-_LOADER_NEEDS_PYDICOM = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "ModalityLUTSequence")
+# Top-level fields whose presence means the loader needs pydicom's full reading: an enhanced object's
+# frames are described in its functional groups; a modality LUT maps stored values by a table.
+FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
+_LOADER_NEEDS_PYDICOM = ("ModalityLUTSequence",)
 
 
 UNDECODED = object()  # what decode() returns for a value only pydicom can convert
+# How a DICOM data set without the 128-byte preamble starts: group 0002 (file meta) or 0008, in
+# either byte order. Anything else is not handed to pydicom at all (it would parse garbage).
+_BARE_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+SNIFF_BYTES = 132
+
+
+def sniff(head: bytes) -> bool | None:
+    """Whether pydicom must be forced to read a file that starts with ``head`` (its first
+    :data:`SNIFF_BYTES` bytes): False with the DICM preamble, True for a bare data set, None when
+    the file is no DICOM at all."""
+    if len(head) >= SNIFF_BYTES and head[128:132] == b"DICM":
+        return False
+    return True if head[:2] in _BARE_STARTS else None
+
+
+class PixelElement(NamedTuple):
+    """Where a file's pixel data element lies: its tag (None when no element follows the header),
+    where its value starts and its length (:data:`UNDEFINED_LENGTH` when encapsulated)."""
+
+    tag: int | None
+    offset: int
+    length: int
+
+
+_PIXEL_LONG_VRS = frozenset((b"OB", b"OW", b"OF", b"OD", b"UN", b"OV", b"OL"))
+
+
+def locate_pixels(fp: BinaryIO, little_endian: bool) -> PixelElement:
+    """The element at ``fp``'s position, where ``dcmread(fp, stop_before_pixels=True)`` stopped."""
+    at = fp.tell()
+    head = fp.read(12)
+    endian = "<" if little_endian else ">"
+    if len(head) < 8:
+        return PixelElement(None, at, 0)
+    group, elem = struct.unpack(endian + "HH", head[:4])
+    tag, vr = group << 16 | elem, head[4:6]
+    if not (vr.isalpha() and vr.isupper()):  # implicit VR (also when the meta header claims explicit)
+        return PixelElement(tag, at + 8, struct.unpack(endian + "I", head[4:8])[0])
+    if vr in _PIXEL_LONG_VRS and len(head) == 12:
+        return PixelElement(tag, at + 12, struct.unpack(endian + "I", head[8:12])[0])
+    return PixelElement(tag, at + 8, struct.unpack(endian + "H", head[6:8])[0])
 
 
 def decode(raw: bytes, vr: str, little_endian: bool = True):
@@ -117,9 +170,7 @@ class RawHeader:
 
     transfer_syntax: str
     elements: dict[str, bytes]  # keyword → value as stored; a sequence's value is empty, its presence counts
-    pixel_tag: int  # PixelData, FloatPixelData or DoubleFloatPixelData
-    pixel_offset: int  # where the pixel data's value starts in the file
-    pixel_length: int  # UNDEFINED_LENGTH when encapsulated (compressed)
+    pixels: PixelElement  # PixelData, FloatPixelData or DoubleFloatPixelData
     file_size: int
 
     def __contains__(self, keyword: str) -> bool:
@@ -136,7 +187,10 @@ class _Unusual(Exception):
 
 
 def walk_header(path: str) -> RawHeader | None:
-    """The header fields of a file with a little-endian data set, or None when pydicom must read it."""
+    """The header fields of a file with a little-endian data set, or None when pydicom must read it
+    (always None when :data:`FAST` is off)."""
+    if not FAST:
+        return None
     try:
         with open(path, "rb", buffering=0) as fp:
             return _Walker(fp).walk(os.fstat(fp.fileno()).st_size)
@@ -171,13 +225,18 @@ class NativeHeader:
         return (self.rows, self.columns, self.frames, self.bits_allocated, self.bits_stored, self.signed)
 
 
-def read_native_header(path: str) -> NativeHeader | None:
+def read_native_header(path: str, functional_groups: bool = False) -> NativeHeader | None:
     """The header of a plain little-endian monochrome file whose pixels can be read as they are
-    stored, or None when pydicom must read it (compressed, colour, float, functional groups...)."""
+    stored, or None when pydicom must read it (compressed, colour, float, a modality LUT...).
+
+    ``functional_groups`` admits enhanced objects, for a caller that takes each frame's rescale
+    and position from the functional groups itself (the header's own would be wrong).
+    """
     raw = walk_header(path)
-    if raw is None or raw.transfer_syntax not in (EXPLICIT_LE, IMPLICIT_LE) or raw.pixel_tag != PIXEL_DATA:
+    if raw is None or raw.transfer_syntax not in (EXPLICIT_LE, IMPLICIT_LE) or raw.pixels.tag != PIXEL_DATA:
         return None
-    if raw.pixel_length == UNDEFINED_LENGTH or any(k in raw for k in _LOADER_NEEDS_PYDICOM):
+    needs_pydicom = _LOADER_NEEDS_PYDICOM if functional_groups else (*_LOADER_NEEDS_PYDICOM, *FUNCTIONAL_GROUPS)
+    if raw.pixels.length == UNDEFINED_LENGTH or any(k in raw for k in needs_pydicom):
         return None
     try:
         return _native_header(raw)
@@ -217,8 +276,8 @@ def _native_header(raw: RawHeader) -> NativeHeader | None:
         pixel_spacing=_floats(v("PixelSpacing"), 2),
         instance=_int(v("InstanceNumber"), None),
         fallback_spacing_z=_fallback(v),
-        pixel_offset=raw.pixel_offset,
-        pixel_length=raw.pixel_length,
+        pixel_offset=raw.pixels.offset,
+        pixel_length=raw.pixels.length,
     )
 
 
@@ -237,7 +296,7 @@ class _Walker:
             self.buf += more
 
     def walk(self, size: int) -> RawHeader | None:
-        if len(self.buf) < 144 or self.buf[128:132] != b"DICM":
+        if len(self.buf) < 144 or sniff(self.buf) is not False:
             return None
         elements: dict[str, bytes] = {}
         syntax = ""
@@ -275,8 +334,8 @@ class _Walker:
                 next_pos = value_at + (0 if length == UNDEFINED_LENGTH else length)
             if tag <= last:
                 raise _Unusual  # tags out of order: the walk has lost its way, or the file is odd
-            if tag in _PIXEL_TAGS:
-                return RawHeader(syntax, elements, tag, value_at, length, size)
+            if tag in PIXEL_TAGS:
+                return RawHeader(syntax, elements, PixelElement(tag, value_at, length), size)
             if tag in _FIELD_OF_TAG:
                 self._keep(elements, tag, vr, length, value_at)
             if length == UNDEFINED_LENGTH:

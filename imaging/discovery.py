@@ -25,11 +25,12 @@ import pydicom
 import SimpleITK as sitk
 
 from radlens.imaging.dicom_headers import Header, StackGeometry, read_header, stack_geometry
+from radlens.imaging.dicom_native import SNIFF_BYTES, sniff
 from radlens.imaging.errors import ImagingError, RadlensError
 from radlens.imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
 from radlens.imaging.series import SeriesInfo
 from radlens.imaging.volume import StudyInfo
-from radlens.imaging.volume_io import _guess_modality, is_volume_file
+from radlens.imaging.volume_io import _header_modality, is_volume_file
 
 # Header reads are handed to threads in chunks; bench/info.py measured what pays (see its docstring).
 CHUNK = 32
@@ -194,7 +195,7 @@ def _is_dicomdir(path: str) -> bool:
         return True
     try:
         with open(path, "rb") as fp:
-            if fp.read(132)[128:132] != b"DICM":
+            if sniff(fp.read(SNIFF_BYTES)) is not False:  # no preamble: read_file_meta_info needs one
                 return False
         meta = pydicom.filereader.read_file_meta_info(path)
         return str(meta.get("MediaStorageSOPClassUID", "")) == _DIRECTORY_SOP_CLASS
@@ -274,7 +275,7 @@ def _volume_series(path: str) -> SeriesInfo:
     name = os.path.basename(path)
     return SeriesInfo(
         uid=path,
-        modality=_guess_modality(reader),
+        modality=_header_modality(reader),
         description=name,
         study=StudyInfo(),
         files=(path,),

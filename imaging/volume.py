@@ -15,10 +15,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Window:
-    """A display window: width and level (centre) in modality units."""
+    """A display window: width and level (centre) in modality units.
+
+    ``function`` is the DICOM VOILUTFunction, how values inside the window are mapped: LINEAR,
+    LINEAR_EXACT or SIGMOID (:func:`imaging.windowing.apply_window`).
+    """
 
     width: float
     level: float
+    function: str = "LINEAR"
 
     @property
     def low(self) -> float:
@@ -27,6 +32,20 @@ class Window:
     @property
     def high(self) -> float:
         return self.level + self.width / 2
+
+
+@dataclass(frozen=True, eq=False)
+class VoiLut:
+    """One VOI LUT Sequence item: a display table instead of a window (DICOM C.11.2).
+
+    Modality value ``v`` is shown as ``table[v - first]`` (clamped to the table's ends), on a scale
+    of 0 to ``2**bits - 1``.
+    """
+
+    first: int
+    table: np.ndarray
+    bits: int
+    explanation: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Volume:
     study: StudyInfo = field(default_factory=StudyInfo)
     # The series' own VOI windows (first one is the default), from the DICOM header.
     windows: tuple[Window, ...] = ()
+    # The series' VOI LUT Sequence, display tables used in place of a window (imaging.windowing).
+    voi_luts: tuple[VoiLut, ...] = ()
     # MONOCHROME1 volumes keep their stored values and are shown inverted.
     invert: bool = False
     # Where it came from: the source path and, for DICOM, one file per slice in slice order.
