@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from radlens.imaging.atomic import atomic_path
 from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.modality import guess_ct
 from radlens.imaging.volume import Volume
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -63,11 +64,14 @@ def read_volume(path: str | os.PathLike) -> Volume:
     except RuntimeError as err:
         first = next((ln for ln in str(err).splitlines() if ln.strip()), "unreadable")
         raise ImagingError(path, f"cannot read volume: {first.strip()}") from None
-    modality = _guess_modality(image)
-    return volume_from_sitk(image, modality=modality, source=str(path), description=path.name)
+    modality = _header_modality(image)
+    volume = volume_from_sitk(image, modality=modality, source=str(path), description=path.name)
+    if modality == "OT" and (reason := guess_ct(volume.array)):
+        volume = volume.with_array(volume.array, modality="CT", warnings=(*volume.warnings, reason))
+    return volume
 
 
-def _guess_modality(image: sitk.Image) -> str:
+def _header_modality(image: sitk.Image) -> str:
     for key in ("modality", "Modality"):
         if image.HasMetaDataKey(key):
             # MetaImage spells it MET_MOD_CT, MET_MOD_MR, ... and MET_MOD_UNKNOWN when it does not know.
