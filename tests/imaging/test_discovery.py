@@ -12,6 +12,7 @@ import pydicom
 import pytest
 from dicom_fixtures import CORONAL, write_enhanced_ct, write_slice, write_stack
 
+from radlens.imaging import dicom_native
 from radlens.imaging.dicom_headers import _read_with_pydicom, read_header
 from radlens.imaging.dicom_native import walk_header
 from radlens.imaging.discovery import describe, iter_scan, scan
@@ -364,8 +365,9 @@ def _header_or_reason(read, path):
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the files broken on purpose
-def test_the_native_walker_and_pydicom_read_the_same_headers(tmp_path):
+def test_the_native_walker_and_pydicom_read_the_same_headers(tmp_path, monkeypatch):
     """Discovery walks plain files itself and hands the rest to pydicom: both must give one answer."""
+    monkeypatch.setattr(dicom_native, "FAST", True)  # also when the suite runs with RADLENS_DICOM_FAST=0
     _, stack = write_stack(tmp_path / "explicit", [0.0, 2.5], instance_numbers=[7, 3])
     implicit = tmp_path / "implicit.dcm"
     ds = pydicom.dcmread(stack[0])

@@ -3,16 +3,21 @@
 The folder holds many vendors, transfer syntaxes and deliberately broken files. Each file is
 expected either to load with the listed shape, dtype and sum of voxel values, or to raise one
 ``ImagingError`` whose message is a single line naming the file. The table is explicit, so a file
-that starts failing, or starts loading, or a file added by a pydicom upgrade, fails the test.
+that starts failing, or starts loading, or a file added by a pydicom upgrade, fails the test. It
+runs with the DICOM fast path on and off (``imaging.dicom_native.FAST``), and both must give the
+same arrays, grids and messages.
 """
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
+from radlens.imaging import dicom_native
 from radlens.imaging.errors import ImagingError
 from radlens.imaging.loading import load
 
@@ -203,6 +208,21 @@ EXPECTED = {
 }
 
 
+@pytest.fixture(params=[True, False], ids=["fast", "pydicom"])
+def fast(request, monkeypatch):
+    """The table once through the fast path, once through plain pydicom."""
+    monkeypatch.setattr(dicom_native, "FAST", request.param)
+    return request.param
+
+
+def test_the_switch_is_read_from_the_environment():
+    code = "from radlens.imaging import dicom_native; print(dicom_native.FAST)"
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "RADLENS_DICOM_FAST": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
+
+
 def _all_files() -> list[str]:
     return sorted(str(p.relative_to(TEST_FILES)) for p in TEST_FILES.rglob("*") if p.is_file())
 
@@ -213,7 +233,7 @@ def test_the_table_names_every_file():
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_file_loads_or_fails_cleanly(name):
+def test_file_loads_or_fails_cleanly(name, fast):
     path = TEST_FILES / name
     expected = EXPECTED[name]
     if expected[0] == "loads":
@@ -234,6 +254,29 @@ def test_file_loads_or_fails_cleanly(name):
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(os.fspath(path))
     assert err.reason
+
+
+def _outcome(path: Path):
+    """Everything a load gives (values, grid, metadata), or the error's class and message."""
+    try:
+        v = load(path)
+    except ImagingError as err:
+        return type(err).__name__, str(err)
+    luts = [(lut.first, lut.bits, lut.table.tolist()) for lut in v.voi_luts]
+    return (
+        v.array.dtype.str, v.array.shape, v.array.tobytes(), v.spacing_zyx, v.origin_lps, v.direction.tolist(),
+        v.modality, v.series_uid, v.description, v.study, v.windows, luts, v.invert, v.files, v.warnings,
+    )  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_fast_path_and_pydicom_give_the_same_result(name, monkeypatch):
+    path = TEST_FILES / name
+    monkeypatch.setattr(dicom_native, "FAST", True)
+    fast = _outcome(path)
+    monkeypatch.setattr(dicom_native, "FAST", False)
+    assert _outcome(path) == fast
 
 
 @pytest.mark.timeout(120)
