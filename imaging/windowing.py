@@ -1,7 +1,8 @@
 """Display windows: presets from resources/presets.json, the series' own VOI window, percentiles.
 
-Order (design section 2): the series' own VOI window, then the modality preset, then a percentile
-window of the data.
+Order (design section 2): the series' own VOI window, then the range of its VOI LUT Sequence's
+table, then the modality preset, then a percentile window of the data. A window is mapped by its
+VOILUTFunction (:func:`apply_window`); a VOI LUT's table by :func:`apply_voi_table`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from importlib import resources
 
 import numpy as np
 
-from radlens.imaging.volume import Volume, Window
+from radlens.imaging.volume import VoiLut, Volume, Window
 
 
 @dataclass(frozen=True)
@@ -58,17 +59,39 @@ def percentile_window(array: np.ndarray, low_high: tuple[float, float] | None = 
 def default_window(volume: Volume) -> Window:
     if volume.windows:
         return volume.windows[0]
+    if volume.voi_luts:
+        return table_window(volume.voi_luts[0])
     name = _presets_file()["modality_default"].get(volume.modality.upper())
     if name:
         return preset(name)
     return percentile_window(volume.array)
 
 
+def table_window(lut: VoiLut) -> Window:
+    """The linear window spanning a VOI LUT's input range, for a display that can only window."""
+    return Window(float(len(lut.table)), lut.first + len(lut.table) / 2)
+
+
 def apply_window(image: np.ndarray, window: Window, invert: bool = False) -> np.ndarray:
-    """Map modality values to display uint8 with a linear window (DICOM-style clipping)."""
-    lo = window.low
-    scale = 255.0 / max(window.width, 1e-6)
-    out = np.clip((image.astype(np.float32) - lo) * scale, 0, 255).astype(np.uint8)
+    """Map modality values to display uint8 through a window: linear with DICOM-style clipping, or
+    the sigmoid of VOILUTFunction SIGMOID (DICOM C.11.2.1.3)."""
+    width = max(window.width, 1e-6)
+    x = image.astype(np.float32)
+    if window.function == "SIGMOID":
+        scaled = 255.0 / (1.0 + np.exp(-4.0 * (x - np.float32(window.level)) / np.float32(width)))
+    else:
+        scaled = (x - np.float32(window.low)) * np.float32(255.0 / width)
+    return _display(scaled, invert)
+
+
+def apply_voi_table(image: np.ndarray, lut: VoiLut, invert: bool = False) -> np.ndarray:
+    """Map modality values to display uint8 through a VOI LUT Sequence's table."""
+    index = np.clip(image.astype(np.int64) - lut.first, 0, len(lut.table) - 1)
+    return _display(lut.table[index] * (255.0 / max(1, 2**lut.bits - 1)), invert)
+
+
+def _display(scaled: np.ndarray, invert: bool) -> np.ndarray:
+    out = np.clip(scaled, 0, 255).astype(np.uint8)
     if invert:
         np.subtract(255, out, out=out)
     return out
