@@ -5,7 +5,7 @@ generator, then, in one process and alternating for ``--rounds`` rounds, times `
 optimisation steps of the default detector and segmenter fed by:
 
 - ``radlens``: the cache, foreground patch sampler, torch augmentation and prefetch thread of
-  ``training.train`` (what ``radlens train`` runs);
+  ``training.sampling`` (what ``radlens train`` runs);
 - ``monai``: ``CacheDataset`` (LoadImaged, EnsureChannelFirstd, Spacingd, the same intensity
   normalisation) + ``RandCropByPosNegLabeld`` + flips, 90° turns, intensity scale/shift and noise,
   through a ``ThreadDataLoader`` (MONAI's recommended loader for cached data).
@@ -30,29 +30,27 @@ import numpy as np
 from radlens.cli import build_parser
 from radlens.imaging.phantom import iter_write_phantoms
 from radlens.imaging.progress import run_to_end
-from radlens.training import train as T
+from radlens.training.cache import CaseCache
+from radlens.training.cli import train_config
 from radlens.training.datasets import read_dataset
+from radlens.training.losses import make_loss
+from radlens.training.plan import complete_plan, make_plan
+from radlens.training.sampling import detection_targets, epoch_batches
+from radlens.training.train import optimisation_step
 
 
 def radlens_pipeline(ds, plan):
-    """(batches iterator factory, cache seconds) for training.train's own data path."""
+    """(batches iterator factory, cache seconds) for radlens train's own data path."""
     import torch
 
     t0 = time.perf_counter()
-    cache = T.CaseCache(ds, plan)
+    cache = CaseCache(ds, plan)
     run_to_end(cache.load(plan.train_cases))
     seconds = time.perf_counter() - t0
 
     def batches(n, seed):
         rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(seed)
-        sampler = T.PatchSampler(cache, plan, plan.train_cases, rng)
-
-        def make():
-            img, tgt = sampler.next_batch()
-            return T.augment(torch.from_numpy(img), torch.from_numpy(tgt), plan.task, gen)
-
-        return T.Prefetcher(make, n)
+        return epoch_batches(cache, plan, plan.train_cases, rng, torch.Generator().manual_seed(seed), n)
 
     return batches, seconds, cache
 
@@ -120,7 +118,7 @@ def monai_pipeline(ds, plan):
             centres = np.asarray(ndimage.center_of_mass(inst > 0, inst, ids)).reshape(-1, 3)
             boxes = [s for s in ndimage.find_objects(inst) if s is not None]
             extents = np.asarray([[s.stop - s.start for s in sl] for sl in boxes], dtype=float).reshape(-1, 3)
-            targets.append(T.detection_targets(centres, extents, np.zeros(3), plan.patch_zyx))
+            targets.append(detection_targets(centres, extents, np.zeros(3), plan.patch_zyx))
         return img, torch.from_numpy(np.stack(targets))
 
     def batches(n, seed):
@@ -162,15 +160,15 @@ def run(pipeline_batches, plan, n, seed, device="cpu"):
     network = build_network(plan.arch, **plan.arch_kwargs)
     optimizer = torch.optim.AdamW(network.parameters(), lr=plan.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    loss_fn = T.make_loss(plan.task)
+    loss_fn = make_loss(plan.task)
     batches = pipeline_batches(n + 1, seed)
     it = iter(batches)
     img, tgt = next(it)  # warm-up step, not timed
-    T.optimisation_step(network, optimizer, scaler, loss_fn, img, tgt, device)
+    optimisation_step(network, optimizer, scaler, loss_fn, img, tgt, device)
     batches.waited = 0.0
     t0 = time.perf_counter()
     for img, tgt in it:
-        T.optimisation_step(network, optimizer, scaler, loss_fn, img, tgt, device)
+        optimisation_step(network, optimizer, scaler, loss_fn, img, tgt, device)
     wall = time.perf_counter() - t0
     batches.close()
     return {"its_per_s": n / wall, "wait_fraction": batches.waited / wall}
@@ -195,11 +193,11 @@ def main() -> None:
         for task in ("detect", "segment"):
             argv = ["train", task, str(root), "--out", str(Path(tmp) / task), "--patch", "32", "64", "64",
                     "--channels", "8", "16", "32", "64", "--res-units", "0", "--val-fraction", "0.01"]  # fmt: skip
-            args = build_parser().parse_args(argv)
+            config = train_config(build_parser().parse_args(argv))
             ds = read_dataset(root, task)
-            plan = T.make_plan(ds, task, args, "cpu")
+            plan = make_plan(ds, config, "cpu")
             plan.train_cases = [c.case_id for c in ds.cases]
-            T.complete_plan(ds, plan, "cpu")
+            complete_plan(ds, plan, "cpu")
             ours, ours_cache, _ = radlens_pipeline(ds, plan)
             theirs, theirs_cache = monai_pipeline(ds, plan)
             rounds = {"radlens": [], "monai": []}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
+from pathlib import Path
 
 from radlens.inference.metadata import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
+from radlens.training.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,10 +73,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_ensemble)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from radlens.training.train import train_command
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's config from ``radlens train``'s options; an option not given keeps the config's default."""
+    options = vars(args)
+    given = {f.name: options[f.name] for f in fields(TrainConfig) if options[f.name] is not None}
+    given["dataset"], given["out"] = Path(given["dataset"]), Path(given["out"])
+    for name in ("patch", "spacing", "channels", "mirror_axes"):
+        if name in given:
+            given[name] = tuple(given[name])
+    return TrainConfig(**given)
 
-    return train_command(args)
+
+def run_train(args: argparse.Namespace) -> int:
+    from radlens.training.console import train_command
+
+    return train_command(train_config(args))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -22,7 +22,9 @@ from pathlib import Path
 from radlens.imaging.progress import run_with_progress
 from radlens.inference.bundle import LoadedBundle, bundle_info, find_bundle, load_bundle, save_bundle, update_metadata
 from radlens.inference.metadata import InputSpec
-from radlens.training.train import TrainingError, command_line, froc_at_threshold, suggest_threshold
+from radlens.training.config import command_line
+from radlens.training.errors import TrainingError
+from radlens.training.froc import froc_at_threshold, suggest_threshold
 
 # What every member's input must agree on: all of it but the CT window.
 SHARED_INPUT = tuple(f for f in InputSpec.__dataclass_fields__ if f != "normalization")

@@ -27,8 +27,9 @@ from radlens.imaging.atomic import atomic_path, write_json
 from radlens.imaging.progress import Progress, check_cancel, run_to_end, run_with_progress
 from radlens.inference.metadata import BundleMetadata
 from radlens.training import metrics
+from radlens.training.config import command_line
 from radlens.training.datasets import Case, Dataset, load_image, load_label, nodules_from_instances, read_dataset
-from radlens.training.train import TrainingError, command_line
+from radlens.training.errors import TrainingError
 
 # The goals of the shipped bundles are stated for nodules of at least these sizes.
 DETECTION_MIN_DIAMETER_MM = 4.0

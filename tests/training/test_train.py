@@ -15,7 +15,12 @@ import torch
 from radlens.cli import build_parser, main
 from radlens.imaging.progress import Cancelled, run_to_end
 from radlens.training import train as train_module
-from radlens.training.train import TrainingError, load_checkpoint, train
+from radlens.training import validation
+from radlens.training.checkpoint import load_checkpoint
+from radlens.training.cli import train_config
+from radlens.training.console import run_showing
+from radlens.training.errors import TrainingError
+from radlens.training.train import train
 
 TINY = ["--patch", "16", "32", "32", "--channels", "4", "8", "16", "--res-units", "0", "--batch", "2"]
 
@@ -29,8 +34,8 @@ def tiny_dataset(tmp_path_factory):
     return run_to_end(iter_write_phantoms(root, kind="chest-ct", cases=4, seed=1, shape_zyx=(32, 48, 48)))
 
 
-def _args(*argv):
-    return build_parser().parse_args(["train", *map(str, argv)])
+def _config(*argv):
+    return train_config(build_parser().parse_args(["train", *map(str, argv)]))
 
 
 def _weights(path: Path) -> dict:
@@ -41,11 +46,11 @@ def _weights(path: Path) -> dict:
 
 def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "tiny-seg"
-    args = _args(
+    config = _config(
         "segment", tiny_dataset, "--out", out, "--epochs", 4, "--iterations", 5, "--lr", 0.01, "--mirror-axes", 2,
         "--overlap", 0.5, "--blend", "gaussian", *TINY
     )  # fmt: skip
-    assert run_to_end(train(args, log=lambda s: None)) == out
+    assert run_to_end(train(config, log=lambda s: None)) == out
     history = json.loads((out / "training_log.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[-1]["loss"] < history[0]["loss"]
@@ -61,7 +66,7 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
     assert "dice_mean" in meta["evaluation"]["validation"]
     # The operating point the reader gets was chosen on the validation split, and the table behind it kept.
     chosen = meta["evaluation"]["validation"]["operating_point"]["chosen"]
-    assert meta["thresholds"]["probability"] == chosen["probability"] in train_module.PROBABILITY_GRID
+    assert meta["thresholds"]["probability"] == chosen["probability"] in validation.PROBABILITY_GRID
     assert meta["thresholds"]["min_component_ml"] == chosen["min_component_ml"] >= 0
 
     image = tiny_dataset / "imagesTr" / "chest_000_0000.nii.gz"
@@ -85,26 +90,27 @@ def test_a_few_iterations_reduce_the_loss_and_write_a_bundle_radlens_infer_runs(
 
 
 def _interrupt_after_first_epoch(job, cancel):
+    def after_epoch_1(p):
+        if isinstance(p.preview, dict) and p.preview.get("epoch_report", {}).get("epoch") == 1:
+            cancel.set()
+
     with pytest.raises(Cancelled):
-        while True:
-            p = next(job)
-            if isinstance(p.preview, dict) and p.preview.get("epoch_report", {}).get("epoch") == 1:
-                cancel.set()
+        run_showing(job, after_epoch_1)
 
 
 def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted_run(tiny_dataset, tmp_path):
     common = ["--epochs", 2, "--iterations", 3, "--seed", 5, *TINY]
     straight = tmp_path / "straight"
-    run_to_end(train(_args("detect", tiny_dataset, "--out", straight, *common), log=lambda s: None))
+    run_to_end(train(_config("detect", tiny_dataset, "--out", straight, *common), log=lambda s: None))
 
     broken = tmp_path / "broken"
     cancel = threading.Event()
     _interrupt_after_first_epoch(
-        train(_args("detect", tiny_dataset, "--out", broken, *common), cancel, lambda s: None), cancel
+        train(_config("detect", tiny_dataset, "--out", broken, *common), cancel, lambda s: None), cancel
     )
     assert not (broken / "metadata.json").exists()
     assert json.loads((broken / "training_log.json").read_text())[-1]["epoch"] == 1
-    run_to_end(train(_args("detect", tiny_dataset, "--out", broken, "--resume", *common), log=lambda s: None))
+    run_to_end(train(_config("detect", tiny_dataset, "--out", broken, "--resume", *common), log=lambda s: None))
 
     a, b = (
         _weights(straight / "checkpoints" / "last.safetensors"),
@@ -134,14 +140,14 @@ def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted
 
 def test_resume_without_a_checkpoint_says_so(tiny_dataset, tmp_path):
     with pytest.raises(TrainingError, match="no checkpoint to resume from"):
-        run_to_end(train(_args("segment", tiny_dataset, "--out", tmp_path / "none", "--resume", *TINY)))
+        run_to_end(train(_config("segment", tiny_dataset, "--out", tmp_path / "none", "--resume", *TINY)))
 
 
 @pytest.mark.parametrize("overlap", [1.0, -0.25])
 def test_an_overlap_no_bundle_could_run_is_refused_before_training(tiny_dataset, tmp_path, overlap):
     out = tmp_path / "never"
     with pytest.raises(TrainingError, match=r"--overlap .*: must be from 0 up to \(not including\) 1"):
-        run_to_end(train(_args("segment", tiny_dataset, "--out", out, "--overlap", overlap, *TINY)))
+        run_to_end(train(_config("segment", tiny_dataset, "--out", out, "--overlap", overlap, *TINY)))
     assert not out.exists()
 
 
@@ -164,7 +170,7 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     with pytest.raises(TrainingError) as info:
         run_to_end(
             train(
-                _args("segment", tiny_dataset, "--out", out, "--epochs", 3, "--iterations", 3, *TINY),
+                _config("segment", tiny_dataset, "--out", out, "--epochs", 3, "--iterations", 3, *TINY),
                 log=lambda s: None,
             )
         )
@@ -221,11 +227,11 @@ def test_epochs_compare_cheaply_and_the_final_validation_runs_windows_as_the_bun
     plan = SimpleNamespace(patch_zyx=[8, 16, 16], overlap=0.5, blend="gaussian", mirror_axes=[1, 2])
     image = np.zeros((8, 16, 16), np.float32)
     net = torch.nn.Conv3d(1, 2, 1)
-    train_module.predict_volume(net, image, plan, "cpu")
-    train_module.predict_volume(net, image, plan, "cpu", final=False)
+    validation.predict_volume(net, image, plan, "cpu")
+    validation.predict_volume(net, image, plan, "cpu", final=False)
     assert [(k["overlap"], k["blend"], list(k["mirror_axes"])) for k in seen] == [
         (0.5, "gaussian", [1, 2]),  # the bundle's own validation and operating point
-        (train_module.EPOCH_VALIDATION_OVERLAP, "gaussian", []),  # epochs: fewer windows, no mirroring
+        (validation.EPOCH_VALIDATION_OVERLAP, "gaussian", []),  # epochs: fewer windows, no mirroring
     ]
 
 
@@ -242,11 +248,11 @@ def test_the_operating_point_follows_the_validation_split(monkeypatch):
     fg[label == 1] = 0.42
     fg[10, 20, 20] = 0.9  # 8 mm³: a 2.5 mm speck
     logits = np.log(np.stack([1 - fg, fg]))
-    monkeypatch.setattr(train_module, "predict_volume", lambda *a: logits)
+    monkeypatch.setattr(validation, "predict_volume", lambda *a: logits)
     cache = SimpleNamespace(cases={"v": SimpleNamespace(image=None, label=label)})
     plan = SimpleNamespace(validation_cases=["v"], patch_zyx=[8, 16, 16], spacing_zyx=[2.0, 2.0, 2.0], mirror_axes=[])
     network = torch.nn.Identity()
-    thresholds, table = train_module.choose_operating_point(network, cache, plan, "cpu")
+    thresholds, table = validation.choose_operating_point(network, cache, plan, "cpu")
     assert thresholds["probability"] == 0.4  # the highest grid value that keeps the lesion
     assert table["chosen"]["min_component_diameter_mm"] == 3.0  # the smallest size that drops the speck
     assert thresholds["min_component_ml"] == pytest.approx(np.pi / 6 * 27 / 1000, abs=1e-5)
