@@ -44,7 +44,9 @@ def _component_centres(mask: np.ndarray) -> np.ndarray:
     voxels, so a 6 mm nodule is as likely to be centred in a patch as a 30 mm one."""
     from scipy import ndimage
 
-    comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    from radlens.inference.postprocess import label_components
+
+    comp, n = label_components(mask)
     if n == 0:
         return np.zeros((0, 3), dtype=np.int64)
     centres = ndimage.center_of_mass(mask, comp, np.arange(1, n + 1))

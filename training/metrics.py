@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from radlens.inference.postprocess import label_components
+
 FROC_FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -62,10 +64,10 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float]) -> flo
 
 
 def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict[str, float | int]:
-    """Per-lesion counts on 26-connected components: found lesions, true/false predicted components."""
-    structure = np.ones((3, 3, 3), dtype=bool)
-    ref_cc, n_ref = ndimage.label(np.asarray(ref, dtype=bool), structure=structure)
-    pred_cc, n_pred = ndimage.label(np.asarray(pred, dtype=bool), structure=structure)
+    """Per-lesion counts on connected components (inference's :func:`label_components`, so a lesion is
+    one lesion here as in the findings): found lesions, true/false predicted components."""
+    ref_cc, n_ref = label_components(np.asarray(ref, dtype=bool))
+    pred_cc, n_pred = label_components(np.asarray(pred, dtype=bool))
     overlap = (ref_cc > 0) & (pred_cc > 0)
     found = len(np.unique(ref_cc[overlap]))
     true_pred = len(np.unique(pred_cc[overlap]))
@@ -86,14 +88,13 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict[str, float | int
 def lesion_dice(
     pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float], min_diameter_mm: float = 0.0
 ) -> list[dict]:
-    """Dice of each reference lesion (26-connected component) against the predicted components touching it.
+    """Dice of each reference lesion (connected component) against the predicted components touching it.
 
     Lesions smaller than ``min_diameter_mm`` (diameter of the sphere of equal volume) are left out, so
     a goal such as "Dice ≥ 0.85 for nodules ≥ 6 mm" can be measured per lesion.
     """
-    structure = np.ones((3, 3, 3), dtype=bool)
-    ref_cc, _ = ndimage.label(np.asarray(ref, dtype=bool), structure=structure)
-    pred_cc, _ = ndimage.label(np.asarray(pred, dtype=bool), structure=structure)
+    ref_cc, _ = label_components(np.asarray(ref, dtype=bool))
+    pred_cc, _ = label_components(np.asarray(pred, dtype=bool))
     voxel = float(np.prod(spacing_zyx))
     out = []
     for i, sl in enumerate(ndimage.find_objects(ref_cc), start=1):

@@ -39,6 +39,27 @@ def test_hd95_in_millimetres_on_single_voxels_and_shifted_blocks():
     assert metrics.hd95(np.zeros_like(a), np.zeros_like(a), (1, 1, 1)) == 0.0
 
 
+def test_a_lesion_touching_itself_at_a_corner_is_one_lesion_in_evaluation_and_in_the_findings():
+    """Two blocks meeting only at a corner voxel: one lesion for the metrics, one component for the reader."""
+    from types import SimpleNamespace
+
+    from radlens.inference.postprocess import segment
+    from radlens.training.validation import model_grid_prepared
+
+    mask = np.zeros((12, 16, 16), bool)
+    mask[2:5, 2:5, 2:5] = True
+    mask[5:8, 5:8, 5:8] = True  # touches the first block at one corner only
+    counts = metrics.lesion_detection(mask, mask)
+    assert (counts["lesions"], counts["components"]) == (1, 1)
+    assert len(metrics.lesion_dice(mask, mask, (1, 1, 1))) == 1
+
+    image = np.zeros(mask.shape, np.float32)
+    logits = np.stack([np.where(mask, -4.0, 4.0), np.where(mask, 4.0, -4.0)]).astype(np.float32)
+    prep = model_grid_prepared(SimpleNamespace(image=image, spacing_zyx=(1.0, 1.0, 1.0)))
+    (seg,) = segment(logits, prep, "m", ["lesion"])
+    assert len(seg.components) == 1 and seg.components[0].volume_ml == pytest.approx(54 / 1000)
+
+
 def test_per_lesion_counts_and_lesion_dice():
     ref = np.zeros((10, 20, 20), bool)
     ref[2:5, 2:5, 2:5] = True  # lesion 1 (27 voxels)
