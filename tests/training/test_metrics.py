@@ -39,6 +39,47 @@ def test_hd95_in_millimetres_on_single_voxels_and_shifted_blocks():
     assert metrics.hd95(np.zeros_like(a), np.zeros_like(a), (1, 1, 1)) == 0.0
 
 
+def _hd95_by_distance_transforms(pred, ref, spacing_zyx):
+    """The definition written out: surfaces are what a 6-connected erosion removes; each surface voxel's
+    distance to the other surface from an exact distance transform; the larger 95th percentile."""
+    from scipy import ndimage
+
+    def surface(mask):
+        return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1))
+
+    sp, sr = surface(pred), surface(ref)
+    to_ref = ndimage.distance_transform_edt(~sr, sampling=spacing_zyx)[sp]
+    to_pred = ndimage.distance_transform_edt(~sp, sampling=spacing_zyx)[sr]
+    return max(np.percentile(to_ref, 95), np.percentile(to_pred, 95))
+
+
+def _ball(shape, centre, radius_vox):
+    zz, yy, xx = np.indices(shape)
+    return ((zz - centre[0]) / radius_vox[0]) ** 2 + ((yy - centre[1]) / radius_vox[1]) ** 2 + (
+        (xx - centre[2]) / radius_vox[2]
+    ) ** 2 <= 1
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "spacing"),
+    [
+        # two overlapping ellipsoids, anisotropic voxels
+        (_ball((24, 40, 40), (12, 20, 20), (6, 12, 12)), _ball((24, 40, 40), (13, 18, 21), (5, 10, 13)),
+         (2.5, 0.8, 0.8)),
+        # two lesions against one, at the array's border (the surface includes the border voxels)
+        (
+            _ball((16, 32, 32), (3, 8, 8), (4, 6, 6)) | _ball((16, 32, 32), (10, 24, 24), (3, 5, 5)),
+            _ball((16, 32, 32), (0, 9, 8), (5, 7, 6)),
+            (1.0, 1.0, 1.0),
+        ),
+        (np.random.default_rng(3).random((12, 20, 20)) > 0.7, np.random.default_rng(4).random((12, 20, 20)) > 0.8,
+         (3.0, 1.5, 0.7)),
+    ],
+)  # fmt: skip
+def test_hd95_equals_the_distance_transform_definition(pred, ref, spacing):
+    assert metrics.hd95(pred, ref, spacing) == pytest.approx(_hd95_by_distance_transforms(pred, ref, spacing), rel=1e-5)
+
+
 def test_a_lesion_touching_itself_at_a_corner_is_one_lesion_in_evaluation_and_in_the_findings():
     """Two blocks meeting only at a corner voxel: one lesion for the metrics, one component for the reader."""
     from types import SimpleNamespace
