@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +17,19 @@ from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.volume import Volume
 
 THUMB = 96
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What a job reports (viewer.worker makes them in the worker thread): immutable, Qt-free."""
+
+    job_id: int
+    channel: str
+    progress: Progress | None = None
+    done: bool = False
+    result: Any = None
+    error: str = ""
+    cancelled: bool = False
 
 
 def scan_paths(paths: tuple[str, ...], cancel: threading.Event) -> Generator[Progress, None, list]:

@@ -10,26 +10,15 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from typing import Any
 
 from superqt.utils import GeneratorWorker
 
 from radlens.imaging.progress import Cancelled, Progress
+from radlens.viewer.jobs import JobEvent
 from radlens.viewer.qt import QtCore
 
 JobFactory = Callable[[threading.Event], Generator[Progress, None, Any]]
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    job_id: int
-    channel: str
-    progress: Progress | None = None
-    done: bool = False
-    result: Any = None
-    error: str = ""
-    cancelled: bool = False
 
 
 def _one_line(err: BaseException) -> str:
