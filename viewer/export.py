@@ -15,9 +15,7 @@ from pathlib import Path
 from radlens.imaging.atomic import atomic_path
 from radlens.imaging.errors import RadlensError
 from radlens.imaging.volume import StudyInfo, Volume, Window
-from radlens.inference.findings import Findings
 from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
-from radlens.viewer.overlays import OverlayData
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState, plane_pixel_mm
 
@@ -25,9 +23,7 @@ LINE_H = 16
 DEFAULT_LONG_SIDE = 768
 
 
-def legend_lines(
-    volume: Volume, state: ViewState, plane: str, findings: Findings | None, *, synthetic: bool
-) -> list[str]:
+def legend_lines(volume: Volume, state: ViewState, plane: str, *, synthetic: bool) -> list[str]:
     idx, n = state.slice_index(plane), state.count(plane)
     lps = volume.index_to_lps(state.cursor_zyx)
     pos = {"axial": lps[2], "coronal": lps[1], "sagittal": lps[0]}[plane]
@@ -36,17 +32,13 @@ def legend_lines(
         f"RadLens{' — SYNTHETIC data' if synthetic else ''} · {plane} slice {idx + 1}/{n} at {pos:.1f} mm · "
         f"W {w.width:g} L {w.level:g}{' (inverted)' if state.invert else ''}"
     ]
-    if findings is not None and findings.models:
-        shown = {state.layer_info[k].model for k in state.layers if state.shown(k)}
+    if state.findings is not None and state.findings.models:
+        shown = {k.model for k in state.layers if state.shown(k)}
         parts = []
-        for m in findings.models:
+        for m in state.findings.models:
             if m.name not in shown:
                 continue
-            ths = [
-                state.layers[k].threshold
-                for k, li in state.layer_info.items()
-                if li.model == m.name and li.kind == "boxes"
-            ]
+            ths = [layer.threshold for k, layer in state.layers.items() if k.model == m.name and k.kind == "detection"]
             parts.append(f"{m.name} v{m.version}" + (f" threshold {ths[0]:.2f}" if ths else ""))
         lines.append(f"{MACHINE_NOTE}: " + ("; ".join(parts) if parts else "overlays hidden"))
     return lines
@@ -55,7 +47,6 @@ def legend_lines(
 def render_study(
     volume: Volume,
     state: ViewState,
-    overlays: OverlayData | None,
     plane: str,
     size_wh: tuple[int, int],
     *,
@@ -67,12 +58,11 @@ def render_study(
     from radlens.viewer.slice_view import SliceView
 
     w, h = (int(v) for v in size_wh)
-    findings = overlays.findings if overlays is not None else None
-    legend = legend_lines(volume, state, plane, findings, synthetic=synthetic)
+    legend = legend_lines(volume, state, plane, synthetic=synthetic)
     font = QtGui.QFont()
     font.setPixelSize(12)
     drawn = _wrap(legend, QtGui.QFontMetrics(font), w - 12)
-    heat = [k for k in (overlays.heat if overlays else {}) if state.shown(k)]
+    heat = [k for k in state.layers if k.kind == "classification" and state.shown(k)]
     legend_h = LINE_H * len(drawn) + 8 + (14 if heat else 0)
     if w < 32 or h < legend_h + 32:
         raise RadlensError(f"export size {w}×{h}: too small (at least 32×{legend_h + 32})")
@@ -84,8 +74,6 @@ def render_study(
     view.show()
     try:
         view.set_volume(volume, state)
-        view.set_overlays(overlays)
-        view.refresh()
         view.set_crosshair_visible(False)
         QtWidgets.QApplication.processEvents()
         view.fit()
@@ -199,14 +187,14 @@ def choose_overlays(state: ViewState, spec: str) -> None:
         state.overlays_on = False
         return
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
-    known = {li.model for li in state.layer_info.values()}
+    known = {k.model for k in state.layers}
     unknown = wanted - known
     if unknown:
         raise RadlensError(
             f"--overlays: no results from {', '.join(sorted(unknown))} (have: {', '.join(sorted(known)) or 'none'})"
         )
-    for key, li in state.layer_info.items():
-        state.layers[key].visible = li.model in wanted
+    for key, layer in state.layers.items():
+        layer.visible = key.model in wanted
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -223,17 +211,15 @@ def export_command(args: argparse.Namespace) -> int:
     state = ViewState.for_volume(volume, window_from_args(args, volume))
     plane = args.plane
     state.active_plane = plane
-    overlays = None
-    if findings is not None:
-        state.set_findings(findings, volume)
-        overlays = OverlayData(findings, volume)
+    state.set_findings(findings, volume)
     choose_overlays(state, args.overlays)
     if args.finding is not None:
         if findings is None:
             raise RadlensError("--finding: needs --findings DIR")
-        key = next((r.key for r in state.rows if r.key.startswith("det:") and r.key.endswith(f":{args.finding}")), None)
+        detections = [r.key for r in state.rows if r.layer.kind == "detection"]
+        key = next((k for k in detections if k.number == args.finding), None)
         if key is None:
-            ids = ", ".join(r.key.rsplit(":", 1)[1] for r in state.rows if r.key.startswith("det:"))
+            ids = ", ".join(str(k.number) for k in detections)
             raise RadlensError(f"--finding {args.finding}: no such detection (ids: {ids or 'none'})")
         state.select(key)
     elif args.slice is not None:
@@ -242,7 +228,7 @@ def export_command(args: argparse.Namespace) -> int:
             raise RadlensError(f"--slice {args.slice}: the {plane} plane has slices 0..{n - 1}")
         state.set_slice(plane, args.slice)
     size = tuple(args.size) if args.size else default_size(volume, plane)
-    image, legend = render_study(volume, state, overlays, plane, size, anonymize=args.anonymize)
+    image, legend = render_study(volume, state, plane, size, anonymize=args.anonymize)
     out = save_png(image, args.out, legend, anonymize=args.anonymize, study=volume.study)
     print(out)
     return 0

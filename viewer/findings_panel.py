@@ -6,6 +6,7 @@ Every layer names its model and version and says the results are machine-generat
 
 from __future__ import annotations
 
+from radlens.viewer.layers import SHOWN_AS, FindingKey, Layer, LayerKey
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState
 
@@ -25,42 +26,41 @@ def colour_bar_pixmap(width: int, height: int) -> QtGui.QPixmap:
 
 
 class LayerControls(QtWidgets.QFrame):
-    changed = QtCore.Signal(str)  # layer key
+    changed = QtCore.Signal(object)  # LayerKey
 
-    def __init__(self, key: str, state: ViewState, parent=None):
+    def __init__(self, layer: Layer, parent=None):
         super().__init__(parent)
-        self.key = key
-        layer, ls = state.layer_info[key], state.layers[key]
-        self._state = state
+        self.key = key = layer.key
+        self._layer = layer
         grid = QtWidgets.QGridLayout(self)
         grid.setContentsMargins(2, 2, 2, 2)
-        self.check = QtWidgets.QCheckBox(f"{layer.label} ({layer.kind})")
-        self.check.setChecked(ls.visible)
+        self.check = QtWidgets.QCheckBox(f"{key.label} ({SHOWN_AS[key.kind]})")
+        self.check.setChecked(layer.visible)
         swatch = QtGui.QPixmap(12, 12)
-        swatch.fill(QtGui.QColor(*layer.color))
+        swatch.fill(QtGui.QColor(*layer.colour))
         self.check.setIcon(QtGui.QIcon(swatch))
-        self.check.setToolTip(f"{layer.model} {layer.version} — {MACHINE_NOTE}")
+        self.check.setToolTip(f"{key.model} {layer.version} — {MACHINE_NOTE}")
         grid.addWidget(self.check, 0, 0, 1, 3)
-        grid.addWidget(QtWidgets.QLabel(f"{layer.model} v{layer.version}"), 1, 0, 1, 3)
+        grid.addWidget(QtWidgets.QLabel(f"{key.model} v{layer.version}"), 1, 0, 1, 3)
         grid.addWidget(QtWidgets.QLabel("opacity"), 2, 0)
         self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(round(ls.opacity * 100))
+        self.opacity.setValue(round(layer.opacity * 100))
         grid.addWidget(self.opacity, 2, 1, 1, 2)
         self.threshold = None
-        if layer.kind == "heatmap":
+        if key.kind == "classification":
             grid.addWidget(QtWidgets.QLabel("0"), 3, 0)
             bar = QtWidgets.QLabel()
             bar.setPixmap(colour_bar_pixmap(120, 10))
             bar.setToolTip("probability 0 → 1")
             grid.addWidget(bar, 3, 1)
             grid.addWidget(QtWidgets.QLabel("1"), 3, 2)
-        if layer.kind == "boxes":
+        if key.kind == "detection":
             grid.addWidget(QtWidgets.QLabel("threshold"), 3, 0)
             self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
             self.threshold.setRange(0, 100)
-            self.threshold.setValue(round(ls.threshold * 100))
-            self.threshold_label = QtWidgets.QLabel(f"{ls.threshold:.2f}")
+            self.threshold.setValue(round(layer.threshold * 100))
+            self.threshold_label = QtWidgets.QLabel(f"{layer.threshold:.2f}")
             grid.addWidget(self.threshold, 3, 1)
             grid.addWidget(self.threshold_label, 3, 2)
             self.threshold.valueChanged.connect(self._on_threshold)
@@ -68,21 +68,21 @@ class LayerControls(QtWidgets.QFrame):
         self.opacity.valueChanged.connect(self._on_opacity)
 
     def _on_visible(self, on: bool) -> None:
-        self._state.layers[self.key].visible = bool(on)
+        self._layer.visible = bool(on)
         self.changed.emit(self.key)
 
     def _on_opacity(self, value: int) -> None:
-        self._state.layers[self.key].opacity = value / 100.0
+        self._layer.opacity = value / 100.0
         self.changed.emit(self.key)
 
     def _on_threshold(self, value: int) -> None:
-        self._state.layers[self.key].threshold = value / 100.0
+        self._layer.threshold = value / 100.0
         self.threshold_label.setText(f"{value / 100:.2f}")
         self.changed.emit(self.key)
 
 
 class LayersPanel(QtWidgets.QWidget):
-    changed = QtCore.Signal(str)
+    changed = QtCore.Signal(object)  # LayerKey
     all_toggled = QtCore.Signal(bool)
 
     def __init__(self, parent=None):
@@ -99,7 +99,7 @@ class LayersPanel(QtWidgets.QWidget):
         self._box = QtWidgets.QVBoxLayout()
         outer.addLayout(self._box)
         outer.addStretch(1)
-        self.controls: dict[str, LayerControls] = {}
+        self.controls: dict[LayerKey, LayerControls] = {}
 
     def set_state(self, state: ViewState | None) -> None:
         for c in self.controls.values():
@@ -111,16 +111,16 @@ class LayersPanel(QtWidgets.QWidget):
         self.all_check.blockSignals(True)
         self.all_check.setChecked(state.overlays_on)
         self.all_check.blockSignals(False)
-        for key in state.layer_info:
-            c = LayerControls(key, state, self)
+        for key, layer in state.layers.items():
+            c = LayerControls(layer, self)
             c.changed.connect(self.changed)
             self._box.addWidget(c)
             self.controls[key] = c
 
 
 class FindingsPanel(QtWidgets.QWidget):
-    selected = QtCore.Signal(str)  # finding key
-    decided = QtCore.Signal(str, str)  # finding key, accepted | rejected | ""
+    selected = QtCore.Signal(object)  # FindingKey
+    decided = QtCore.Signal(object, str)  # FindingKey, accepted | rejected | ""
 
     # What a reader scans first on the left; the long model name last, where the table stretches.
     COLUMNS = ("label", "score", "size", "slice", "review", "model")
@@ -148,7 +148,7 @@ class FindingsPanel(QtWidgets.QWidget):
         self.reject_button.clicked.connect(self._on_reject)
         self.clear_button.clicked.connect(self._on_clear)
         v.addLayout(buttons)
-        self.keys: list[str] = []
+        self.keys: list[FindingKey] = []
 
     def set_state(self, state: ViewState | None) -> None:
         self.table.setRowCount(0)
@@ -172,13 +172,13 @@ class FindingsPanel(QtWidgets.QWidget):
         if state.selected in self.keys:
             self.table.selectRow(self.keys.index(state.selected))
 
-    def show_selected(self, key: str | None) -> None:
+    def show_selected(self, key: FindingKey | None) -> None:
         if key in self.keys:
             self.table.blockSignals(True)
             self.table.selectRow(self.keys.index(key))
             self.table.blockSignals(False)
 
-    def current_key(self) -> str | None:
+    def current_key(self) -> FindingKey | None:
         i = self.table.currentRow()
         return self.keys[i] if 0 <= i < len(self.keys) else None
 

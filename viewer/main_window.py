@@ -24,24 +24,27 @@ from radlens.viewer import jobs
 from radlens.viewer.ai_panel import AiPanel
 from radlens.viewer.browser import StudyBrowser
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
-from radlens.viewer.overlays import OverlayData
+from radlens.viewer.jobs import JobEvent
+from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.review import load_decisions, save_decisions
 from radlens.viewer.slice_view import SliceView
 from radlens.viewer.state import ViewState, from_plane, to_plane
-from radlens.viewer.worker import JobEvent, JobRunner
+from radlens.viewer.worker import JobRunner
 
 RECENT_MAX = 10
 
 
 @dataclass
 class Study:
-    """One loaded series: the volume, its view state and the findings shown over it."""
+    """One loaded series and its view state (which holds the findings shown over it)."""
 
     volume: Volume
     state: ViewState
-    findings: Findings | None = None
-    overlays: OverlayData | None = None
+
+    @property
+    def findings(self) -> Findings | None:
+        return self.state.findings
 
     @property
     def key(self) -> str:
@@ -410,11 +413,9 @@ class MainWindow(QtWidgets.QMainWindow):
         st = self.study
         if st is None:
             return
-        st.findings = findings
-        st.overlays = OverlayData(findings, st.volume) if findings is not None else None
         st.state.set_findings(findings, st.volume)
         for v in self.views.values():
-            v.set_overlays(st.overlays)
+            v.rebuild_layers()
             v.refresh()
         self.layers_panel.set_state(st.state)
         self.findings_panel.set_state(st.state)
@@ -584,14 +585,14 @@ class MainWindow(QtWidgets.QMainWindow):
             v.invalidate_overlays()
             v.refresh(image=False, levels=False)
 
-    def _on_layer_changed(self, key: str) -> None:
+    def _on_layer_changed(self, key: LayerKey) -> None:
         if self.study is None:
             return
         self.redraw_overlays()
-        if self.study.state.layer_info.get(key) and self.study.state.layer_info[key].kind == "boxes":
+        if key.kind == "detection":
             self.findings_panel.set_state(self.study.state)
 
-    def select_finding(self, key: str) -> None:
+    def select_finding(self, key: FindingKey) -> None:
         if self.study is None:
             return
         row = self.study.state.select(key)
@@ -617,14 +618,14 @@ class MainWindow(QtWidgets.QMainWindow):
             _, row, col = to_plane(plane, st.cursor_zyx, st.shape_zyx, st.flip_z)
             v.center_on(row, col)
 
-    def decide(self, key: str, decision: str) -> None:
+    def decide(self, key: FindingKey, decision: str) -> None:
         if self.study is None:
             return
         st = self.study.state
         if decision:
-            st.decisions[key] = decision
+            st.decisions[str(key)] = decision
         else:
-            st.decisions.pop(key, None)
+            st.decisions.pop(str(key), None)
         try:
             path = save_decisions(self.study.volume, st.decisions)
             self.show_message(f"review saved: {path.name}")
@@ -693,7 +694,6 @@ class MainWindow(QtWidgets.QMainWindow):
             image, legend = render_study(
                 self.study.volume,
                 self.study.state,
-                self.study.overlays,
                 plane,
                 size_wh,
                 anonymize=anonymize,
@@ -722,7 +722,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for row in st.rows:
             if st.decisions.get(row.key) == "accepted":
                 st.select(row.key)
-                name = "".join(c if c.isalnum() or c in "-_" else "_" for c in row.key)
+                name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(row.key))
                 out.append(self.export_view(Path(folder) / f"{name}.png", plane="axial", keep_view=False))
         st.cursor_zyx, st.selected = keep_cursor, keep_sel
         self.show_message(f"exported {len(out)} key slices to {folder}")

@@ -1,62 +1,24 @@
-"""Overlay data prepared once per findings, and the per-slice pieces the views draw (numpy only).
+"""The per-slice pieces of the layers that the views draw (numpy only).
 
-Masks and heat maps are wrapped as Volumes on the study's grid so ``extract_plane`` orients them
-exactly like the image; boxes are kept as arrays so a slice's boxes are found without a Python loop.
+Masks and heat maps are Volumes on the study's grid (``viewer.layers``), so ``extract_plane``
+orients them exactly like the image; boxes are arrays, so a slice's boxes need no Python loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from radlens.imaging.geometry import extract_plane
-from radlens.imaging.volume import Volume
-from radlens.inference.findings import Findings
+from radlens.viewer.layers import BoxSet, Layer
 from radlens.viewer.state import AXIS, box_on_plane
 
 FILL_ALPHA = 110
 HEAT_FLOOR = 0.1  # heat below this is transparent so the anatomy stays readable
 
 
-@dataclass(frozen=True)
-class BoxSet:
-    ids: np.ndarray  # (n,) detection ids
-    boxes: np.ndarray  # (n, 6) half-open z0 y0 x0 z1 y1 x1
-    scores: np.ndarray  # (n,)
-    label: str
-
-
-class OverlayData:
-    """The arrays behind each layer key (see ``viewer.state.build_layers``), on the study's grid."""
-
-    def __init__(self, findings: Findings, volume: Volume):
-        self.findings = findings
-        self.boxes: dict[str, BoxSet] = {}
-        self.masks: dict[str, Volume] = {}
-        self.heat: dict[str, Volume] = {}
-        groups: dict[str, list] = {}
-        for d in findings.detections:
-            groups.setdefault(f"det:{d.model}:{d.label}", []).append(d)
-        for key, dets in groups.items():
-            self.boxes[key] = BoxSet(
-                np.array([d.id for d in dets]),
-                np.array([d.box_zyx for d in dets], dtype=np.int64).reshape(-1, 6),
-                np.array([d.score for d in dets], dtype=np.float64),
-                dets[0].label,
-            )
-        for s in findings.segmentations:
-            if s.mask is not None:
-                self.masks[f"seg:{s.model}:{s.label}"] = volume.with_array(np.asarray(s.mask, dtype=bool))
-        for c in findings.classifications:
-            if c.heatmap is not None:
-                self.heat[f"heat:{c.model}:{c.label}"] = volume.with_array(np.asarray(c.heatmap, dtype=np.float32))
-
-    def mask_slice(self, key: str, plane: str, index: int) -> np.ndarray:
-        return extract_plane(self.masks[key], plane, index).image
-
-    def heat_slice(self, key: str, plane: str, index: int) -> np.ndarray:
-        return extract_plane(self.heat[key], plane, index).image
+def layer_slice(layer: Layer, plane: str, index: int) -> np.ndarray:
+    """A mask or heat map layer's 2D slice, oriented exactly like the image's."""
+    return extract_plane(layer.data, plane, index).image
 
 
 def boxes_on_slice(

@@ -14,8 +14,9 @@ import numpy as np
 
 from radlens.imaging.geometry import extract_plane
 from radlens.imaging.volume import Volume
+from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.measure import ellipse_stats
-from radlens.viewer.overlays import OverlayData, boxes_on_slice, heat_lut, mask_rgba
+from radlens.viewer.overlays import boxes_on_slice, heat_lut, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
 from radlens.viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
 
@@ -92,7 +93,6 @@ class SliceView(pg.GraphicsView):
         self.tool = "wl"  # wl | ruler | roi
         self.volume: Volume | None = None
         self.state: ViewState | None = None
-        self.overlays: OverlayData | None = None
         self.shown_index = -1
         self._overlays_at = -1
         self.pixel_mm = (1.0, 1.0)
@@ -109,7 +109,7 @@ class SliceView(pg.GraphicsView):
         self.heat_items: dict[str, pg.ImageItem] = {}
         self.box_items: list[QtWidgets.QGraphicsRectItem] = []
         self.box_labels: list[pg.TextItem] = []
-        self.visible_boxes: list[tuple[str, int, float, tuple[int, int, int, int]]] = []
+        self.visible_boxes: list[tuple[LayerKey, int, float, tuple[int, int, int, int]]] = []
         pen = pg.mkPen((80, 200, 255, 170), width=1)
         self.hline = pg.InfiniteLine(angle=0, movable=False, pen=pen)
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pen)
@@ -134,13 +134,14 @@ class SliceView(pg.GraphicsView):
     def set_volume(self, volume: Volume | None, state: ViewState | None) -> None:
         self.volume, self.state = volume, state
         self.shown_index = -1
-        self.set_overlays(None)
         self.clear_measurement()
+        if volume is not None:
+            self.pixel_mm = plane_pixel_mm(volume, self.plane)
+            self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
+        self.rebuild_layers()
         if volume is None:
             self.image_item.clear()
             return
-        self.pixel_mm = plane_pixel_mm(volume, self.plane)
-        self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
         self.letters = orientation_letters(volume, self.plane)
         self.refresh()
         self.fit()
@@ -153,30 +154,25 @@ class SliceView(pg.GraphicsView):
             self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
         self.fit()
 
-    def set_overlays(self, overlays: OverlayData | None) -> None:
-        self.overlays = overlays
+    def rebuild_layers(self) -> None:
+        """The state's layers were replaced (new findings): one image item per mask and heat map."""
         self._overlays_at = -1
         for item in (*self.mask_items.values(), *self.heat_items.values()):
             self.vb.removeItem(item)
         self.mask_items, self.heat_items = {}, {}
-        if overlays is None:
-            self._set_boxes([])
-            return
-        cmap = pg.colormap.get("inferno")
-        lut = heat_lut(cmap)
-        for key in overlays.heat:
+        self._set_boxes([])
+        lut = heat_lut(pg.colormap.get("inferno"))
+        for key in self.state.layers if self.state is not None else ():
+            if key.kind == "detection":
+                continue
+            heat = key.kind == "classification"
             item = pg.ImageItem(axisOrder="row-major")
-            item.setLookupTable(lut)
-            item.setZValue(10)
-            self.vb.addItem(item)
-            self.heat_items[key] = item
-        for key in overlays.masks:
-            item = pg.ImageItem(axisOrder="row-major")
-            item.setZValue(20)
-            self.vb.addItem(item)
-            self.mask_items[key] = item
-        for item in (*self.mask_items.values(), *self.heat_items.values()):
             item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
+            item.setZValue(10 if heat else 20)  # masks over heat maps
+            if heat:
+                item.setLookupTable(lut)
+            self.vb.addItem(item)
+            (self.heat_items if heat else self.mask_items)[key] = item
 
     # -- drawing ---------------------------------------------------------------------------------
     def refresh(self, *, image: bool = True, levels: bool = True, overlays: bool = True) -> None:
@@ -206,16 +202,14 @@ class SliceView(pg.GraphicsView):
         self._overlays_at = -1
 
     def _draw_overlays(self, idx: int) -> None:
-        st, ov = self.state, self.overlays
-        if ov is None:
-            self._set_boxes([])
-            return
+        st = self.state
         for key, item in self.mask_items.items():
             shown = st.shown(key)
             item.setVisible(shown)
             if not shown:
                 continue
-            piece = mask_rgba(ov.mask_slice(key, self.plane, idx), st.layer_info[key].color)
+            layer = st.layers[key]
+            piece = mask_rgba(layer_slice(layer, self.plane, idx), layer.colour)
             if piece is None:  # nothing of this mask on this slice
                 item.setVisible(False)
                 continue
@@ -223,18 +217,19 @@ class SliceView(pg.GraphicsView):
             item.setImage(rgba, autoLevels=False, levels=(0, 255))
             rmm, cmm = self.pixel_mm
             item.setTransform(QtGui.QTransform(cmm, 0, 0, rmm, c0 * cmm, r0 * rmm))
-            item.setOpacity(st.layers[key].opacity)
+            item.setOpacity(layer.opacity)
         for key, item in self.heat_items.items():
             shown = st.shown(key)
             item.setVisible(shown)
             if shown:
-                item.setImage(ov.heat_slice(key, self.plane, idx), autoLevels=False, levels=(0.0, 1.0))
-                item.setOpacity(st.layers[key].opacity)
+                layer = st.layers[key]
+                item.setImage(layer_slice(layer, self.plane, idx), autoLevels=False, levels=(0.0, 1.0))
+                item.setOpacity(layer.opacity)
         boxes = []
-        for key, bs in ov.boxes.items():
-            if st.shown(key):
-                for fid, score, rect in boxes_on_slice(bs, st.threshold(key), self.plane, idx, st.shape_zyx, st.flip_z):
-                    boxes.append((key, fid, score, rect))
+        for key, layer in st.layers.items():
+            if key.kind == "detection" and st.shown(key):
+                hits = boxes_on_slice(layer.data, layer.threshold, self.plane, idx, st.shape_zyx, st.flip_z)
+                boxes += [(key, fid, score, rect) for fid, score, rect in hits]
         self._set_boxes(boxes)
 
     def _set_boxes(self, boxes) -> None:
@@ -256,15 +251,15 @@ class SliceView(pg.GraphicsView):
                 text.setVisible(False)
                 continue
             key, fid, score, (r0, c0, r1, c1) = boxes[i]
-            layer, ls = st.layer_info[key], st.layers[key]
-            selected = st.selected == f"det:{layer.model}:{fid}"
-            color = QtGui.QColor(*layer.color, int(255 * ls.opacity))
+            layer = st.layers[key]
+            selected = st.selected == FindingKey(key, fid)
+            color = QtGui.QColor(*layer.colour, int(255 * layer.opacity))
             pen = QtGui.QPen(color, 3 if selected else 2)
             pen.setCosmetic(True)
             rect.setPen(pen)
             rect.setRect(QtCore.QRectF(c0 * cmm, r0 * rmm, (c1 - c0) * cmm, (r1 - r0) * rmm))
             rect.setVisible(True)
-            text.setText(f"{layer.label} {score:.2f}", color=color)
+            text.setText(f"{key.label} {score:.2f}", color=color)
             text.setPos(c0 * cmm, r0 * rmm)
             text.setVisible(True)
 
@@ -293,8 +288,8 @@ class SliceView(pg.GraphicsView):
             tl.insert(0, self.corner_extra)
         self._set_corner("tl", "\n".join(t for t in tl if t))
         tr = [vol.modality, vol.description, self.plane]
-        if self.overlays is not None and st.overlays_on and st.layers:
-            models = sorted({f"{li.model} v{li.version}" for k, li in st.layer_info.items() if st.shown(k)})
+        if st.overlays_on and st.layers:
+            models = sorted({f"{layer.key.model} v{layer.version}" for k, layer in st.layers.items() if st.shown(k)})
             if models:
                 tr += ["AI, machine-generated:", *models]
         self._set_corner("tr", "\n".join(t for t in tr if t))

@@ -14,6 +14,7 @@ import numpy as np
 from radlens.imaging.geometry import z_rows_reversed
 from radlens.imaging.volume import Volume, Window
 from radlens.inference.findings import Findings
+from radlens.viewer.layers import FindingKey, FindingRow, Layer, LayerKey, build_layers, finding_rows
 
 AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 # LPS letter for the positive direction of each patient axis, and for the negative one.
@@ -79,116 +80,6 @@ def orientation_letters(volume: Volume, plane: str) -> dict[str, str]:
     return {"right": letter(col_vec), "left": letter(-col_vec), "bottom": letter(row_vec), "top": letter(-row_vec)}
 
 
-# -- layers and findings -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Layer:
-    """One overlay: boxes of a detector label, a segmentation mask, or a heat map."""
-
-    key: str
-    kind: str  # boxes | mask | heatmap
-    model: str
-    label: str
-    version: str
-    color: tuple[int, int, int]
-    default_threshold: float | None = None
-
-
-@dataclass
-class LayerState:
-    visible: bool = True
-    opacity: float = 0.5
-    threshold: float = 0.0
-
-
-@dataclass(frozen=True)
-class FindingRow:
-    """A row of the findings panel: one detection, one segmented component, or one classification."""
-
-    key: str
-    layer: str
-    model: str
-    label: str
-    score: float | None
-    size: str
-    center_zyx: tuple[int, int, int]
-    box_zyx: tuple[int, int, int, int, int, int] | None
-
-
-PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
-
-
-def build_layers(findings: Findings) -> list[Layer]:
-    versions = {m.name: m.version for m in findings.models}
-    thresholds = {m.name: m.threshold for m in findings.models}
-    keys: list[tuple[str, str, str, str]] = []
-    for d in findings.detections:
-        k = ("boxes", f"det:{d.model}:{d.label}", d.model, d.label)
-        if k not in keys:
-            keys.append(k)
-    keys += [
-        ("mask", f"seg:{s.model}:{s.label}", s.model, s.label) for s in findings.segmentations if s.mask is not None
-    ]
-    keys += [
-        ("heatmap", f"heat:{c.model}:{c.label}", c.model, c.label)
-        for c in findings.classifications
-        if c.heatmap is not None
-    ]
-    return [
-        Layer(key, kind, model, label, versions.get(model, "?"), PALETTE[i % len(PALETTE)], thresholds.get(model))
-        for i, (kind, key, model, label) in enumerate(keys)
-    ]
-
-
-def finding_rows(findings: Findings, volume: Volume) -> list[FindingRow]:
-    rows = []
-    for d in findings.detections:
-        c = tuple(round(v) for v in d.center_zyx)
-        rows.append(
-            FindingRow(
-                f"det:{d.model}:{d.id}",
-                f"det:{d.model}:{d.label}",
-                d.model,
-                d.label,
-                d.score,
-                f"{d.diameter_mm:.1f} mm",
-                c,
-                tuple(d.box_zyx),
-            )
-        )
-    for s in findings.segmentations:
-        for comp in s.components:
-            z0, y0, x0, z1, y1, x1 = comp.box_zyx
-            c = ((z0 + z1 - 1) // 2, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2)
-            rows.append(
-                FindingRow(
-                    f"seg:{s.model}:{s.label}:{comp.id}",
-                    f"seg:{s.model}:{s.label}",
-                    s.model,
-                    s.label,
-                    comp.mean_probability,
-                    f"{comp.volume_ml:.2f} ml",
-                    c,
-                    tuple(comp.box_zyx),
-                )
-            )
-    for cl in findings.classifications:
-        nz, ny, nx = volume.shape_zyx
-        z = int(np.argmax(cl.per_slice)) if cl.per_slice else nz // 2
-        rows.append(
-            FindingRow(
-                f"cls:{cl.model}:{cl.label}",
-                f"heat:{cl.model}:{cl.label}",
-                cl.model,
-                cl.label,
-                cl.probability,
-                "study",
-                (z, ny // 2, nx // 2),
-                None,
-            )
-        )
-    return rows
-
-
 # -- the view state ----------------------------------------------------------------------------------
 @dataclass
 class ViewState:
@@ -202,11 +93,11 @@ class ViewState:
     active_plane: str = "axial"
     overlays_on: bool = True
     cursor_zyx: list[int] = field(default_factory=list)
-    layers: dict[str, LayerState] = field(default_factory=dict)
-    layer_info: dict[str, Layer] = field(default_factory=dict)
+    findings: Findings | None = None
+    layers: dict[LayerKey, Layer] = field(default_factory=dict)
     rows: list[FindingRow] = field(default_factory=list)
-    decisions: dict[str, str] = field(default_factory=dict)  # finding key → accepted | rejected
-    selected: str | None = None
+    decisions: dict[str, str] = field(default_factory=dict)  # finding key's text → accepted | rejected
+    selected: FindingKey | None = None
 
     def __post_init__(self) -> None:
         if not self.cursor_zyx:
@@ -243,38 +134,33 @@ class ViewState:
 
     # layers
     def set_findings(self, findings: Findings | None, volume: Volume) -> None:
+        """New results: layers the user already set keep their visibility, opacity and threshold."""
+        old, self.findings = self.layers, findings
         if findings is None:
-            self.layers, self.layer_info, self.rows = {}, {}, []
+            self.layers, self.rows = {}, []
             return
-        old = self.layers
-        self.layer_info = {layer.key: layer for layer in build_layers(findings)}
-        self.layers = {
-            key: old.get(key)
-            or LayerState(
-                opacity=0.8 if layer.kind == "boxes" else 0.4,
-                threshold=layer.default_threshold if layer.default_threshold is not None else 0.5,
-            )
-            for key, layer in self.layer_info.items()
-        }
+        self.layers = {}
+        for layer in build_layers(findings, volume):
+            if (before := old.get(layer.key)) is not None:
+                layer.visible, layer.opacity, layer.threshold = before.visible, before.opacity, before.threshold
+            self.layers[layer.key] = layer
         self.rows = finding_rows(findings, volume)
 
-    def shown(self, layer_key: str) -> bool:
-        s = self.layers.get(layer_key)
-        return bool(self.overlays_on and s is not None and s.visible)
+    def shown(self, key: LayerKey) -> bool:
+        layer = self.layers.get(key)
+        return bool(self.overlays_on and layer is not None and layer.visible)
 
-    def threshold(self, layer_key: str) -> float:
-        s = self.layers.get(layer_key)
-        return s.threshold if s is not None else 0.0
+    def threshold(self, key: LayerKey) -> float:
+        layer = self.layers.get(key)
+        return layer.threshold if layer is not None else 0.0
 
     def visible_rows(self) -> list[FindingRow]:
         """Findings above their layer's threshold (what the panel lists and N/P walk through)."""
         return [
-            r
-            for r in self.rows
-            if r.score is None or not r.key.startswith("det:") or r.score >= self.threshold(r.layer)
+            r for r in self.rows if r.score is None or r.layer.kind != "detection" or r.score >= self.threshold(r.layer)
         ]
 
-    def select(self, key: str) -> FindingRow | None:
+    def select(self, key: FindingKey) -> FindingRow | None:
         row = next((r for r in self.rows if r.key == key), None)
         if row is not None:
             self.selected = key
@@ -288,3 +174,19 @@ class ViewState:
         keys = [r.key for r in rows]
         i = keys.index(self.selected) + delta if self.selected in keys else (0 if delta > 0 else len(rows) - 1)
         return self.select(keys[i % len(keys)])
+
+
+@dataclass
+class Study:
+    """One loaded series and its view state (which holds the findings shown over it)."""
+
+    volume: Volume
+    state: ViewState
+
+    @property
+    def key(self) -> str:
+        return self.volume.series_uid or self.volume.source
+
+    @property
+    def findings(self) -> Findings | None:
+        return self.state.findings

@@ -7,8 +7,9 @@ import pytest
 
 from radlens.imaging.geometry import PLANES
 from radlens.imaging.volume import Window
+from radlens.viewer.layers import LayerKey
 from radlens.viewer.measure import ellipse_stats
-from radlens.viewer.overlays import OverlayData, boxes_on_slice, mask_rgba
+from radlens.viewer.overlays import boxes_on_slice, mask_rgba
 from radlens.viewer.review import load_decisions, review_path, save_decisions
 from radlens.viewer.state import ViewState, box_on_plane, from_plane, orientation_letters, to_plane
 from tests.viewer.conftest import NODULE, make_ct, make_findings
@@ -53,12 +54,11 @@ def test_threshold_filters_boxes_and_rows():
     f = make_findings(v)
     st = ViewState.for_volume(v, Window(400, 40))
     st.set_findings(f, v)
-    ov = OverlayData(f, v)
-    key = "det:nodule-detector:nodule"
+    key = LayerKey("nodule-detector", "detection", "nodule")
     assert st.threshold(key) == 0.5  # the bundle's suggestion
-    assert len(boxes_on_slice(ov.boxes[key], st.threshold(key), "axial", 6, v.shape_zyx, True)) == 0
+    assert len(boxes_on_slice(st.layers[key].data, st.threshold(key), "axial", 6, v.shape_zyx, True)) == 0
     st.layers[key].threshold = 0.2
-    assert [b[0] for b in boxes_on_slice(ov.boxes[key], 0.2, "axial", 6, v.shape_zyx, True)] == [2]
+    assert [b[0] for b in boxes_on_slice(st.layers[key].data, 0.2, "axial", 6, v.shape_zyx, True)] == [2]
     assert {r.key for r in st.visible_rows()} >= {"det:nodule-detector:1", "det:nodule-detector:2"}
 
 

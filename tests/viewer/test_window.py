@@ -146,7 +146,7 @@ def test_click_in_one_plane_moves_the_others(window, qtbot, study):
 def test_layers_threshold_and_global_toggle(window, qtbot, study):
     volume, _folder = study
     st = _open(window, qtbot, volume)  # findings.json beside the study comes back by itself
-    assert set(st.layer_info) == {
+    assert set(st.layers) == {
         "det:nodule-detector:nodule",
         "seg:nodule-segmenter:nodule",
         "heat:nodule-classifier:malignant",

@@ -1,0 +1,164 @@
+"""Layers and findings as typed values (no Qt): the keys that name them and one record per layer.
+
+Keys are built here only, and code reads their fields instead of parsing text. A key's text form
+("det:nodule-detector:nodule", "det:nodule-detector:1") is what the review file stores; a key equals
+its text form, so a decision read back from that file finds its finding without a parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from radlens.imaging.volume import Volume
+from radlens.inference.findings import Findings
+
+Kind = Literal["detection", "segmentation", "classification"]
+SHOWN_AS: dict[Kind, str] = {"detection": "boxes", "segmentation": "mask", "classification": "heatmap"}
+_PREFIX: dict[Kind, str] = {"detection": "det", "segmentation": "seg", "classification": "heat"}
+PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
+
+
+class _TextKey:
+    """Equal to, and hashed like, its text form (see the module docstring)."""
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, (_TextKey, str)):
+            return str(self) == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+@dataclass(frozen=True, eq=False)
+class LayerKey(_TextKey):
+    """One overlay: a detector's boxes of one label, a segmenter's mask of one label, or a heat map."""
+
+    model: str
+    kind: Kind
+    label: str
+
+    def __str__(self) -> str:
+        return f"{_PREFIX[self.kind]}:{self.model}:{self.label}"
+
+
+@dataclass(frozen=True, eq=False)
+class FindingKey(_TextKey):
+    """One finding: a detection (by id), a segmented component (by id) or a study's classification."""
+
+    layer: LayerKey
+    number: int | None = None
+
+    def __str__(self) -> str:
+        model, label = self.layer.model, self.layer.label
+        if self.layer.kind == "detection":
+            return f"det:{model}:{self.number}"
+        if self.layer.kind == "segmentation":
+            return f"seg:{model}:{label}:{self.number}"
+        return f"cls:{model}:{label}"
+
+
+@dataclass(frozen=True, eq=False)
+class BoxSet:
+    """A detector label's boxes as arrays, so a slice's boxes are found without a Python loop."""
+
+    ids: np.ndarray  # (n,) detection ids
+    boxes: np.ndarray  # (n, 6) half-open z0 y0 x0 z1 y1 x1
+    scores: np.ndarray  # (n,)
+
+
+@dataclass(eq=False)
+class Layer:
+    """Everything about one overlay: its data on the study's grid, and how the user shows it."""
+
+    key: LayerKey
+    version: str
+    colour: tuple[int, int, int]
+    data: BoxSet | Volume  # boxes, or a mask (bool) / heat map (float) wrapped as a Volume
+    visible: bool = True
+    opacity: float = 0.5
+    threshold: float = 0.0
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """A row of the findings panel: one detection, one segmented component, or one classification."""
+
+    key: FindingKey
+    score: float | None
+    size: str
+    center_zyx: tuple[int, int, int]
+    box_zyx: tuple[int, int, int, int, int, int] | None
+
+    @property
+    def layer(self) -> LayerKey:
+        return self.key.layer
+
+    @property
+    def model(self) -> str:
+        return self.key.layer.model
+
+    @property
+    def label(self) -> str:
+        return self.key.layer.label
+
+
+def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
+    """One layer per detector label, per mask and per heat map, in that order, each its own colour."""
+    versions = {m.name: m.version for m in findings.models}
+    thresholds = {m.name: m.threshold for m in findings.models}
+    data: dict[LayerKey, BoxSet | Volume] = {}
+    groups: dict[LayerKey, list] = {}
+    for d in findings.detections:
+        groups.setdefault(LayerKey(d.model, "detection", d.label), []).append(d)
+    for key, dets in groups.items():
+        data[key] = BoxSet(
+            np.array([d.id for d in dets]),
+            np.array([d.box_zyx for d in dets], dtype=np.int64).reshape(-1, 6),
+            np.array([d.score for d in dets], dtype=np.float64),
+        )
+    for s in findings.segmentations:
+        if s.mask is not None:
+            data[LayerKey(s.model, "segmentation", s.label)] = volume.with_array(np.asarray(s.mask, dtype=bool))
+    for c in findings.classifications:
+        if c.heatmap is not None:
+            heat = volume.with_array(np.asarray(c.heatmap, dtype=np.float32))
+            data[LayerKey(c.model, "classification", c.label)] = heat
+    layers = []
+    for i, (key, values) in enumerate(data.items()):
+        threshold = thresholds.get(key.model)
+        layers.append(
+            Layer(
+                key,
+                versions.get(key.model, "?"),
+                PALETTE[i % len(PALETTE)],
+                values,
+                opacity=0.8 if key.kind == "detection" else 0.4,
+                threshold=threshold if threshold is not None else 0.5,
+            )
+        )
+    return layers
+
+
+def finding_rows(findings: Findings, volume: Volume) -> list[FindingRow]:
+    rows = []
+    for d in findings.detections:
+        key = FindingKey(LayerKey(d.model, "detection", d.label), d.id)
+        centre = tuple(round(v) for v in d.center_zyx)
+        rows.append(FindingRow(key, d.score, f"{d.diameter_mm:.1f} mm", centre, tuple(d.box_zyx)))
+    for s in findings.segmentations:
+        layer = LayerKey(s.model, "segmentation", s.label)
+        for comp in s.components:
+            z0, y0, x0, z1, y1, x1 = comp.box_zyx
+            centre = ((z0 + z1 - 1) // 2, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2)
+            key = FindingKey(layer, comp.id)
+            rows.append(FindingRow(key, comp.mean_probability, f"{comp.volume_ml:.2f} ml", centre, tuple(comp.box_zyx)))
+    nz, ny, nx = volume.shape_zyx
+    for cl in findings.classifications:
+        z = int(np.argmax(cl.per_slice)) if cl.per_slice else nz // 2
+        key = FindingKey(LayerKey(cl.model, "classification", cl.label))
+        rows.append(FindingRow(key, cl.probability, "study", (z, ny // 2, nx // 2), None))
+    return rows
