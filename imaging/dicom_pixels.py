@@ -129,7 +129,8 @@ def has_modality_lut(ds: Dataset) -> bool:
 
 
 # GDCM goes last, and only when no other plugin can decode the syntax at all: on a corrupt stream it
-# throws a C++ exception that aborts the whole process instead of raising (found by fuzzing).
+# throws a C++ exception that aborts the whole process instead of raising (found by fuzzing). It is
+# an optional extra (pip install radlens[gdcm]); the pylibjpeg plugins decode every syntax it does.
 _PLUGIN_ORDER = ("pylibjpeg", "pydicom", "pillow", "gdcm")
 
 
@@ -149,7 +150,7 @@ def _decode_with_plugins(path: str, ds: Dataset, ts: UID, index: int | None) -> 
             raise ImagingError(path, f"cannot read pixel data ({name}): {one_line(err)}") from None
     available = decoder.available_plugins
     if not available:
-        raise UnsupportedError(path, f"cannot decode {name}: no decoder for it is installed")
+        raise UnsupportedError(path, f"cannot decode {name} ({ts}): no decoder for it is installed{_missing(decoder)}")
     plugins = sorted(available, key=lambda p: _PLUGIN_ORDER.index(p) if p in _PLUGIN_ORDER else len(_PLUGIN_ORDER))
     failures: list[tuple[str, BaseException]] = []
     for plugin in plugins:
@@ -163,8 +164,14 @@ def _decode_with_plugins(path: str, ds: Dataset, ts: UID, index: int | None) -> 
             failures.append((plugin, err))
     text = "; ".join(f"{plugin}: {one_line(err)}" for plugin, err in failures)
     if all(_unsupported(err) for _, err in failures):
-        raise UnsupportedError(path, f"cannot decode {name}: {text}")
+        raise UnsupportedError(path, f"cannot decode {name} ({ts}): {text}{_missing(decoder)}")
     raise ImagingError(path, f"cannot decode pixel data ({name}): {text}")
+
+
+def _missing(decoder) -> str:
+    """What pydicom could also decode with, were it installed (GDCM is an optional extra)."""
+    missing = "; ".join(decoder.missing_dependencies)
+    return f" (not installed: {missing})" if missing else ""
 
 
 def _unsupported(err: BaseException) -> bool:
