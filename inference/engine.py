@@ -28,6 +28,8 @@ from radlens.imaging.volume import Volume
 from radlens.inference.bundle import BundleInfo, LoadedBundle, load_bundle
 from radlens.inference.errors import BundleError
 from radlens.inference.findings import Findings, ModelRun, input_block
+from radlens.inference.lungs import NOT_FOUND as LUNGS_NOT_FOUND
+from radlens.inference.lungs import find_lungs
 from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP
 from radlens.inference.preprocess import Prepared, Preprocess
 
@@ -293,9 +295,13 @@ def run_bundle(
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]
-    dets, segs = (), ()
+    dets, segs, warnings = (), (), []
+    lungs = find_lungs(volume) if bundle.metadata.applicability.region == "lungs" else None
+    if bundle.metadata.applicability.region == "lungs" and lungs is None:
+        warnings.append(LUNGS_NOT_FOUND)
     if bundle.metadata.task == "detection":
         dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
+        dets = lungs.keep_detections(dets) if lungs is not None else dets
     else:
         segs = postprocess.segment(
             output,
@@ -304,6 +310,7 @@ def run_bundle(
             labels,
             threshold=bundle.info.threshold,
             min_component_ml=bundle.info.min_component_ml,
+            lungs=lungs,
         )
     run = ModelRun(
         bundle.name,
@@ -312,6 +319,7 @@ def run_bundle(
         bundle.sha256,
         time.perf_counter() - t0,
         bundle.info.threshold,
+        tuple(warnings),
     )
     return Findings(input_block(volume), used, (run,), dets, segs)
 

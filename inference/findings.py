@@ -34,6 +34,7 @@ class ModelRun:
     sha256: str = ""
     seconds: float = 0.0
     threshold: float | None = None  # the bundle's suggested score/probability threshold
+    warnings: tuple[str, ...] = ()  # what a reader must know about this run (e.g. lungs not found)
 
     def to_json(self) -> dict:
         d = {
@@ -45,6 +46,8 @@ class ModelRun:
         }
         if self.threshold is not None:
             d["threshold"] = float(self.threshold)
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
 
@@ -286,6 +289,7 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
                     m.get("sha256", ""),
                     float(m.get("seconds", 0)),
                     m.get("threshold"),
+                    tuple(str(w) for w in m.get("warnings", [])),
                 )
                 for m in doc.get("models", [])
             ),

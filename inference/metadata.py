@@ -148,6 +148,45 @@ class InputSpec:
         return (self.modality, self.spacing_zyx, self.normalization, self.crop)
 
 
+REGIONS = ("lungs",)
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """What a bundle is for, beyond its input modality (``applicability`` in metadata.json).
+
+    ``region``: the organ its findings must touch; the engine drops findings elsewhere ("lungs": a
+    chest CT model's boxes in the abdomen or the neck are not nodules). The rest is what a reader
+    and the applicability check compare with a series: the body part, the MR contrast it learned
+    (or "any"), and the slice thickness and lesion sizes it was trained and tested on.
+    """
+
+    body_part: str = "any"
+    region: str | None = None
+    sequence: str = "any"
+    slice_thickness_mm: tuple[float, float] | None = None
+    lesion_diameter_mm: tuple[float, float] | None = None
+
+    @classmethod
+    def from_json(cls, block, where: object = "applicability") -> Applicability:
+        block = dict(block or {})
+        unknown = sorted(set(block) - {f.name for f in fields(cls)} - {"modality"})
+        if unknown:
+            raise BundleError(where, f"applicability has unknown field(s): {', '.join(unknown)}")
+        region = block.get("region")
+        if region not in (None, *REGIONS):
+            raise BundleError(where, f"applicability.region {region!r} is not one of {', '.join(REGIONS)} or null")
+        ranges = {}
+        for key in ("slice_thickness_mm", "lesion_diameter_mm"):
+            r = block.get(key)
+            if r is not None and not (
+                isinstance(r, list | tuple) and len(r) == 2 and all(_is_number(v) for v in r) and 0 <= r[0] <= r[1]
+            ):
+                raise BundleError(where, f"applicability.{key} must be [low, high] in mm, not {r!r}")
+            ranges[key] = None if r is None else (float(r[0]), float(r[1]))
+        return cls(str(block.get("body_part", "any")), region, str(block.get("sequence", "any")), **ranges)
+
+
 @dataclass(frozen=True)
 class BundleMetadata:
     """metadata.json of a bundle (design 4.4), read once. ``document`` is the file as it was read."""
@@ -160,6 +199,7 @@ class BundleMetadata:
     description: str = ""
     labels: tuple[str, ...] = ()
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    applicability: Applicability = field(default_factory=Applicability)
     threshold: float | None = None  # detectors: score; segmenters: probability
     min_component_ml: float = 0.0  # segmenters: smaller connected components are dropped
     sha256: str = ""
@@ -196,6 +236,7 @@ class BundleMetadata:
             task=meta["task"],
             arch=str(meta["arch"]),
             input=InputSpec.from_json(meta["input"], where),
+            applicability=Applicability.from_json(meta.get("applicability"), where),
             description=str(meta.get("description", "")),
             labels=tuple(labels),
             arch_kwargs=dict(arch_kwargs),

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from radlens.inference.findings import Component, Detection, Segmentation
+from radlens.inference.lungs import Lungs
 from radlens.inference.preprocess import Prepared
 
 SCORE_FLOOR = 0.05
@@ -111,11 +112,13 @@ def segment(
     *,
     threshold: float | None = None,
     min_component_ml: float = 0.0,
+    lungs: Lungs | None = None,
 ):
     """Per-label masks and connected components on the input grid from (C, Z, Y, X) logits.
 
     Components smaller than ``min_component_ml`` (the bundle's choice, made on its validation split)
     are dropped from the mask as well as from the list: specks a reader would otherwise step through.
+    With ``lungs``, so are the components that do not reach them (a lung model's findings elsewhere).
     """
     import torch
 
@@ -143,6 +146,8 @@ def segment(
     segs = []
     for value, name in enumerate(labels, start=1):
         sub = drop_small_components(lab == value, min_component_ml / voxel_ml)
+        if lungs is not None:
+            sub = _keep_touching_lungs(sub, prob, where, prep, voxel_ml, lungs)
         mask = np.zeros(prep.source.shape_zyx, dtype=bool)
         mask[where] = sub
         comps = _components(sub, prob, where, prep, voxel_ml)
@@ -189,6 +194,18 @@ def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     small = counts < min_voxels
     small[0] = True  # background stays background
     return ~small[comp]
+
+
+def _keep_touching_lungs(sub: np.ndarray, prob, where, prep: Prepared, voxel_ml: float, lungs: Lungs) -> np.ndarray:
+    """``sub`` (a mask on the input-grid region ``where``) without its components away from the lungs."""
+    if not sub.any():
+        return sub
+    comp, n = label_components(sub)
+    counts, _, centres = _component_stats(comp, n, prob)
+    offset = np.asarray([s.start for s in where], dtype=np.float64)
+    diameters = 2 * np.cbrt(3 * counts * voxel_ml * 1000 / (4 * np.pi))  # the sphere of the same volume
+    keep = np.concatenate([[False], lungs.touches(prep.source.index_to_lps(centres + offset), diameters)])
+    return keep[comp]
 
 
 def _component_stats(comp: np.ndarray, n: int, prob: np.ndarray, slab_voxels: int = 1 << 22):

@@ -204,6 +204,23 @@ def test_a_bad_metadata_field_names_the_file(tmp_path):
     assert message.startswith(str(tmp_path / "b" / "metadata.json")) and "labels must be a list" in message
 
 
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"region": "liver"}, r"applicability.region 'liver' is not one of lungs or null"),
+        ({"lesion_diameter_mm": [30, 4]}, r"applicability.lesion_diameter_mm must be \[low, high\] in mm"),
+        ({"contrast": "T2"}, r"applicability has unknown field\(s\): contrast"),
+    ],
+)
+def test_an_applicability_the_engine_cannot_honour_is_refused(tmp_path, block, message):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["applicability"] = block
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tmp_path / "b")
+
+
 def test_list_bundles_filters_by_modality_and_reports_broken_ones(tmp_path):
     make_bundle(tmp_path / "ct")
     make_bundle(tmp_path / "mr", name="tiny-mr", input={**tiny_meta()["input"], "modality": "MR"})
