@@ -1,3 +1,4 @@
+# Over 500 lines on purpose: reading a tree and grouping its headers into series are one job (Skipped, split rules).
 """What is in a file, a folder or a DICOMDIR: series found from headers only, and what was skipped why.
 
 ``iter_scan`` is the long job (yields ``Progress``, honours a cancel event); ``scan`` runs it to the
