@@ -1,6 +1,6 @@
 """The AI panel: the model bundles that fit the open series, Run / Cancel, run-on-open, progress.
 
-It only lists bundles (metadata, no torch); the main window runs them through the JobRunner.
+It only lists bundles (metadata, no torch); the controller runs them through the JobRunner.
 """
 
 from __future__ import annotations
@@ -112,3 +112,6 @@ class AiPanel(QtWidgets.QWidget):
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
+
+    def set_run_on_open(self, on: bool) -> None:
+        self.run_on_open.setChecked(on)

@@ -26,7 +26,7 @@ def test_open_folder_shows_preview_then_the_volume(window, qtbot, phantom_dicom,
     assert vol.shape_zyx == (16, 48, 48) and vol.modality == "CT"
     assert previews and previews[0].index == 8  # the middle slice came first
     assert [s.description for s in window.browser.series()] == [vol.description]
-    assert window.recent() == [str(phantom_dicom)]
+    assert window.controller.recent() == [str(phantom_dicom)]
     assert window.recent_menu.actions()[0].text() == str(phantom_dicom)
     qtbot.waitUntil(lambda: not window.browser._series_items[vol.series_uid].icon(0).isNull(), timeout=20000)
     assert "SYNTHETIC" in window.views["axial"].corners["tl"]  # the phantom's own patient name
@@ -173,8 +173,8 @@ def test_double_click_in_the_browser_loads_and_cancel_stops(window, qtbot, phant
     assert window.runner.busy("load")
     qtbot.waitUntil(lambda: window.study is not None, timeout=20000)
     window.set_volume(None)
-    window.load_source(item.data(0, QtCore.Qt.ItemDataRole.UserRole + 1))
-    window.cancel_loading()
+    window.controller.load_source(item.data(0, QtCore.Qt.ItemDataRole.UserRole + 1))
+    window.controller.cancel_loading()
     assert window.runner.wait_idle(20000)
     qtbot.wait(50)
     assert window.study is None and window.message.text() == "cancelled"

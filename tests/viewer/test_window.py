@@ -120,7 +120,7 @@ def test_switch_plane_and_layout(window, qtbot, study):
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert window.views["coronal"].isVisible() and not window.views["axial"].isVisible()
     window.set_volume(volume)  # another series keeps the chosen layout and plane
-    assert window.layout() == "single" and window.active_plane() == "coronal"
+    assert window.layout() == "single" and window.controller.active_plane() == "coronal"
     qtbot.keyClick(window.views["coronal"], Qt.Key.Key_Down)
     assert window.study.state.slice_index("coronal") == 31
     qtbot.keyClick(window, Qt.Key.Key_1)  # a preset while the other views are hidden
@@ -153,7 +153,7 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     }
     axial = window.views["axial"]
     st.set_slice("axial", 6)  # the faint (0.30) box's slice
-    window.redraw_slices()
+    window.redraw("slices")
     assert axial.visible_boxes == []
     controls = window.layers_panel.controls["det:nodule-detector:nodule"]
     controls.threshold.setValue(25)
@@ -162,7 +162,7 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     controls.threshold.setValue(95)
     assert window.findings_panel.table.rowCount() == 2
     st.set_slice("axial", 20)
-    window.redraw_slices()
+    window.redraw("slices")
     assert axial.visible_boxes == []
     controls.threshold.setValue(50)
     assert [b[1] for b in axial.visible_boxes] == [1]
@@ -231,7 +231,7 @@ def test_export_png_has_size_legend_and_overlay_where_the_finding_is(window, qtb
     volume, _ = study
     st = _open(window, qtbot, volume)
     st.select("det:nodule-detector:1")
-    window.redraw_slices()
+    window.redraw("slices")
     for key in ("heat:nodule-classifier:malignant", "seg:nodule-segmenter:nodule"):
         st.layers[key].visible = False
     out = window.export_view(tmp_path / "shot.png", (512, 600), plane="axial", keep_view=False, anonymize=True)
@@ -271,7 +271,7 @@ def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study
     from radlens.imaging.volume import Volume
 
     window.set_volume(Volume(np.zeros((3, 4, 5), np.int16), modality="CT"))
-    assert not window.load_findings_folder(folder)
+    assert not window.controller.load_findings_folder(folder)
     assert "grid" in window.message.text() and "\n" not in window.message.text()
     assert read_findings(folder).detections  # the file itself is fine
 
@@ -279,7 +279,7 @@ def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study
 def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
     volume, _ = study
     st = _open(window, qtbot, volume)
-    window.select_finding("det:nodule-detector:1")
+    window.controller.select_finding("det:nodule-detector:1")
     for key in ("heat:nodule-classifier:malignant", "det:nodule-detector:nodule"):
         window.layers_panel.controls[key].check.setChecked(False)
     window.layers_panel.controls["seg:nodule-segmenter:nodule"].opacity.setValue(100)
@@ -300,7 +300,7 @@ def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
 def test_screenshot_keeps_the_on_screen_size_and_zoom(window, qtbot, study, tmp_path):
     volume, _ = study
     _open(window, qtbot, volume)
-    window.set_overlays_on(False)
+    window.controller.set_overlays_on(False)
     axial = window.views["axial"]
     _z0, y0, x0, _z1, y1, x1 = NODULE
     axial.vb.setRange(xRange=(x0 * 0.8 - 2, x1 * 0.8 + 2), yRange=(y0 * 0.8 - 2, y1 * 0.8 + 2), padding=0)
@@ -314,3 +314,11 @@ def test_screenshot_keeps_the_on_screen_size_and_zoom(window, qtbot, study, tmp_
         return float((_qimage_rgb(image)[: image.height() - 60] > 245).all(axis=-1).mean())
 
     assert white_fraction(img) > 5 * white_fraction(fitted) > 0  # the zoom on the nodule is kept
+
+
+def test_every_key_is_bound_from_the_one_keymap(window):
+    from radlens.viewer.controller import KEYMAP
+
+    actions = window.menu_actions.items()
+    bound = {act.shortcut().toString(): name for name, act in actions if not act.shortcut().isEmpty()}
+    assert bound == KEYMAP

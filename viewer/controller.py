@@ -1,0 +1,466 @@
+"""The viewer's controller, without Qt: the open study, AI results, jobs, preferences and the keymap.
+
+ndv's model/view/controller split: widgets report what the user did, the controller changes the
+ViewState and tells the view what to show through the few calls of ``View``. Long work runs through
+a ``Runner`` (viewer.worker.JobRunner in the app) whose events arrive on the GUI thread. An AI run
+remembers its job id and series; anything it sends once another series is shown is dropped (ndv's
+generation number), so a late result never lands on the wrong study.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from radlens.imaging.errors import RadlensError
+from radlens.imaging.geometry import PLANES
+from radlens.imaging.progress import Progress
+from radlens.imaging.volume import Volume, Window
+from radlens.imaging.windowing import default_window, percentile_window, presets
+from radlens.inference.findings import Findings, FindingsError, check_matches, read_findings
+from radlens.viewer import jobs
+from radlens.viewer.jobs import JobEvent
+from radlens.viewer.layers import FindingKey, LayerKey
+from radlens.viewer.protocols import Runner, Settings, View
+from radlens.viewer.review import load_decisions, save_decisions
+from radlens.viewer.state import Study, ViewState, from_plane
+
+RECENT_MAX = 10
+PROGRESS_INTERVAL_S = 0.1  # a chatty job must not cost the views their frames
+
+# The one keymap: key (Qt's portable key text) → action name. The window binds each key to its
+# menu action; the menus show the keys from here.
+KEYMAP: dict[str, str] = {
+    "Ctrl+O": "open_file",
+    "Ctrl+Shift+O": "open_folder",
+    "Ctrl+E": "export",
+    "Ctrl+Q": "quit",
+    "M": "toggle_layout",
+    **{f"Ctrl+{i}": f"plane:{plane}" for i, plane in enumerate(PLANES, 1)},
+    "F": "fit",
+    "Z": "one_to_one",
+    "A": "toggle_overlays",
+    "Space": "cine",
+    "T": "tags",
+    **{p.key: f"preset:{p.name}" for p in presets()},
+    "9": "series_window",
+    "0": "auto_window",
+    "I": "invert",
+    "W": "tool:wl",
+    "R": "tool:ruler",
+    "O": "tool:roi",
+    "N": "next_finding",
+    "P": "previous_finding",
+}
+_KEY_OF = {action: key for key, action in KEYMAP.items()}
+
+
+def key_of(action: str) -> str | None:
+    return _KEY_OF.get(action)
+
+
+@dataclass
+class _InferRun:
+    """The AI job started for one series, and the models whose results already streamed in."""
+
+    job_id: int
+    series: str
+    streamed: set[str] = field(default_factory=set)
+
+
+class Controller:
+    def __init__(self, view: View, runner: Runner, settings: Settings):
+        self.view, self.runner, self.settings = view, runner, settings
+        self.study: Study | None = None
+        self.results: dict[str, Findings] = {}  # AI results per series, kept across reopenings
+        self.synthetic = False
+        self.cine = False
+        self.dropped = 0  # AI events that came for a job or series no longer shown
+        self._layout, self._active_plane = "1x3", "axial"  # the user's choice, kept across series
+        self._infer: _InferRun | None = None
+        self._loading = None  # the source being loaded, for its preview's pixel size and modality
+        self._last_progress = 0.0
+        view.ai_panel.set_run_on_open(self.run_on_open())
+        view.set_recent(self.recent())
+
+    def actions(self) -> dict[str, Callable[[], None]]:
+        """The keymap's actions that the controller carries out (the window adds dialogs and zoom)."""
+        acts = {
+            "toggle_layout": self.toggle_layout,
+            "toggle_overlays": self.toggle_overlays,
+            "cine": self.toggle_cine,
+            "series_window": self.series_window,
+            "auto_window": self.auto_window,
+            "invert": self.toggle_invert,
+            "next_finding": functools.partial(self.step_finding, 1),
+            "previous_finding": functools.partial(self.step_finding, -1),
+        }
+        acts.update({f"plane:{p}": functools.partial(self.set_active_plane, p) for p in PLANES})
+        acts.update({f"preset:{p.name}": functools.partial(self.apply_preset, p.name) for p in presets()})
+        return acts
+
+    # -- preferences -------------------------------------------------------------------------------
+    def run_on_open(self) -> bool:
+        return self.settings.value("run_on_open", "false") == "true"
+
+    def set_run_on_open(self, on: bool) -> None:
+        self.settings.setValue("run_on_open", "true" if on else "false")
+        self.view.ai_panel.set_run_on_open(on)
+
+    def recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):  # QSettings gives a one-item list back as a string
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _remember_recent(self, path: str) -> None:
+        path = os.path.abspath(path)
+        items = ([path] + [p for p in self.recent() if p != path])[:RECENT_MAX]
+        self.settings.setValue("recent", items)
+        self.view.set_recent(items)
+
+    # -- opening -----------------------------------------------------------------------------------
+    def open_paths(self, paths, *, run_models: bool | None = None) -> None:
+        """Scan files/folders in the background; the first series found is loaded."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
+        if run_models is not None:
+            self.set_run_on_open(run_models)
+        for p in paths:
+            self._remember_recent(p)
+        self.view.set_status(f"Scanning {', '.join(paths)} …")
+        self.runner.start("scan", functools.partial(jobs.scan_paths, tuple(paths)))
+
+    def load_source(self, source) -> None:
+        """Load a SeriesInfo or a path in the background; the middle slice shows first."""
+        self.runner.cancel("infer")
+        self.runner.cancel("load")
+        self.set_cine(False)
+        self.view.set_status(f"Loading {getattr(source, 'description', '') or source} …")
+        self._loading = source
+        self.runner.start("load", functools.partial(jobs.load_volume, source))
+
+    def open_demo(self) -> None:
+        self.synthetic = True
+        self.view.set_status("Preparing the synthetic demo studies …")
+        self.runner.start("demo", jobs.demo_paths)
+
+    def load_findings_folder(self, folder) -> bool:
+        if self.study is None:
+            self.view.set_status("open a study before its findings", error=True)
+            return False
+        try:
+            findings = read_findings(folder)
+            check_matches(findings, self.study.volume, str(folder))
+        except RadlensError as err:
+            self.view.set_status(str(err), error=True)
+            return False
+        self.set_findings(findings)
+        return True
+
+    def cancel_loading(self) -> None:
+        for channel in ("scan", "load", "demo", "thumbs"):
+            self.runner.cancel(channel)
+        self.view.show_progress(None)
+        self.view.set_status("cancelled")
+
+    # -- job events (GUI thread) -------------------------------------------------------------------
+    def on_progress(self, ev: JobEvent) -> None:
+        if ev.channel == "infer" and not self._is_current_run(ev):
+            return
+        p = ev.progress
+        shown = self._show_progress(p)
+        if ev.channel == "load" and p.preview is not None and hasattr(p.preview, "image"):
+            self._show_load_preview(p.preview)
+        elif ev.channel == "infer" and isinstance(p.preview, Findings):
+            self._infer.streamed.update(m.name for m in p.preview.models)
+            self._keep_result(p.preview)
+            self.view.ai_panel.set_progress(p)
+        elif ev.channel == "infer" and shown:
+            self.view.ai_panel.set_progress(p)
+        elif ev.channel == "thumbs" and p.preview is not None:
+            self.view.browser.set_thumbnail(*p.preview)
+
+    def on_finished(self, ev: JobEvent) -> None:
+        run = None
+        if ev.channel == "infer":
+            if not self._is_current_run(ev):
+                return
+            run, self._infer = self._infer, None
+            self.view.ai_panel.finished(ev)
+        self.view.show_progress(None)
+        if ev.cancelled:
+            self.view.set_status(f"{ev.channel}: cancelled")
+        elif ev.error:
+            self.view.set_status(ev.error, error=True)
+        elif run is not None:
+            self._infer_done(ev.result, run)
+        elif ev.channel == "scan":
+            self._scan_done(ev.result)
+        elif ev.channel == "load":
+            self.set_volume(ev.result)
+        elif ev.channel == "demo":
+            self.open_paths(ev.result, run_models=True)
+
+    def _is_current_run(self, ev: JobEvent) -> bool:
+        """Whether an AI event belongs to the run started for the series on screen (else it is dropped)."""
+        run, study = self._infer, self.study
+        if run is not None and run.job_id == ev.job_id and study is not None and study.key == run.series:
+            return True
+        self.dropped += 1
+        return False
+
+    def _show_progress(self, p: Progress) -> bool:
+        now = time.monotonic()
+        finished = p.total > 0 and p.done >= p.total
+        if not finished and now - self._last_progress < PROGRESS_INTERVAL_S:
+            return False
+        self._last_progress = now
+        self.view.show_progress(p)
+        return True
+
+    def _scan_done(self, results) -> None:
+        series = self.view.browser.add_scan(results)
+        if not series:
+            reasons = "; ".join(f"{s.path}: {s.reason}" for _, r in results for s in r.skipped[:3])
+            self.view.set_status(f"no images found ({reasons or 'empty'})", error=True)
+            return
+        self.view.set_status(f"{len(series)} series found")
+        self.load_source(series[0])
+        self.runner.start("thumbs", functools.partial(jobs.thumbnails, tuple(series)))
+
+    def _show_load_preview(self, preview) -> None:
+        image = np.asarray(preview.image)
+        window = percentile_window(image)
+        if getattr(self._loading, "modality", "").upper() == "CT":
+            window = default_window(Volume(np.zeros((1, 1, 1), np.int16), modality="CT"))
+        self.set_volume(None)
+        spacing = getattr(self._loading, "spacing_zyx", None)
+        pixel_mm = (float(spacing[1]), float(spacing[2])) if spacing else None
+        self.view.show_preview(image, pixel_mm, (window.low, window.high))
+        self.view.set_status(f"Loading… showing slice {preview.index + 1}/{preview.total}")
+
+    # -- the study ---------------------------------------------------------------------------------
+    def set_volume(self, volume: Volume | None, window: Window | None = None) -> None:
+        """Show a volume (None clears); findings beside it or kept from an earlier run come back."""
+        self.runner.cancel("infer")
+        self._infer = None
+        if volume is None:
+            self.study = None
+            self.view.show_volume(None, self.synthetic)
+            return
+        state = ViewState.for_volume(volume, window or default_window(volume))
+        state.decisions = load_decisions(volume)
+        state.layout, state.active_plane = self._layout, self._active_plane
+        if volume.shape_zyx[0] == 1:  # a single image (radiograph, photo): one view, no MPR
+            state.layout, state.active_plane = "single", "axial"
+        self.study = study = Study(volume, state)
+        self.view.show_volume(study, self.synthetic)
+        self.view.show_layout(state.layout, state.active_plane)
+        msg = f"{volume.description or volume.source or 'volume'}: {' × '.join(map(str, volume.shape_zyx))}"
+        self.view.set_status(msg + ("; " + "; ".join(volume.warnings) if volume.warnings else ""))
+        self.set_findings(self.results.get(study.key) or _findings_beside(volume))
+        if self.run_on_open() and study.key not in self.results:
+            self.run_models()
+
+    def set_findings(self, findings: Findings | None) -> None:
+        if self.study is None:
+            return
+        self.study.state.set_findings(findings, self.study.volume)
+        self.view.show_findings(self.study.state)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def scroll(self, plane: str, delta: int) -> None:
+        if self.study is not None:
+            self.study.state.active_plane = plane
+            self.study.state.scroll(plane, delta)
+            self.view.redraw("slices")
+
+    def drag_window(self, dx: float, dy: float) -> None:
+        if self.study is not None:
+            self.study.state.drag_window(dx, dy)
+            self.view.redraw("levels")
+
+    def set_window(self, window: Window) -> None:
+        if self.study is not None:
+            self.study.state.window = window
+            self.view.redraw("levels")
+
+    def apply_preset(self, name: str) -> None:
+        p = next(p for p in presets() if p.name == name)
+        self.set_window(p.window)
+        self.view.set_status(f"window: {p.name} {p.window.width:g}/{p.window.level:g}")
+
+    def series_window(self) -> None:
+        if self.study is not None:
+            self.set_window(default_window(self.study.volume))
+
+    def auto_window(self) -> None:
+        if self.study is not None:
+            self.set_window(percentile_window(self.study.volume.array))
+
+    def toggle_invert(self) -> None:
+        if self.study is not None:
+            self.study.state.invert = not self.study.state.invert
+            self.view.redraw("levels")
+
+    def click(self, plane: str, row: float, col: float) -> None:
+        """A click in one plane moves the crosshair, and so the slices of the other two."""
+        if self.study is None:
+            return
+        st = self.study.state
+        st.active_plane = plane
+        st.set_cursor(from_plane(plane, st.slice_index(plane), np.floor(row), np.floor(col), st.shape_zyx, st.flip_z))
+        self.view.redraw("slices")
+
+    def probe(self, plane: str, row: float, col: float) -> None:
+        """The voxel under the mouse: its index, LPS position and value."""
+        if self.study is None:
+            return
+        st, vol = self.study.state, self.study.volume
+        r, c = int(np.floor(row)), int(np.floor(col))
+        zyx = [round(v) for v in from_plane(plane, st.slice_index(plane), r, c, st.shape_zyx, st.flip_z)]
+        if not all(0 <= i < n for i, n in zip(zyx, st.shape_zyx, strict=True)):
+            self.view.set_probe("")
+            return
+        value = vol.array[tuple(zyx)]
+        unit = " HU" if vol.modality == "CT" else ""
+        lps = vol.index_to_lps(zyx)
+        val = f"{value.tolist()}" if vol.is_rgb else f"{float(value):g}{unit}"
+        self.view.set_probe(
+            f"voxel z{zyx[0]} y{zyx[1]} x{zyx[2]}  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  {val}"
+        )
+
+    def layout(self) -> str:
+        return self.study.state.layout if self.study else self._layout
+
+    def active_plane(self) -> str:
+        return self.study.state.active_plane if self.study else self._active_plane
+
+    def set_active_plane(self, plane: str) -> None:
+        if self.study is not None:
+            self.study.state.active_plane = plane
+        self._active_plane = plane
+        self.view.show_layout(self.layout(), plane)
+
+    def toggle_layout(self) -> None:
+        self._layout = "single" if self.layout() == "1x3" else "1x3"
+        if self.study is not None:
+            self.study.state.layout = self._layout
+        self.view.show_layout(self._layout, self.active_plane())
+
+    def set_cine(self, on: bool) -> None:
+        self.cine = bool(on and self.study is not None)
+        self.view.set_cine(self.cine)
+
+    def toggle_cine(self) -> None:
+        self.set_cine(not self.cine)
+
+    def cine_step(self) -> None:
+        """The next slice of the active plane, round and round."""
+        if self.study is None:
+            self.set_cine(False)
+            return
+        st = self.study.state
+        plane = st.active_plane
+        st.set_slice(plane, (st.slice_index(plane) + 1) % st.count(plane))
+        self.view.redraw("slices")
+
+    # -- overlays and findings ---------------------------------------------------------------------
+    def toggle_overlays(self) -> None:
+        self.set_overlays_on(not (self.study.state.overlays_on if self.study else True))
+
+    def set_overlays_on(self, on: bool) -> None:
+        if self.study is not None:
+            self.study.state.overlays_on = bool(on)
+            self.view.show_overlays_on(bool(on))
+
+    def layer_changed(self, key: LayerKey) -> None:
+        """A layer's visibility, opacity or threshold changed; a box threshold also filters the rows."""
+        if self.study is None:
+            return
+        self.view.redraw("overlays")
+        if key.kind == "detection":
+            self.view.show_rows(self.study.state)
+
+    def select_finding(self, key: FindingKey) -> None:
+        if self.study is not None and self.study.state.select(key) is not None:
+            self.view.show_selection(self.study.state)
+
+    def step_finding(self, delta: int) -> None:
+        if self.study is None:
+            return
+        row = self.study.state.step_finding(delta)
+        if row is not None:
+            self.view.show_selection(self.study.state)
+            self.view.set_status(f"{row.model}: {row.label} {row.size}")
+
+    def decide(self, key: FindingKey, decision: str) -> None:
+        """Accept, reject or undecide a finding; the review file beside the study is rewritten."""
+        if self.study is None:
+            return
+        st = self.study.state
+        if decision:
+            st.decisions[str(key)] = decision
+        else:
+            st.decisions.pop(str(key), None)
+        try:
+            path = save_decisions(self.study.volume, st.decisions)
+            self.view.set_status(f"review saved: {path.name}")
+        except OSError as err:
+            self.view.set_status(f"cannot save the review: {err}", error=True)
+        self.view.show_rows(st)
+
+    # -- AI ----------------------------------------------------------------------------------------
+    def run_models(self, bundles=None) -> None:
+        if self.study is None:
+            return
+        bundles = tuple(bundles) if bundles else tuple(self.view.ai_panel.selected_bundles())
+        if not bundles:
+            self.view.ai_panel.set_status("no model fits this series")
+            return
+        self.view.ai_panel.started(bundles)
+        job_id = self.runner.start("infer", functools.partial(jobs.infer, self.study.volume, bundles))
+        self._infer = _InferRun(job_id, self.study.key)
+
+    def cancel_models(self) -> None:
+        self.runner.cancel("infer")
+        self._infer = None
+        self.view.ai_panel.stopped()
+
+    def _keep_result(self, findings: Findings) -> None:
+        """Merge one model run's findings into the series' results (several runs add up)."""
+        base = self.study.findings or Findings.empty_for(self.study.volume, findings.device)
+        merged = base.merged(findings)
+        self.results[self.study.key] = merged
+        self.set_findings(merged)
+
+    def _infer_done(self, findings: Findings | None, run: _InferRun) -> None:
+        if findings is None:
+            return
+        if not run.streamed:  # each model's results usually stream in as it finishes
+            self._keep_result(findings)
+        self.view.set_status(f"AI: {len(findings.detections)} detections, {len(findings.segmentations)} masks")
+
+
+def _findings_beside(volume: Volume) -> Findings | None:
+    """findings.json in the study's folder (from radlens infer), if it is for this grid."""
+    if not volume.source:
+        return None
+    src = Path(volume.source)
+    folder = src if src.is_dir() else src.parent
+    if not (folder / "findings.json").is_file():
+        return None
+    try:
+        findings = read_findings(folder)
+        check_matches(findings, volume, str(folder))
+    except FindingsError:
+        return None
+    return findings
