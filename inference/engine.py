@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radlens.imaging.progress import Progress, check_cancel
+from radlens.imaging.progress import Progress, check_cancel, relay
 from radlens.imaging.volume import Volume
 from radlens.inference.bundle import BundleInfo, LoadedBundle, load_bundle
 from radlens.inference.errors import BundleError
@@ -360,19 +360,16 @@ def iter_infer(
         if key not in cache:
             yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
+
+        def overall(p: Progress, name=name, base=base) -> Progress:
+            """A window of this model as a step of the whole job; a note (a device fallback) sticks."""
+            nonlocal note
+            note = p.message or note
+            message = f"{name} on {shown}: window {p.done}/{p.total}" + (f" ({note})" if note else "")
+            return Progress(base + UNITS // 10 + (UNITS * 8 // 10) * p.done // max(1, p.total), total, message)
+
         job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache[key], amp=amp)
-        while True:
-            try:
-                p = next(job)
-            except StopIteration as stop:
-                partial = stop.value
-                break
-            message = f"{name} on {shown}: window {p.done}/{p.total}"
-            if p.message:
-                note = p.message
-            if note:
-                message += f" ({note})"
-            yield Progress(base + UNITS // 10 + (UNITS * 8 // 10) * p.done // max(1, p.total), total, message)
+        partial = yield from relay(job, overall)
         findings = findings.merged(partial)
         n = len(partial.detections) + len(partial.segmentations)
         yield Progress(base + UNITS, total, f"{name}: done in {partial.models[0].seconds:.1f} s ({n} results)", partial)

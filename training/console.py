@@ -4,28 +4,11 @@ per epoch when stderr is not a terminal; in a distributed run only rank 0 speaks
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Generator
-from typing import TypeVar
 
-from radlens.imaging.progress import Progress
+from radlens.imaging.progress import Progress, run_showing
 from radlens.training import distributed
 from radlens.training.config import TrainConfig
 from radlens.training.train import train
-
-T = TypeVar("T")
-
-
-def run_showing(job: Generator[Progress, None, T], see: Callable[[Progress], None]) -> T:
-    """Run a job to its end, handing each Progress to ``see`` (a bar, a test's probe); return its result.
-
-    (A job inside a job relays with ``yield from``; this is for whoever drives the outermost one.)
-    """
-    while True:
-        try:
-            p = next(job)
-        except StopIteration as stop:
-            return stop.value
-        see(p)
 
 
 class EpochBars:

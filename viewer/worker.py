@@ -14,7 +14,7 @@ from typing import Any
 
 from superqt.utils import GeneratorWorker
 
-from radlens.imaging.progress import Cancelled, Progress
+from radlens.imaging.progress import Cancelled, Progress, relay
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.qt import QtCore
 
@@ -29,13 +29,8 @@ def _one_line(err: BaseException) -> str:
 def _drive(job_id: int, channel: str, factory: JobFactory, cancel: threading.Event):
     """Run the job in the worker thread, turning its progress, result and errors into JobEvents."""
     try:
-        job = factory(cancel)
-        while True:
-            try:
-                p = next(job)
-            except StopIteration as stop:
-                return JobEvent(job_id, channel, done=True, result=stop.value)
-            yield JobEvent(job_id, channel, progress=p)
+        result = yield from relay(factory(cancel), lambda p: JobEvent(job_id, channel, progress=p))
+        return JobEvent(job_id, channel, done=True, result=result)
     except Cancelled:
         return JobEvent(job_id, channel, done=True, cancelled=True)
     except Exception as err:  # the application never dies on a job: the error is shown instead

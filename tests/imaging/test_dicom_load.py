@@ -23,7 +23,7 @@ from radlens.imaging.dicom_write import write_dicom_series
 from radlens.imaging.discovery import scan
 from radlens.imaging.errors import GeometryError, ImagingError, UnsupportedError
 from radlens.imaging.loading import iter_load, load
-from radlens.imaging.progress import Cancelled
+from radlens.imaging.progress import Cancelled, run_showing
 from radlens.imaging.volume import Volume, Window
 from radlens.imaging.volume_io import write_volume
 
@@ -115,17 +115,9 @@ def test_non_integer_rescale_gives_float32(tmp_path):
 def test_middle_slice_comes_first_then_the_rest(tmp_path):
     vol = _ct(shape=(9, 5, 4))
     write_dicom_series(vol, tmp_path, instance_number_order="shuffled")
-    job = iter_load(_series_of(tmp_path))
-    previews, steps = [], []
-    while True:
-        try:
-            p = next(job)
-        except StopIteration as stop:
-            out = stop.value
-            break
-        steps.append(p)
-        if p.preview is not None:
-            previews.append((len(steps), p.preview))
+    steps = []
+    out = run_showing(iter_load(_series_of(tmp_path)), steps.append)
+    previews = [(i, p.preview) for i, p in enumerate(steps, start=1) if p.preview is not None]
     assert len(previews) == 1
     first_at, preview = previews[0]
     assert first_at == 1 and isinstance(preview, SlicePreview)

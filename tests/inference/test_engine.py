@@ -15,7 +15,7 @@ from inference_helpers import (  # noqa: E402
 )
 
 from radlens.cli import main  # noqa: E402
-from radlens.imaging.progress import Cancelled, run_to_end  # noqa: E402
+from radlens.imaging.progress import Cancelled, run_showing, run_to_end  # noqa: E402
 from radlens.imaging.volume_io import write_volume  # noqa: E402
 from radlens.inference import engine  # noqa: E402
 from radlens.inference.bundle import load_bundle, save_bundle  # noqa: E402
@@ -115,17 +115,10 @@ def test_a_detector_trained_here_finds_the_nodule(tmp_path):
 
 def test_each_model_streams_a_preview_of_its_own_findings(tmp_path):
     det, seg = random_bundles(tmp_path)
-    job = engine.iter_infer(sphere_ct(), [det, seg], device="cpu", threads=2)
-    previews = []
-    while True:
-        try:
-            p = next(job)
-        except StopIteration as stop:
-            final = stop.value
-            break
-        assert 0 <= p.done <= p.total
-        if p.preview is not None:
-            previews.append(p.preview)
+    steps = []
+    final = run_showing(engine.iter_infer(sphere_ct(), [det, seg], device="cpu", threads=2), steps.append)
+    assert all(0 <= p.done <= p.total for p in steps)
+    previews = [p.preview for p in steps if p.preview is not None]
     assert [[m.name for m in f.models] for f in previews] == [["rand-detector"], ["rand-segmenter"]]
     assert not previews[0].segmentations and not previews[1].detections
     assert [m.name for m in final.models] == ["rand-detector", "rand-segmenter"]
@@ -170,14 +163,10 @@ def test_an_out_of_memory_retries_with_a_smaller_batch_and_says_so(tmp_path):
     image = np.random.default_rng(0).normal(size=(30, 50, 50)).astype(np.float32)
     expected, _ = run_to_end(engine.sliding_windows(net, image, (16, 32, 32), batch=4))
     counting = _Counting(net, oom_on_first=True)
-    job = engine.sliding_windows(counting, image, (16, 32, 32), batch=4)
     messages = []
-    while True:
-        try:
-            messages.append(next(job).message)
-        except StopIteration as stop:
-            output, device = stop.value
-            break
+    output, device = run_showing(
+        engine.sliding_windows(counting, image, (16, 32, 32), batch=4), lambda p: messages.append(p.message)
+    )
     assert "out of memory: retrying with 2 window(s) per batch" in messages[0]
     assert set(counting.batches) == {2}
     assert device == "cpu"

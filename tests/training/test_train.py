@@ -13,12 +13,11 @@ import pytest
 import torch
 
 from radlens.cli import build_parser, main
-from radlens.imaging.progress import Cancelled, run_to_end
+from radlens.imaging.progress import Cancelled, run_showing, run_to_end
 from radlens.training import train as train_module
 from radlens.training import validation
 from radlens.training.checkpoint import load_checkpoint
 from radlens.training.cli import train_config
-from radlens.training.console import run_showing
 from radlens.training.errors import TrainingError
 from radlens.training.train import train
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from radlens.imaging.progress import run_to_end
+from radlens.imaging.progress import run_showing, run_to_end
 from radlens.viewer import demo
 
 
@@ -14,14 +14,8 @@ def small_demo(tmp_path, monkeypatch):
 
 
 def test_demo_studies_are_written_once_and_reused(small_demo):
-    job = demo.iter_demo_paths()
     messages = []
-    while True:
-        try:
-            messages.append(next(job).message)
-        except StopIteration as stop:
-            paths = stop.value
-            break
+    paths = run_showing(demo.iter_demo_paths(), lambda p: messages.append(p.message))
     assert [p.split("/")[-2] for p in paths] == ["chest-ct", "brain-mr"]
     assert any("first run only" in m for m in messages)
     stamp = (small_demo / "chest-ct" / demo.DONE).stat().st_mtime_ns
