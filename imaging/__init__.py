@@ -1,6 +1,7 @@
 """Reading, writing and describing medical images; numpy + pydicom + SimpleITK only (no Qt, no torch).
 
-Public API (design 4.2): ``scan``, ``load``, ``Volume``, ``SeriesInfo``, ``ImagingError``.
+Public API: ``scan``, ``load``, ``Volume``, ``SeriesInfo``, ``ImagingError`` (docs/architecture.md,
+"Python API of imaging").
 """
 
 from radlens.imaging.dicom import SlicePreview

@@ -1,4 +1,4 @@
-"""Atomic writes: nothing a user has is ever left half-written (design section 5).
+"""Atomic writes: nothing a user has is ever left half-written (docs/architecture.md, "Errors").
 
 Every file RadLens writes goes to a temporary file in the same folder and is renamed over the
 target only once it is complete; on any failure the temporary file is removed. The result has the

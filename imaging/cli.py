@@ -1,4 +1,4 @@
-"""``radlens info`` and ``radlens phantom`` (design 4.1)."""
+"""``radlens info`` and ``radlens phantom`` (docs/architecture.md, "Command line")."""
 
 from __future__ import annotations
 

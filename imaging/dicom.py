@@ -1,20 +1,22 @@
-"""DICOM pixels → one ``Volume`` (design section 2): modality values, LPS geometry, middle slice first.
+"""DICOM pixels → one ``Volume``: modality values, LPS geometry, middle slice first.
+
+The conventions are those of docs/architecture.md, "Conventions".
 
 The series' files are decoded into one preallocated ``(z, y, x)`` array, slice by slice, so the
 peak memory stays near the volume's own size. Plain little-endian monochrome data (the common case,
-and what bench/load.py measures) skips pydicom's Dataset and decoders: :mod:`imaging.dicom_native`
+and what bench/load.py measures) skips pydicom's Dataset and decoders: :mod:`radlens.imaging.dicom_native`
 finds where the pixels start and they are ``readinto`` their slice of the array; the integer
 rescale is then applied once, in place, over the whole array (a fractional one goes straight into
 float32, slice by slice). Everything else (big endian, deflate, JPEG, JPEG-LS, JPEG 2000, RLE, odd
 bit depths, colour, palette, a Modality LUT Sequence) goes through pydicom's pixel handlers
-(:mod:`imaging.dicom_pixels`); so does everything when the fast path is switched off
-(``RADLENS_DICOM_FAST=0``, see :mod:`imaging.dicom_native`).
+(:mod:`radlens.imaging.dicom_pixels`); so does everything when the fast path is switched off
+(``RADLENS_DICOM_FAST=0``, see :mod:`radlens.imaging.dicom_native`).
 
 The middle slice is read first and handed out as a :class:`SlicePreview` so that a viewer shows
 something at once; the rest fills in while the job yields ``Progress`` and checks its cancel event.
-Geometry (order, spacing from positions, gaps, shear) comes from :mod:`imaging.dicom_headers`,
+Geometry (order, spacing from positions, gaps, shear) comes from :mod:`radlens.imaging.dicom_headers`,
 the same code discovery uses. The display's VOI (windows with their VOILUTFunction, and a VOI LUT
-Sequence's tables) is carried on the Volume for :mod:`imaging.windowing`.
+Sequence's tables) is carried on the Volume for :mod:`radlens.imaging.windowing`.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ class _SliceGeometry:
 def _load_stack(files: Sequence[str], cancel, what: str):
     """Single-frame files, one per slice, in the given order (verified against positions).
 
-    Plain uncompressed slices are read straight into the array (:mod:`imaging.dicom_native`);
+    Plain uncompressed slices are read straight into the array (:mod:`radlens.imaging.dicom_native`);
     any other file goes through pydicom, so one odd file does not slow the rest down.
     """
     n = len(files)

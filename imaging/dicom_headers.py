@@ -1,7 +1,7 @@
 """DICOM headers → geometry, shared by discovery (headers only) and the loader (pixels).
 
 One home for: reading the header fields discovery needs without touching pixel data
-(:func:`read_header`: :mod:`imaging.dicom_native`'s walker for plain files, pydicom for the rest,
+(:func:`read_header`: :mod:`radlens.imaging.dicom_native`'s walker for plain files, pydicom for the rest,
 both reading the same :data:`imaging.dicom_native.FIELDS` through the same checks), the frame
 geometry of multi-frame and enhanced objects (:func:`frame_geometry`), and ordering a stack of
 positions along the slice normal with its spacing and its defects (:func:`stack_geometry`).
@@ -80,7 +80,7 @@ class Header:
 def read_header(path: str) -> Header:
     """Read one file's header (never its pixels); raise an ``ImagingError`` saying why it is no image.
 
-    Plain files are walked by :func:`imaging.dicom_native.walk_header` (several times faster than
+    Plain files are walked by :func:`radlens.imaging.dicom_native.walk_header` (several times faster than
     pydicom); enhanced objects (functional groups) and anything the walker gives up on go to pydicom.
     """
     raw = walk_header(path)
@@ -401,7 +401,7 @@ _TAGS: dict[str, BaseTag] = {}
 def _value(ds: Dataset | RawHeader | None, keyword: str):
     """The value of ``keyword`` in ``ds`` (None when absent); ASCII fields come back as str or list of str.
 
-    Plain values are decoded by :func:`imaging.dicom_native.decode` whichever reader read them, so
+    Plain values are decoded by :func:`radlens.imaging.dicom_native.decode` whichever reader read them, so
     a header reads the same through the walker and through pydicom.
     """
     if ds is None:

@@ -6,7 +6,7 @@ the time to open a folder and to load it. :func:`walk_header` walks the top-leve
 file whose data set is little endian (explicit or implicit VR, and the compressed syntaxes, whose
 data set is explicit VR: only their pixel data is encapsulated), skips nested sequences without
 parsing them, keeps the raw bytes of the fields in :data:`FIELDS` and stops where the pixel data
-starts. Discovery builds its headers from that (:mod:`imaging.dicom_headers`); the loader reads
+starts. Discovery builds its headers from that (:mod:`radlens.imaging.dicom_headers`); the loader reads
 plain monochrome pixels from the offset (:func:`read_native_header`).
 
 Anything unusual returns None and the caller uses pydicom, which also words the error: no preamble,

@@ -4,7 +4,7 @@
 pixel handlers (the pylibjpeg plugins, pydicom's own, Pillow, and GDCM last and only when installed:
 it aborts the process on some corrupt streams), applies a Modality LUT Sequence and a palette, and
 :class:`Slab` collects the slices into one preallocated array. Plain monochrome files skip all of
-this through :mod:`imaging.dicom_native` (read by :mod:`imaging.dicom`).
+this through :mod:`radlens.imaging.dicom_native` (read by :mod:`radlens.imaging.dicom`).
 """
 
 from __future__ import annotations

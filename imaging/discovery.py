@@ -2,7 +2,7 @@
 """What is in a file, a folder or a DICOMDIR: series found from headers only, and what was skipped why.
 
 ``iter_scan`` is the long job (yields ``Progress``, honours a cancel event); ``scan`` runs it to the
-end; ``describe`` is one line of ``radlens info --json`` (design 4.1) and never raises.
+end; ``describe`` is one line of ``radlens info --json`` (docs/architecture.md, "Command line") and never raises.
 
 A series is one stack on one grid, the unit the loader reads: files of one SeriesInstanceUID are
 split into several stacks (uid suffixed ".2", ".3", ...) when orientation, size or pixel spacing

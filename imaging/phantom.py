@@ -2,8 +2,9 @@
 
 They exist for the demo, the tests and the benchmarks: deterministic from a seed, with exact labels
 (nodule instance masks and boxes, lesion masks), and called SYNTHETIC in every description they carry.
-The anatomy lives in :mod:`imaging.phantom_chest` and :mod:`imaging.phantom_brain`; this module turns
-it into :class:`Volume` + labels + findings and writes labelled folders (design 4.5, nnU-Net v2).
+The anatomy lives in :mod:`radlens.imaging.phantom_chest` and :mod:`radlens.imaging.phantom_brain`; this module turns
+it into :class:`Volume` + labels + findings and writes labelled folders
+(nnU-Net v2; docs/architecture.md, "Labelled folders").
 """
 
 from __future__ import annotations

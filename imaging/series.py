@@ -26,7 +26,7 @@ class SeriesInfo:
     frames_per_file: int = 1
 
     def to_json(self) -> dict:
-        """The series entry of ``radlens info --json`` (design 4.1)."""
+        """The series entry of ``radlens info --json`` (docs/architecture.md, "Command line")."""
         return {
             "uid": self.uid,
             "modality": self.modality,

@@ -1,6 +1,6 @@
 """The one image type every program shares: a 3D grid of modality values placed in LPS millimetres.
 
-Conventions (design section 2): arrays are ``(z, y, x)``; colour stays ``(z, y, x, 3)`` uint8;
+Conventions (docs/architecture.md, "Conventions"): arrays are ``(z, y, x)``; colour stays ``(z, y, x, 3)`` uint8;
 ``origin_lps`` is the centre of voxel (0, 0, 0); the columns of ``direction`` are the unit vectors of
 the x, y and z index axes in LPS.
 """
@@ -18,7 +18,7 @@ class Window:
     """A display window: width and level (centre) in modality units.
 
     ``function`` is the DICOM VOILUTFunction, how values inside the window are mapped: LINEAR,
-    LINEAR_EXACT or SIGMOID (:func:`imaging.windowing.apply_window`).
+    LINEAR_EXACT or SIGMOID (:func:`radlens.imaging.windowing.apply_window`).
     """
 
     width: float

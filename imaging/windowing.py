@@ -1,6 +1,6 @@
 """Display windows: presets from resources/presets.json, the series' own VOI window, percentiles.
 
-Order (design section 2): the series' own VOI window, then the range of its VOI LUT Sequence's
+Order (docs/architecture.md, "Conventions"): the series' own VOI window, then the range of its VOI LUT Sequence's
 table, then the modality preset, then a percentile window of the data. A window is mapped by its
 VOILUTFunction (:func:`apply_window`); a VOI LUT's table by :func:`apply_voi_table`.
 """

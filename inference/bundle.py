@@ -1,7 +1,9 @@
-"""Model bundles (design 4.4): a folder with metadata.json and model.safetensors, nothing executable.
+"""Model bundles: a folder with metadata.json and model.safetensors, nothing executable.
+
+(docs/architecture.md, "Model bundles")
 
 Loading never unpickles and never evaluates text: the network comes from the architecture registry
-(:mod:`inference.networks`), the weights from safetensors only, checked against the sha256 recorded
+(:mod:`radlens.inference.networks`), the weights from safetensors only, checked against the sha256 recorded
 in metadata.json and loaded strictly. A pickle file (.pt/.pth/.pkl/.ckpt/.pickle) in a bundle is
 refused outright — it is never opened. Field names follow MONAI's bundle metadata where one exists
 (``version``, ``task``, ``description``, ``monai_version``, ``pytorch_version``, ``network_data_format``).

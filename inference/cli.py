@@ -1,4 +1,4 @@
-"""``radlens infer`` and ``radlens models`` (design 4.1)."""
+"""``radlens infer`` and ``radlens models`` (docs/architecture.md, "Command line")."""
 
 from __future__ import annotations
 

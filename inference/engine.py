@@ -1,9 +1,11 @@
-"""The inference engine: bundles run on a Volume in memory, as a generator (design 3).
+"""The inference engine: bundles run on a Volume in memory, as a generator.
 
-``iter_infer`` yields :class:`~imaging.progress.Progress` between window batches (and checks the
+(docs/architecture.md, "Long work and threads")
+
+``iter_infer`` yields :class:`~radlens.imaging.progress.Progress` between window batches (and checks the
 cancel event there, so a cancel lands within one batch of windows), yields each model's findings
 as a ``preview`` as soon as that model is done (the viewer streams them into its overlays), and
-returns the merged :class:`~inference.findings.Findings`. No Qt; torch is imported on first use.
+returns the merged :class:`~radlens.inference.findings.Findings`. No Qt; torch is imported on first use.
 
 Sliding windows are our own rather than ``monai.inferers.sliding_window_inference``: the same
 window grid and the same blends (constant, or MONAI's and nnU-Net's Gaussian with σ = patch/8,

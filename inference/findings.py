@@ -1,4 +1,4 @@
-"""findings.json (design 4.3): what models found in one series, on that series' grid.
+"""findings.json (docs/architecture.md, "Findings"): what models found in one series, on that series' grid.
 
 Written by ``radlens infer`` and the viewer's AI worker, read by the viewer and ``radlens export``.
 Masks and heat maps live beside findings.json as NIfTI files on exactly the input grid. In memory

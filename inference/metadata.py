@@ -144,7 +144,8 @@ class InputSpec:
 
     @property
     def preprocessing(self) -> tuple:
-        """What :class:`inference.preprocess.Preprocess` depends on: bundles equal here share one prepared volume."""
+        """What :class:`~radlens.inference.preprocess.Preprocess` depends on: bundles equal here share one
+        prepared volume."""
         return (self.modality, self.spacing_zyx, self.normalization, self.crop)
 
 
@@ -189,7 +190,7 @@ class Applicability:
 
 @dataclass(frozen=True)
 class BundleMetadata:
-    """metadata.json of a bundle (design 4.4), read once. ``document`` is the file as it was read."""
+    """metadata.json of a bundle, read once. ``document`` is the file as it was read."""
 
     name: str
     version: str

@@ -1,4 +1,4 @@
-"""Network outputs on the model grid → findings on the input grid (design 4.3).
+"""Network outputs on the model grid → findings on the input grid (docs/architecture.md, "Findings").
 
 Detection: centre-heatmap peaks (3D max-pool NMS) plus the size head give boxes; overlapping boxes
 are suppressed with MONAI's box utilities; every candidate above a low floor is kept (the threshold

@@ -73,7 +73,7 @@ class ResampleToSpacing:
 
 
 class NormalizeIntensity:
-    """A bundle's normalisation (:class:`inference.metadata.Normalization`) as a function of the array.
+    """A bundle's normalisation (:class:`radlens.inference.metadata.Normalization`) as a function of the array.
 
     ``ct-clip``: clip to the window in HU, then map to [0, 1] (``scale="zscore"``: by the training
     set's mean and std instead). ``zscore``: per-volume z-score over the voxels above

@@ -1,4 +1,4 @@
-"""The one console script, ``radlens`` (design 4.1).
+"""The one console script, ``radlens`` (docs/architecture.md, "Command line").
 
 Each package owns its subcommands in its own light ``cli`` module (argparse only at import time;
 the heavy imports happen inside the handlers), so ``radlens info`` never pays for Qt or torch.

@@ -1,5 +1,5 @@
 """The case cache: each volume read and preprocessed once, by inference's own
-:class:`~inference.preprocess.Preprocess`, so what is trained is what runs."""
+:class:`~radlens.inference.preprocess.Preprocess`, so what is trained is what runs."""
 
 from __future__ import annotations
 

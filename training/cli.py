@@ -1,4 +1,4 @@
-"""``radlens train``, ``radlens evaluate`` and ``radlens ensemble`` (design 4.1)."""
+"""``radlens train``, ``radlens evaluate`` and ``radlens ensemble`` (docs/architecture.md, "Command line")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Labelled folders (design 4.5) read into one in-memory description, validated before training.
+"""Labelled folders read into one in-memory description, validated before training.
+
+(docs/architecture.md, "Labelled folders")
 
 Layouts: nnU-Net v2 (``dataset.json`` + ``imagesTr``/``labelsTr``, optional ``imagesTs``/``labelsTs``,
 images as files or DICOM series folders), the Medical Segmentation Decathlon (``dataset.json`` with a

@@ -4,7 +4,7 @@ Why: a small detector trained twice with different seeds (another validation spl
 initialisation) can differ by more than most recipe changes do; averaging the members' outputs
 removes part of that spread, as nnU-Net does with its five folds. The members must share a recipe
 (task, labels, architecture, spacing, patch, windows); they may differ in their CT window, which
-each measured on its own split (see :class:`inference.networks.Ensemble`).
+each measured on its own split (see :class:`radlens.inference.networks.Ensemble`).
 
 An average of scores is on no single member's scale, so a detector ensemble's score threshold is
 chosen again with ``--calibrate DATASET``: the lowest threshold with at most one false positive

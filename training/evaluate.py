@@ -1,6 +1,6 @@
 """``radlens evaluate BUNDLE DATASET``: run a bundle exactly as ``radlens infer`` does and score it.
 
-Each test case goes through :func:`inference.engine.run_bundle` (the same preprocessing, sliding
+Each test case goes through :func:`radlens.inference.engine.run_bundle` (the same preprocessing, sliding
 windows and decoding the viewer uses), and the findings are compared with the references on the
 input grid: FROC (LUNA16 rule) for detectors, Dice/HD95/per-lesion metrics for segmenters. Writes
 metrics.json and a PNG plot beside it; ``--record`` also stores the metrics in the bundle's

@@ -1,4 +1,4 @@
-"""A detector's operating point read off a FROC curve (:func:`training.metrics.froc`'s result)."""
+"""A detector's operating point read off a FROC curve (:func:`radlens.training.metrics.froc`'s result)."""
 
 from __future__ import annotations
 

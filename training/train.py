@@ -1,10 +1,10 @@
 """``radlens train segment|detect``: a labelled folder → a model bundle that ``radlens infer`` runs.
 
-Reads top to bottom like torchvision's reference script: plan (:mod:`training.plan`, defaults from
-the data, nnU-Net's rules) → cache (:mod:`training.cache`, volumes preprocessed by inference's own
+Reads top to bottom like torchvision's reference script: plan (:mod:`radlens.training.plan`, defaults from
+the data, nnU-Net's rules) → cache (:mod:`radlens.training.cache`, volumes preprocessed by inference's own
 Preprocess, so what is trained is what runs) → network from inference's registry → optimiser →
-resume (:mod:`training.checkpoint`) → epochs of sampled, augmented patches (:mod:`training.sampling`)
-→ validation (:mod:`training.validation`) → checkpoints → bundle (:mod:`training.bundle_writer`).
+resume (:mod:`radlens.training.checkpoint`) → epochs of sampled, augmented patches (:mod:`radlens.training.sampling`)
+→ validation (:mod:`radlens.training.validation`) → checkpoints → bundle (:mod:`radlens.training.bundle_writer`).
 
 Reproducibility: every random stream (patch sampler, augmentation) is seeded from
 ``(seed, epoch, rank)`` at the start of each epoch, and the learning rate is a pure function of the
@@ -118,7 +118,7 @@ def train(
     cancel: threading.Event | None = None,
     log: Callable[[str], None] = print,
 ) -> Generator[Progress, None, Path]:
-    """The whole run as a job (design 3): yields Progress per iteration; returns the bundle folder."""
+    """The whole run as a job: yields Progress per iteration; returns the bundle folder."""
     import torch
     from torch.utils.data import DistributedSampler
 

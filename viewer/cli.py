@@ -1,4 +1,4 @@
-"""``radlens view`` (the default subcommand) and ``radlens export`` (design 4.1)."""
+"""``radlens view`` (the default subcommand) and ``radlens export`` (docs/architecture.md, "Command line")."""
 
 from __future__ import annotations
 

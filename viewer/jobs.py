@@ -1,4 +1,6 @@
-"""The viewer's long jobs as Qt-free generators (design 3): each takes the cancel event last.
+"""The viewer's long jobs as Qt-free generators: each takes the cancel event last.
+
+(docs/architecture.md, "Long work and threads")
 
 The JobRunner runs them in a worker thread; they only compose the imaging/inference generators and
 return immutable values. torch is imported inside ``infer`` only, when a model first runs.

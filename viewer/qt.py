@@ -1,4 +1,6 @@
-"""The one place that imports Qt: PySide6 first, then pyqtgraph configured row-major (design 2).
+"""The one place that imports Qt: PySide6 first, then pyqtgraph configured row-major.
+
+(docs/architecture.md, "Conventions")
 
 pyqtgraph picks the first Qt binding it finds and assumes column-major images unless told
 otherwise before any item exists; every viewer module imports ``pg`` from here so neither can drift.

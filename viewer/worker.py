@@ -1,4 +1,6 @@
-"""Background jobs: Qt-free generators (design 3) run on superqt's thread pool, one per channel.
+"""Background jobs: Qt-free generators run on superqt's thread pool, one per channel.
+
+(docs/architecture.md, "Long work and threads")
 
 Only immutable ``JobEvent`` values cross threads. Each carries its job id; the runner (a QObject made
 on the GUI thread, whose bound slots therefore run on the GUI thread) forwards only events of the

@@ -2,7 +2,7 @@
 
 A Modality LUT changes the voxel values (stored → modality values); a VOI LUT, by table or by
 window function, only changes how they are shown, so it travels on the Volume to the display
-(:mod:`imaging.windowing`). Each case runs with the DICOM fast path on and off.
+(:mod:`radlens.imaging.windowing`). Each case runs with the DICOM fast path on and off.
 """
 
 from pathlib import Path
