@@ -8,6 +8,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from radlens.imaging.phantom import KINDS
+
     p = sub.add_parser("info", help="list the series in files or folders (headers only)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--json", action="store_true", help="one JSON line per PATH")
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("phantom", help="write synthetic studies with their labels (for demos and tests)")
     p.add_argument("out", metavar="OUT")
-    p.add_argument("--kind", choices=("chest-ct", "brain-mr"), required=True)
+    p.add_argument("--kind", choices=KINDS, required=True)
     p.add_argument("--cases", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("dicom", "nifti"), default="nifti")

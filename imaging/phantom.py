@@ -30,7 +30,7 @@ from radlens.imaging.volume import StudyInfo, Volume
 from radlens.imaging.volume_io import write_volume
 from radlens.imaging.windowing import preset
 
-KINDS = ("chest-ct", "brain-mr")
+KINDS = ("chest-ct", "brain-mr", "brain-mr-varied")
 FORMATS = ("nifti", "dicom")
 STUDY_DATE = "20000101"  # fixed, so that a seed always gives the same files
 
@@ -174,26 +174,35 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
     return Phantom(volume, labels, findings, "chest-ct", int(seed))
 
 
-def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False) -> Phantom:
     """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
 
     Default grid: 128×192×192 voxels of 1.5×1.25×1.25 mm (192×240×240 mm), a routine head field of view.
     ``labels`` is the lesion label map (1 = lesion); ``findings`` keeps each lesion's box and size.
+    ``varied``: the contrast, bias field, slice thickness, noise and gamma of each case drawn at random
+    (domain randomisation, for training), with periventricular plaques and rim-enhancing tumours too.
     """
     from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
 
+    kind = "brain-mr-varied" if varied else "brain-mr"
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
-    array, instances, raw = build_brain(rng, grid)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3 if varied else 2]))
+    array, instances, raw = build_brain(rng, grid, varied=varied)
+    contrast = "random contrast" if varied else "T1-like"
     volume, findings = _assemble(
-        "brain-mr", seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
-        "MR", "SYNTHETIC brain MR phantom (T1-like)", (),
+        kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
+        "MR", f"SYNTHETIC brain MR phantom ({contrast})", (),
     )  # fmt: skip
-    return Phantom(volume, (instances > 0).astype(np.uint8), findings, "brain-mr", int(seed))
+    return Phantom(volume, (instances > 0).astype(np.uint8), findings, kind, int(seed))
 
 
-MAKERS = {"chest-ct": make_chest_ct, "brain-mr": make_brain_mr}
-CASE_PREFIX = {"chest-ct": "chest", "brain-mr": "brain"}
+def make_varied_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+    """:func:`make_brain_mr` with ``varied=True``: training data for a segmenter of any MR contrast."""
+    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True)
+
+
+MAKERS = {"chest-ct": make_chest_ct, "brain-mr": make_brain_mr, "brain-mr-varied": make_varied_brain_mr}
+CASE_PREFIX = {kind: kind.split("-")[0] for kind in KINDS}
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -250,7 +259,7 @@ def iter_write_phantoms(
         else:
             _write_dicom_case(ph, images / f"{name}_0000")
         write_volume(ph.volume.with_array(ph.labels, modality="OT"), labels_dir / f"{name}.nii.gz")
-        key = "nodules" if kind == "chest-ct" else "lesions"
+        key = "nodules" if _is_chest(kind) else "lesions"
         write_json(
             labels_dir / f"{name}.json",
             {
@@ -271,6 +280,10 @@ def iter_write_phantoms(
     command += f" --shape {' '.join(str(int(n)) for n in shape_zyx)}" if shape_zyx is not None else ""
     write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt, command))
     return root
+
+
+def _is_chest(kind: str) -> bool:
+    return kind.startswith("chest-ct")
 
 
 def _check_previous(root: Path, kind: str) -> None:
@@ -304,7 +317,7 @@ def _remove_stale_cases(root: Path, kind: str, written: set[str], fmt: str) -> N
 def _dataset_json(kind: str, seed: int, cases: int, fmt: str, command: str) -> dict:
     """nnU-Net v2's dataset.json, plus what a bundle trained or evaluated on it records: ``command``
     makes these very cases again (case seeds depend only on the seed and the case index)."""
-    chest = kind == "chest-ct"
+    chest = _is_chest(kind)
     return {
         "name": f"RadLens SYNTHETIC {kind} phantoms",
         "description": (
@@ -313,7 +326,7 @@ def _dataset_json(kind: str, seed: int, cases: int, fmt: str, command: str) -> d
             ", for demos and tests, not patients"
         ),
         "synthetic": True,
-        "channel_names": {"0": "CT" if chest else "T1"},
+        "channel_names": {"0": "CT" if chest else ("T1" if kind == "brain-mr" else "MR")},
         "labels": {"background": 0, "nodule": 1} if chest else {"background": 0, "lesion": 1},
         "numTraining": cases,
         "file_ending": ".nii.gz",

@@ -1,5 +1,14 @@
-"""The synthetic brain MR's anatomy (T1-like contrast, arbitrary units 0..~1000): scalp, skull with
-marrow, CSF, folded cortex, white matter, ventricles, deep grey nuclei, lesions, bias field, Rician noise.
+"""The synthetic brain MR's anatomy: scalp, skull with marrow, CSF, folded cortex, white matter,
+ventricles, deep grey nuclei, lesions, bias field, Rician noise.
+
+The anatomy is a map of tissue classes; a contrast turns it into signal. ``T1_LIKE`` is the fixed
+contrast of the demo (arbitrary units 0..~1000). ``varied=True`` draws the contrast of each case at
+random instead, as SynthSeg does (Billot et al., Medical Image Analysis 2023: networks trained only on
+such domain-randomised images segment real scans of any contrast): CSF may be darker or brighter than
+the lesions and the grey matter, and the bias field, the slice thickness (with its partial volume),
+the noise and a gamma curve vary too. What defines a lesion is kept: it differs from the white matter
+around it. Varied cases also have periventricular plaques and tumours with an enhancing rim around a
+necrotic core.
 
 Coordinates are mm offsets from the head's centre in patient axes (+x left, +y posterior, +z head).
 Depth below the scalp is measured along the ray from the centre, which is exact enough for layers a
@@ -11,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from radlens.imaging.phantom_fields import Grid, blob_fraction, smooth_field, sphere_points
 
@@ -19,10 +29,13 @@ DEFAULT_SHAPE_ZYX = (128, 192, 192)
 
 HEAD = (74.0, 96.0, 86.0)  # semi-axes x, y, z
 HEAD_CZ = -12.0
-# Layers by depth (mm) below the scalp surface, and the T1-like signal of each.
-LAYERS = ((5.0, 650.0), (7.0, 40.0), (10.5, 520.0), (12.5, 40.0), (14.5, 140.0))  # scalp..CSF
+# Tissue classes of the anatomy map.
+AIR, SCALP, CORTICAL_BONE, MARROW, CSF, GM, WM, MUSCLE = range(8)
+# Layers by depth (mm) below the scalp surface, and the class of each.
+LAYERS = ((5.0, SCALP), (7.0, CORTICAL_BONE), (10.5, MARROW), (12.5, CORTICAL_BONE), (14.5, CSF))
 BRAIN_DEPTH = 14.5
-SIGNAL = {"air": 0.0, "csf": 140.0, "gm": 430.0, "wm": 620.0, "muscle": 300.0}
+# The demo's T1-like signal per class.
+T1_LIKE = np.array([0.0, 650.0, 40.0, 520.0, 140.0, 430.0, 620.0, 300.0], dtype=np.float32)
 VENTRICLES = (((-11.0, 4.0, 14.0), (7.0, 28.0, 11.0)), ((11.0, 4.0, 14.0), (7.0, 28.0, 11.0)),
               ((0.0, 2.0, 0.0), (2.0, 12.0, 9.0)))  # fmt: skip
 NUCLEI = (((-20.0, -2.0, 0.0), (10.0, 16.0, 11.0)), ((20.0, -2.0, 0.0), (10.0, 16.0, 11.0)))
@@ -32,8 +45,8 @@ NUCLEI = (((-20.0, -2.0, 0.0), (10.0, 16.0, 11.0)), ((20.0, -2.0, 0.0), (10.0, 1
 class RawLesion:
     centre_xyz: tuple[float, float, float]
     diameter_mm: float
-    contrast: str  # "hyper" | "hypo"
-    kind: str = "lesion"
+    contrast: str  # "hyper" | "hypo" (against the white matter)
+    kind: str = "lesion"  # "lesion" | "periventricular" | "tumour"
 
 
 def depth_below_scalp(x, y, z) -> np.ndarray:
@@ -51,32 +64,65 @@ def _in_ellipsoids(x, y, z, items) -> np.ndarray:
     return out
 
 
-def _place_lesions(rng: np.random.Generator, d_min: float) -> list[tuple[np.ndarray, float, str]]:
-    """2–6 non-overlapping lesions in the cerebral white/grey matter, clear of the ventricles."""
-    placed: list[tuple[np.ndarray, float, str]] = []
+def _place_lesions(rng: np.random.Generator, d_min: float, varied: bool) -> list[tuple[np.ndarray, float, str, str]]:
+    """2–6 non-overlapping lesions (centre, radius, contrast, kind) in the cerebrum, clear of the ventricles.
+
+    Varied cases also place periventricular plaques (a few mm from a ventricle) and tumours (≥ 12 mm).
+    """
+    placed: list[tuple[np.ndarray, float, str, str]] = []
     for _ in range(int(rng.integers(2, 7))):
-        d = min(float(np.exp(rng.uniform(np.log(d_min), np.log(25.0)))), 25.0)
+        kind = str(rng.choice(["lesion", "periventricular", "tumour"], p=[0.5, 0.3, 0.2])) if varied else "lesion"
+        low = max(d_min, 12.0) if kind == "tumour" else d_min
+        high = 30.0 if kind == "tumour" else (14.0 if kind == "periventricular" else 25.0)
+        d = min(float(np.exp(rng.uniform(np.log(low), np.log(high)))), high)
         r = d / 2
         contrast = "hyper" if rng.random() < 0.65 else "hypo"
         for _try in range(80):
-            c = rng.uniform(-1, 1, 3) * [50.0, 70.0, 45.0] + [0.0, 0.0, 15.0]
+            if kind == "periventricular":
+                (vc, va), u = VENTRICLES[int(rng.integers(0, 2))], rng.normal(size=3)
+                c = np.asarray(vc) + np.asarray(va) * u / np.linalg.norm(u) + u / np.linalg.norm(u) * (r + 2.5)
+            else:
+                c = rng.uniform(-1, 1, 3) * [50.0, 70.0, 45.0] + [0.0, 0.0, 15.0]
             sp = sphere_points(c, r)
             x, y, z = sp[:, 0], sp[:, 1], sp[:, 2]
             if (depth_below_scalp(x, y, z) < BRAIN_DEPTH + 3.0).any() or _in_ellipsoids(x, y, z, VENTRICLES).any():
                 continue
-            if all(np.linalg.norm(c - q) > 1.15 * (r + rq) + 2.0 for q, rq, _ in placed):
-                placed.append((c, r, contrast))
+            if all(np.linalg.norm(c - q) > 1.15 * (r + rq) + 2.0 for q, rq, _, _ in placed):
+                placed.append((c, r, contrast, kind))
                 break
     return placed
 
 
-def build_brain(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.ndarray, list[RawLesion]]:
-    """(signal as int16, lesion instance map uint8, lesions) on ``grid``."""
+def _random_contrast(rng: np.random.Generator) -> np.ndarray:
+    """Signal per tissue class for one varied case: every class drawn alone, in 0..1000 (air stays dark)."""
+    table = rng.uniform(20.0, 1000.0, len(T1_LIKE)).astype(np.float32)
+    table[AIR] = rng.uniform(0.0, 30.0)
+    # Grey and white matter stay apart by at least 8 % of the range: the cortex must be visible.
+    if abs(table[GM] - table[WM]) < 80.0:
+        table[GM] = np.clip(table[WM] + rng.choice([-1.0, 1.0]) * rng.uniform(80.0, 300.0), 20.0, 1000.0)
+    return table
+
+
+def _lesion_signal(rng: np.random.Generator, table: np.ndarray, contrast: str, varied: bool) -> float:
+    """A lesion's signal: the demo's fixed hyper/hypo ranges, or a random departure from the white matter."""
+    if not varied:
+        return float(rng.uniform(780, 900) if contrast == "hyper" else rng.uniform(170, 280))
+    step = rng.uniform(0.25, 0.8) * 1000.0
+    wm = float(table[WM])
+    up, down = wm + step, wm - step
+    return float(up if (contrast == "hyper" and up <= 1100) or down < 0 else down)
+
+
+def build_brain(
+    rng: np.random.Generator, grid: Grid, varied: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[RawLesion]]:
+    """(signal as int16, lesion instance map uint8, lesions) on ``grid``; ``varied``: a random contrast."""
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 25.0)  # ≥ 3 voxels across, unless the grid is coarse
     edge = float(min(grid.spacing_zyx))
     folds = smooth_field(rng, grid, 7.0)  # cortical thickness and the grey/white boundary
     sulci = smooth_field(rng, grid, 11.0)  # its zero sheets become sulci
     texture = smooth_field(rng, grid, 6.0)
+    table = _random_contrast(rng) if varied else T1_LIKE
     img = np.zeros(grid.shape_zyx, dtype=np.float32)
     brain = np.zeros(grid.shape_zyx, dtype=bool)
     x = grid.xr[None, None, :]
@@ -87,26 +133,29 @@ def build_brain(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
         z = grid.zr[sl][:, None, None]
         depth = depth_below_scalp(x, y, z)
         f, s = folds[sl], sulci[sl]
-        layer = np.full(depth.shape, SIGNAL["air"], dtype=np.float32)
-        for limit, value in LAYERS[::-1]:
-            layer[(depth >= 0) & (depth < limit)] = value
+        classes = np.full(depth.shape, AIR, dtype=np.uint8)
+        for limit, tissue_class in LAYERS[::-1]:
+            classes[(depth >= 0) & (depth < limit)] = tissue_class
         inside = depth >= BRAIN_DEPTH
         # Gyri: white matter reaches up to 3 mm below the surface where the field is high, 12 mm where low.
         wm = depth > BRAIN_DEPTH + 7.5 - 4.5 * np.clip(f, -1.0, 1.0)
         sulcus = inside & ~wm & (np.abs(s) < 0.12)
         neck = (z - HEAD_CZ) < -52.0  # below the brain: muscles of the skull base and neck
-        tissue = np.where(wm, SIGNAL["wm"], SIGNAL["gm"]) * (1 + 0.03 * texture[sl])
-        tissue = np.where(sulcus, SIGNAL["csf"], tissue)
-        tissue = np.where(_in_ellipsoids(x, y, z, NUCLEI), SIGNAL["gm"], tissue)
-        tissue = np.where(_in_ellipsoids(x, y, z, VENTRICLES), SIGNAL["csf"], tissue)
-        tissue = np.where(neck, SIGNAL["muscle"], tissue)
-        img[sl] = np.where(inside, tissue, layer)
+        nuclei, ventricles = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, VENTRICLES)
+        tissue = np.where(wm, WM, GM).astype(np.uint8)
+        tissue[sulcus] = CSF
+        tissue[np.broadcast_to(nuclei, tissue.shape)] = GM
+        tissue[np.broadcast_to(ventricles, tissue.shape)] = CSF
+        tissue[np.broadcast_to(neck, tissue.shape)] = MUSCLE
+        classes = np.where(inside, tissue, classes)
+        textured = inside & ~(sulcus | nuclei | ventricles | neck)  # the cerebral grey and white matter
+        img[sl] = table[classes] * np.where(textured, 1 + 0.03 * texture[sl], np.float32(1.0))
         brain[sl] = inside & ~neck
     del folds, sulci, texture
 
     instances = np.zeros(grid.shape_zyx, dtype=np.uint8)
     lesions: list[RawLesion] = []
-    for c, r, contrast in _place_lesions(rng, d_min):
+    for c, r, contrast, kind in _place_lesions(rng, d_min, varied):
         lobes = np.array([rng.uniform(0.0, 0.15), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.2 * r + 3 * max(grid.spacing_zyx)
         box = grid.box(c - pad, c + pad)
@@ -115,19 +164,44 @@ def build_brain(rng: np.random.Generator, grid: Grid) -> tuple[np.ndarray, np.nd
         mask = (f >= 0.5) & (instances[box] == 0)
         if not mask.any():  # smaller than a voxel of a very coarse grid
             continue
-        value = rng.uniform(780, 900) if contrast == "hyper" else rng.uniform(170, 280)
+        value = np.float32(_lesion_signal(rng, table, contrast, varied))
         sub = img[box]
-        sub += f * (np.float32(value) - sub)
+        if kind == "tumour":
+            # An enhancing rim (bright) around a necrotic core (fluid-like, the CSF's signal).
+            core = blob_fraction(grid, box, c, r * rng.uniform(0.45, 0.7), 1.5 * edge, lobes) * brain[box]
+            rim = np.float32(max(float(table[WM]), float(table[GM])) + rng.uniform(250.0, 500.0))
+            sub += f * (rim - sub)
+            sub += core * (np.float32(table[CSF]) - sub)
+        else:
+            sub += f * (value - sub)
         instances[box][mask] = len(lesions) + 1
-        lesions.append(RawLesion(tuple(float(v) for v in c), 2 * r, contrast))  # type: ignore[arg-type]
+        lesions.append(RawLesion(tuple(float(v) for v in c), 2 * r, contrast, kind))  # type: ignore[arg-type]
 
-    # A mild receive-coil bias field (±10 %), then Rician noise: the magnitude of complex Gaussian noise.
-    ax, ay, az = rng.uniform(-0.1, 0.1, 3)
-    bias = 1 + ax * x / HEAD[0] + ay * y / HEAD[1] + az * grid.zr[:, None, None] / HEAD[2]
-    img *= bias.astype(np.float32)
-    sigma = np.float32(rng.uniform(12, 20))
+    if varied:
+        img = _acquire(rng, grid, img)
+    else:
+        # A mild receive-coil bias field (±10 %).
+        ax, ay, az = rng.uniform(-0.1, 0.1, 3)
+        bias = 1 + ax * x / HEAD[0] + ay * y / HEAD[1] + az * grid.zr[:, None, None] / HEAD[2]
+        img *= bias.astype(np.float32)
+    # Rician noise: the magnitude of complex Gaussian noise.
+    sigma = np.float32(rng.uniform(12, 20) if not varied else rng.uniform(5, 35))
     real = img + sigma * rng.standard_normal(grid.shape_zyx, dtype=np.float32)
     imag = sigma * rng.standard_normal(grid.shape_zyx, dtype=np.float32)
     img = np.sqrt(real * real + imag * imag)
     np.rint(img, out=img)
     return np.clip(img, 0, 4095).astype(np.int16), instances, lesions
+
+
+def _acquire(rng: np.random.Generator, grid: Grid, img: np.ndarray) -> np.ndarray:
+    """A varied case's acquisition: a strong smooth bias field (up to ±30 %), thick slices (1–6 mm, their
+    partial volume as a Gaussian slice profile along z) and a gamma curve on the intensities."""
+    bias = np.exp(0.15 * smooth_field(rng, grid, 60.0)).astype(np.float32)
+    img *= bias
+    thickness = rng.uniform(1.0, 6.0)
+    sigma_z = thickness / 2.355 / grid.spacing_zyx[0]
+    if sigma_z > 0.5:
+        img = ndimage.gaussian_filter1d(img, sigma_z, axis=0, mode="nearest")
+    top = max(float(img.max()), 1.0)
+    gamma = float(np.exp(rng.uniform(-0.4, 0.4)))
+    return (top * (np.clip(img, 0, None) / top) ** gamma).astype(np.float32)
