@@ -30,7 +30,7 @@ from radlens.imaging.volume import StudyInfo, Volume
 from radlens.imaging.volume_io import write_volume
 from radlens.imaging.windowing import preset
 
-KINDS = ("chest-ct", "brain-mr", "brain-mr-varied")
+KINDS = ("chest-ct", "brain-mr", "brain-mr-varied", "chest-ct-independent", "brain-mr-independent")
 FORMATS = ("nifti", "dicom")
 STUDY_DATE = "20000101"  # fixed, so that a seed always gives the same files
 
@@ -40,7 +40,7 @@ class PhantomLesion:
     """One labelled finding of a phantom; ``box_zyx`` is half-open and comes from the instance mask."""
 
     id: int  # its value in the instance map
-    kind: str  # "solid" | "part-solid" (chest nodules) or "lesion" (brain)
+    kind: str  # a nodule type (solid, part-solid, ground-glass, ...) or a brain lesion family
     center_zyx: tuple[float, float, float]  # fractional voxel index of the centre
     center_lps: tuple[float, float, float]
     diameter_mm: float
@@ -201,7 +201,28 @@ def make_varied_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom
     return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True)
 
 
-MAKERS = {"chest-ct": make_chest_ct, "brain-mr": make_brain_mr, "brain-mr-varied": make_varied_brain_mr}
+def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+    """A chest CT of the independently written generator (imaging.phantom_independent), for cross-source figures."""
+    from radlens.imaging import phantom_independent  # it builds on this module's Phantom
+
+    return phantom_independent.make_independent_chest_ct(seed, shape_zyx, spacing_zyx)
+
+
+def make_independent_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+    """A T2-like brain MR of the independently written generator, for cross-source figures."""
+    from radlens.imaging import phantom_independent
+
+    return phantom_independent.make_independent_brain_mr(seed, shape_zyx, spacing_zyx)
+
+
+MAKERS = {
+    "chest-ct": make_chest_ct,
+    "brain-mr": make_brain_mr,
+    "brain-mr-varied": make_varied_brain_mr,
+    # Cross-source evaluation: written apart from the generators above, sharing no shape or intensity code.
+    "chest-ct-independent": make_independent_chest_ct,
+    "brain-mr-independent": make_independent_brain_mr,
+}
 CASE_PREFIX = {kind: kind.split("-")[0] for kind in KINDS}
 
 
@@ -326,7 +347,7 @@ def _dataset_json(kind: str, seed: int, cases: int, fmt: str, command: str) -> d
             ", for demos and tests, not patients"
         ),
         "synthetic": True,
-        "channel_names": {"0": "CT" if chest else ("T1" if kind == "brain-mr" else "MR")},
+        "channel_names": {"0": "CT" if chest else {"brain-mr": "T1", "brain-mr-independent": "T2"}.get(kind, "MR")},
         "labels": {"background": 0, "nodule": 1} if chest else {"background": 0, "lesion": 1},
         "numTraining": cases,
         "file_ending": ".nii.gz",

@@ -68,6 +68,9 @@ def write_bundle(out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, 
             "split": {"train": plan.train_cases, "validation": plan.validation_cases},
             "final_loss": history[-1]["loss"] if history else None,
         },
+        "data_sources": [
+            {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
+        ],
         "evaluation": evaluation,
     }
     save_bundle(out, network, meta)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 from collections.abc import Generator
@@ -209,17 +210,45 @@ def plot(doc: dict, path: Path) -> Path:
     return path
 
 
-def record_in_bundle(bundle_path: str, doc: dict) -> None:
-    """Put the held-out metrics (without per-case detail) into the bundle's metadata.json."""
-    from radlens.inference.bundle import update_metadata
+def generator_of(command: str | None) -> str | None:
+    """The phantom kind a ``radlens phantom`` command made (None for data from elsewhere)."""
+    match = re.search(r"radlens phantom .*--kind (\S+)", command or "")
+    return match.group(1) if match else None
+
+
+def is_same_source(training: dict, dataset_root: str, data_command: str | None) -> bool:
+    """Whether a dataset comes from what made the bundle's training data: the same folder, or the same
+    phantom generator. Only then is a figure in-generator; any other source is cross-source."""
+    members = training.get("ensemble_of") or [training]
+    made_by = {generator_of(m.get("data_command")) for m in members} | {generator_of(training.get("data_command"))}
+    same_folder = any(
+        m.get("dataset") and Path(m["dataset"]).resolve() == Path(dataset_root).resolve() for m in members
+    )
+    return same_folder or (generator_of(data_command) is not None and generator_of(data_command) in made_by)
+
+
+def record_in_bundle(bundle_path: str, doc: dict) -> str:
+    """Put the metrics (without per-case detail) into the bundle's metadata.json, apart by source:
+    ``evaluation.held_out`` for the generator that made the training data, ``evaluation.cross_source``
+    (one entry per dataset, with its case count) for anything else. Returns which it was."""
+    from radlens.inference.bundle import read_metadata, update_metadata
+
+    same = is_same_source(read_metadata(bundle_path).training, doc["dataset"], doc["data_command"])
+    figures = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}
+    figures["source"] = "in-generator" if same else "cross-source"
 
     def record(meta: dict) -> None:
-        held_out = {k: v for k, v in doc.items() if k not in ("per_case", "bundle", "schema")}
-        meta.setdefault("evaluation", {})["held_out"] = held_out
-        if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
-            meta["evaluation"]["held_out_at_threshold"] = doc["froc"]["at_threshold"]
+        evaluation = meta.setdefault("evaluation", {})
+        if same:
+            evaluation["held_out"] = figures
+            if doc["task"] == "detection" and "at_threshold" in doc["froc"]:
+                evaluation["held_out_at_threshold"] = doc["froc"]["at_threshold"]
+        else:
+            name = generator_of(doc["data_command"]) or Path(doc["dataset"]).name
+            evaluation.setdefault("cross_source", {})[name] = figures
 
     update_metadata(bundle_path, record)
+    return figures["source"]
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
@@ -227,8 +256,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     out = Path(args.out or "metrics.json")
     write_json(out, doc)
     png = plot(doc, out.with_suffix(".png"))
-    if getattr(args, "record", False):
-        record_in_bundle(args.bundle, doc)
+    if args.record:
+        source = record_in_bundle(args.bundle, doc)
+        print(f"recorded in {args.bundle} as a {source} figure ({doc['cases']} cases)", file=sys.stderr)
     print(json.dumps(doc["summary"], indent=1))
     print(f"metrics: {out}; plot: {png}", file=sys.stderr)
     return 0
