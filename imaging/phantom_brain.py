@@ -110,7 +110,27 @@ def _lesion_signal(rng: np.random.Generator, table: np.ndarray, contrast: str, v
     step = rng.uniform(0.25, 0.8) * 1000.0
     wm = float(table[WM])
     up, down = wm + step, wm - step
-    return float(up if (contrast == "hyper" and up <= 1100) or down < 0 else down)
+    value = up if (contrast == "hyper" and up <= 1100) or down < 0 else down
+    # Fluid has a signal of its own: a lesion as bright (or dark) as CSF is the other way from it.
+    csf = float(table[CSF])
+    if abs(value - csf) < 120.0:
+        value = csf - 120.0 if value < csf else csf + 120.0
+    return float(max(value, 0.0))
+
+
+def _fluid_pockets(rng: np.random.Generator) -> tuple:
+    """Small CSF spaces a lesion must not be confused with (varied cases): temporal horns, a cavum, and
+    enlarged perivascular spaces, as (centre, semi-axes) ellipsoids."""
+    horns = tuple(
+        ((side * rng.uniform(24.0, 34.0), rng.uniform(-10.0, 10.0), rng.uniform(-22.0, -8.0)),
+         tuple(rng.uniform([1.5, 8.0, 1.5], [4.0, 16.0, 4.0])))
+        for side in (-1.0, 1.0)
+    )  # fmt: skip
+    spaces = tuple(
+        (tuple(rng.uniform(-1, 1, 3) * [45.0, 60.0, 35.0] + [0.0, 0.0, 10.0]), tuple(rng.uniform(1.0, 3.5, 3)))
+        for _ in range(int(rng.integers(0, 9)))
+    )
+    return horns + spaces
 
 
 def build_brain(
@@ -123,6 +143,7 @@ def build_brain(
     sulci = smooth_field(rng, grid, 11.0)  # its zero sheets become sulci
     texture = smooth_field(rng, grid, 6.0)
     table = _random_contrast(rng) if varied else T1_LIKE
+    pockets = _fluid_pockets(rng) if varied else ()
     img = np.zeros(grid.shape_zyx, dtype=np.float32)
     brain = np.zeros(grid.shape_zyx, dtype=bool)
     x = grid.xr[None, None, :]
@@ -141,7 +162,7 @@ def build_brain(
         wm = depth > BRAIN_DEPTH + 7.5 - 4.5 * np.clip(f, -1.0, 1.0)
         sulcus = inside & ~wm & (np.abs(s) < 0.12)
         neck = (z - HEAD_CZ) < -52.0  # below the brain: muscles of the skull base and neck
-        nuclei, ventricles = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, VENTRICLES)
+        nuclei, ventricles = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, VENTRICLES + pockets)
         tissue = np.where(wm, WM, GM).astype(np.uint8)
         tissue[sulcus] = CSF
         tissue[np.broadcast_to(nuclei, tissue.shape)] = GM

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from radlens.imaging.phantom import iter_write_phantoms, make_brain_mr, make_varied_brain_mr
 from radlens.imaging.phantom_brain import VENTRICLES
@@ -24,16 +23,25 @@ def _median(ph, mask) -> float:
     return float(np.median(ph.volume.array[mask]))
 
 
-def _ventricles(ph) -> np.ndarray:
-    """The ventricles' voxels, from the anatomy's own ellipsoids."""
+def _in(ph, ellipsoids, scale: float) -> np.ndarray:
+    """Voxels inside ellipsoids given as offsets (mm) from the head's centre, shrunk by ``scale``."""
     v = ph.volume
     idx = np.indices(v.shape_zyx).reshape(3, -1).T
-    lps = v.index_to_lps(idx) - np.array([0.0, 15.0, 30.0])  # offsets from the head's centre
+    lps = v.index_to_lps(idx) - np.array([0.0, 15.0, 30.0])
     x, y, z = lps[:, 0], lps[:, 1], lps[:, 2]
     inside = np.zeros(len(idx), bool)
-    for (cx, cy, cz), (ax, ay, az) in VENTRICLES[:2]:
-        inside |= ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 < 0.6
+    for (cx, cy, cz), (ax, ay, az) in ellipsoids:
+        inside |= ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 < scale
     return inside.reshape(v.shape_zyx)
+
+
+def _ventricles(ph) -> np.ndarray:
+    return _in(ph, VENTRICLES[:2], 0.6)
+
+
+def _deep_white_matter(ph) -> np.ndarray:
+    """The centrum semiovale, above the lateral ventricles: white matter on every case."""
+    return _in(ph, [((side, 4.0, 36.0), (6.0, 10.0, 4.0)) for side in (-14.0, 14.0)], 1.0)
 
 
 def test_csf_is_brighter_than_white_matter_in_some_cases_and_darker_in_others(varied):
@@ -41,8 +49,7 @@ def test_csf_is_brighter_than_white_matter_in_some_cases_and_darker_in_others(va
     signs = []
     for ph in [t1, *varied]:
         vent = _ventricles(ph) & (ph.labels == 0)
-        far_from_ventricles = ~ndimage.binary_dilation(vent, iterations=3)
-        deep_wm = ndimage.binary_erosion(ph.volume.array > 0, iterations=8) & far_from_ventricles & (ph.labels == 0)
+        deep_wm = _deep_white_matter(ph) & (ph.labels == 0)
         signs.append(np.sign(_median(ph, vent) - _median(ph, deep_wm)))
     assert signs[0] < 0  # the T1-like demo: dark CSF
     assert {1.0, -1.0} <= set(signs[1:])
@@ -52,7 +59,10 @@ def test_every_lesion_stands_out_from_the_white_matter_around_it(varied):
     for ph in varied:
         a = ph.volume.array.astype(np.float32)
         for f in ph.findings:
-            lesion = ph.labels.astype(bool) & _ball(ph, f, 0.6)
+            # A tumour is an enhancing rim around a necrotic core: its rim is what stands out.
+            lesion = ph.labels.astype(bool) & (
+                _ball(ph, f, 1.0) & ~_ball(ph, f, 0.8) if f.kind == "tumour" else _ball(ph, f, 0.6)
+            )
             shell = _ball(ph, f, 1.8) & ~_ball(ph, f, 1.3) & (ph.labels == 0)
             if lesion.sum() < 4 or shell.sum() < 8:
                 continue
