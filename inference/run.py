@@ -49,6 +49,8 @@ def infer_command(args: argparse.Namespace) -> int:
     path = write_findings(findings, args.out)
     for m in findings.models:
         print(f"{m.name} {m.version}: {m.task}, {m.seconds:.1f} s on {findings.device}")
+        for warning in m.warnings:
+            print(f"radlens: warning: {m.name}: {warning}", file=sys.stderr)
     print(f"{len(findings.detections)} detection candidate(s), {len(findings.segmentations)} segmentation(s) → {path}")
     return 0
 

@@ -447,7 +447,9 @@ class Controller:
             return
         if not run.streamed:  # each model's results usually stream in as it finishes
             self._keep_result(findings)
-        self.view.set_status(f"AI: {len(findings.detections)} detections, {len(findings.segmentations)} masks")
+        warnings = [f"{m.name}: {w}" for m in findings.models for w in m.warnings]
+        status = f"AI: {len(findings.detections)} detections, {len(findings.segmentations)} masks"
+        self.view.set_status("; ".join([status, *warnings]))
 
 
 def _findings_beside(volume: Volume) -> Findings | None:

@@ -156,6 +156,19 @@ def test_results_of_several_runs_merge_and_are_kept_per_series(ctl):
     assert ctl.study.findings is kept and ctl.runner.started[-1] == (second, "infer")
 
 
+def test_a_models_warning_reaches_the_status_line(ctl):
+    """A lung model run on a series without lungs says so where the reader looks."""
+    vol = _ct("1.2.3.w")
+    ctl.set_volume(vol)
+    ctl.run_models()
+    job = _infer_job(ctl)
+    found = _one_model(vol, "det-a", 0.9)
+    run = dataclasses.replace(found.models[0], warnings=("no lungs found in this series",))
+    ctl.on_finished(JobEvent(job, "infer", done=True, result=dataclasses.replace(found, models=(run,))))
+    (text,), _ = ctl.view.last("set_status")[1:]
+    assert text == "AI: 1 detections, 0 masks; det-a: no lungs found in this series"
+
+
 def test_a_result_for_a_series_no_longer_shown_is_dropped(ctl):
     first = _ct("1.2.3.first")
     ctl.set_volume(first)
