@@ -45,8 +45,10 @@ class PhantomLesion:
     center_lps: tuple[float, float, float]
     diameter_mm: float
     box_zyx: tuple[int, int, int, int, int, int]
-    touches: str | None = None  # "pleura" | "vessel" | None, measured on the masks
+    touches: str | None = None  # "pleura" | "vessel" | "fissure" | None, measured on the masks
     contrast: str | None = None  # brain lesions: "hyper" | "hypo"
+    margin: str | None = None  # chest nodules: "smooth" | "lobulated" | "spiculated"
+    calcification: str | None = None  # calcified nodules: "central" | "diffuse"
 
     def to_json(self, volume: Volume) -> dict:
         """The entry of ``labelsTr/CASE.json``: index and LPS (mm) boxes, as findings.json spells them."""
@@ -61,6 +63,8 @@ class PhantomLesion:
             "box_lps": [round(float(v), 3) for v in box_lps(volume, self.box_zyx)],
             "touches": self.touches,
             "contrast": self.contrast,
+            "margin": self.margin,
+            "calcification": self.calcification,
         }
 
 
@@ -149,27 +153,31 @@ def _assemble(
                 box_zyx=tuple(int(v) for v in box),  # type: ignore[arg-type]
                 touches=getattr(item, "touches", None),
                 contrast=getattr(item, "contrast", None),
+                margin=getattr(item, "margin", None),
+                calcification=getattr(item, "calcification", None),
             )
         )
     return volume, tuple(findings)
 
 
 def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
-    """A SYNTHETIC chest CT in HU with 2–6 labelled nodules (solid and part-solid, 3–30 mm).
+    """A SYNTHETIC chest CT in HU with 2–6 labelled nodules of every Fleischner type, 3–30 mm
+    (kind "mass" for the occasional 30–50 mm one), each case's patient and scan drawn at random.
 
-    The default grid, 128×192×192 voxels of 2 mm, covers 256×384×384 mm: the whole chest of a
-    340 mm wide body, small enough for a fast demo and CPU inference, and fine enough that the
-    smallest nodule (6 mm here; 3 mm on grids of ≤ 1 mm) still spans three voxels on every axis.
-    Any other ``shape_zyx`` keeps that field of view unless ``spacing_zyx`` is given.
+    The default grid, 128×192×192 voxels of 2 mm, covers 256×384×384 mm: the chest of a body about
+    340 mm wide (and, in half the cases, the upper abdomen instead of the apices; in a fifth, the lower
+    neck), small enough for a fast demo and CPU inference. Nodules span at least 1.5 voxels (3 mm
+    here and on finer grids). Any other ``shape_zyx`` keeps that field of view unless ``spacing_zyx`` is
+    given. The series description names the slice thickness, kernel and noise of the case.
     """
     from radlens.imaging.phantom_chest import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_chest
 
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
-    array, labels, raw = build_chest(rng, grid)
+    array, labels, raw, acquisition = build_chest(rng, grid)
     volume, findings = _assemble(
         "chest-ct", seed, grid, (0.0, 30.0, -170.0), array, labels, raw,
-        "CT", "SYNTHETIC chest CT phantom", (preset("lung"),),
+        "CT", f"SYNTHETIC chest CT phantom ({acquisition.describe()})", (preset("lung"),),
     )  # fmt: skip
     return Phantom(volume, labels, findings, "chest-ct", int(seed))
 
