@@ -118,6 +118,18 @@ def test_package_loads_only_what_its_arrows_allow(package):
     assert not loaded, f"{package} pulls in {loaded}"
 
 
+@pytest.mark.parametrize(
+    "module",
+    ["radlens.viewer.controller", "radlens.viewer.state", "radlens.viewer.layers", "radlens.viewer.protocols"],
+)
+def test_the_viewers_model_and_controller_load_no_qt(module):
+    """Like napari's layer models: what the viewer shows and decides is testable without Qt."""
+    qt = {*QT, "shiboken6"}
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {qt!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_command_line_info_is_light():
     """`radlens info` must not pay for Qt or torch."""
     code = (
