@@ -27,6 +27,7 @@ import numpy as np
 
 from radlens.imaging.progress import Progress, check_cancel, relay
 from radlens.imaging.volume import Volume
+from radlens.inference import applicability
 from radlens.inference.bundle import BundleInfo, LoadedBundle, load_bundle
 from radlens.inference.errors import BundleError
 from radlens.inference.findings import Findings, ModelRun, input_block
@@ -279,6 +280,13 @@ def run_bundle(
 
     t0 = time.perf_counter()
     inp = bundle.input
+    verdict = applicability.check(volume, bundle.metadata)
+    region = bundle.metadata.applicability.region
+    lungs = find_lungs(volume) if region == "lungs" and verdict.runs else None
+    if region == "lungs" and verdict.runs and lungs is None:
+        verdict = applicability.Verdict("refuse", (f"{applicability.REFUSED}: {bundle.name}: {LUNGS_NOT_FOUND}",))
+    if not verdict.runs:
+        return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), (), ())
     if prepared is None:
         prepared = Preprocess(inp)(volume)
     check_cancel(cancel, bundle.name)
@@ -297,10 +305,7 @@ def run_bundle(
     )
     check_cancel(cancel, bundle.name)
     labels = bundle.labels or ["lesion"]
-    dets, segs, warnings = (), (), []
-    lungs = find_lungs(volume) if bundle.metadata.applicability.region == "lungs" else None
-    if bundle.metadata.applicability.region == "lungs" and lungs is None:
-        warnings.append(LUNGS_NOT_FOUND)
+    dets, segs = (), ()
     if bundle.metadata.task == "detection":
         dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
         dets = lungs.keep_detections(dets) if lungs is not None else dets
@@ -314,7 +319,11 @@ def run_bundle(
             min_component_ml=bundle.info.min_component_ml,
             lungs=lungs,
         )
-    run = ModelRun(
+    return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), dets, segs)
+
+
+def _model_run(bundle: LoadedBundle, t0: float, warnings: Sequence[str]) -> ModelRun:
+    return ModelRun(
         bundle.name,
         bundle.info.version,
         bundle.metadata.task,
@@ -323,7 +332,6 @@ def run_bundle(
         bundle.info.threshold,
         tuple(warnings),
     )
-    return Findings(input_block(volume), used, (run,), dets, segs)
 
 
 def iter_infer(

@@ -10,7 +10,7 @@ The mask is computed on a coarse grid (about 4 mm), which is enough to say how f
 from the lungs and costs a fraction of a second on a 512×512×300 CT. A finding is kept when its
 centre lies within a margin plus its own radius of aerated lung, so that a juxta-pleural nodule or
 a mass on the chest wall, whose centre is outside the air, is kept too. When no lungs are found
-(a CT of the head or of a leg), nothing is gated and the caller says so.
+(a CT of the head or of a leg), a lung model is not run and the engine says why.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Lungs:
 
 
 
-NOT_FOUND = "no lungs found in this series: findings are not restricted to the lungs"
+NOT_FOUND = "no lungs found in this series, and a lung model's findings must lie in the lungs"
 
 
 def find_lungs(volume: Volume, step_mm: float = STEP_MM) -> Lungs | None:

@@ -91,7 +91,7 @@ def test_the_engine_gates_the_candidates_of_a_lung_model_only(tmp_path, monkeypa
     assert "warnings" not in found["models"][0]
 
 
-def test_a_lung_model_on_a_series_without_lungs_warns_in_the_findings(tmp_path, monkeypatch):
+def test_a_lung_model_refuses_a_series_without_lungs_and_says_why(tmp_path, monkeypatch):
     from radlens.inference import postprocess
 
     head = load(get_testdata_file("693_J2KI.dcm"))
@@ -100,8 +100,9 @@ def test_a_lung_model_on_a_series_without_lungs_warns_in_the_findings(tmp_path, 
     meta["input"].update(spacing_zyx=[20.0, 4.0, 4.0], patch_zyx=[16, 32, 32])
     bundle = load_bundle(save_bundle(tmp_path / "det", build_network("centernet3d", **DETECTOR_KWARGS), meta))
     found = run_to_end(run_bundle(head, bundle)).to_json()
-    assert len(found["detections"]) == 1
-    assert found["models"][0]["warnings"] == [NOT_FOUND]
+    assert found["detections"] == []
+    (warning,) = found["models"][0]["warnings"]
+    assert warning.startswith("refused: det:") and NOT_FOUND in warning
 
 
 def test_a_lung_segmenters_components_away_from_the_lungs_leave_the_mask(tmp_path, monkeypatch):
@@ -137,3 +138,24 @@ def test_a_lung_segmenters_components_away_from_the_lungs_leave_the_mask(tmp_pat
     assert found[None].mask[blobs[0]] and found[None].mask[blobs[1]] and len(found[None].components) == 2
     assert found["lungs"].mask[blobs[0]] and not found["lungs"].mask[60:].any()
     assert len(found["lungs"].components) == 1
+
+
+def test_a_lungs_crop_keeps_the_chest_and_leaves_out_the_abdomen_and_every_nodule_stays_in():
+    from radlens.inference.preprocess import CropToBody, CropToLungs
+
+    trunk = chest_and_abdomen()
+    z0, _, _, z1, _, _ = CropToLungs(margin_mm=12.0)(trunk)
+    assert z0 == 0 and 60 <= z1 <= 60 + 2 + 12 / 3 + 1  # the lungs end at slice 60; the abdomen is left out
+    assert CropToBody()(trunk)[3] == 120
+    for seed in range(3):
+        phantom = make_chest_ct(seed)
+        box = np.asarray(CropToLungs()(phantom.volume))
+        for n in phantom.findings:
+            assert np.all(np.asarray(n.center_zyx) >= box[:3]) and np.all(np.asarray(n.center_zyx) < box[3:])
+
+
+def test_a_lungs_crop_on_a_series_without_lungs_is_the_body():
+    from radlens.inference.preprocess import CropToBody, CropToLungs
+
+    head = load(get_testdata_file("693_J2KI.dcm"))
+    assert CropToLungs()(head) == CropToBody()(head)

@@ -1,0 +1,82 @@
+"""Whether a bundle fits a series, checked before it runs: run, run with a warning, or refuse.
+
+Why: a model trained on one kind of scan gives confident nonsense on another (a T1-trained lesion
+segmenter outlines the ventricles of a T2 series). The bundle's ``input.modality`` and its
+``applicability`` block (:class:`radlens.inference.metadata.Applicability`) say what it is for;
+this module compares them with what the series says about itself. A wrong modality refuses; a
+slice thickness outside the trained range, or an MR contrast other than the one it learned, warns.
+The lungs a chest model needs are checked by the engine, which finds them anyway to gate findings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from radlens.imaging.volume import Volume
+from radlens.inference.metadata import BundleMetadata
+
+# Series-description words of the common MR contrasts (the scanner's own names for its sequences).
+SEQUENCE_WORDS = (
+    ("FLAIR-like", r"flair|dark[ _-]?fluid|\btirm\b"),
+    ("T1-like", r"t1|mprage|spgr|bravo|tfe|vibe|\bmp[ _-]?rage\b"),
+    ("T2-like", r"t2|\btse\b|\bfse\b|haste|space"),
+    ("diffusion", r"dwi|diffusion|\badc\b|\btrace\b"),
+)
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``action`` is "run", "warn" or "refuse"; ``reasons`` the one-line messages a reader is shown."""
+
+    action: str
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> bool:
+        return self.action != "refuse"
+
+
+def sequence_of(description: str) -> str | None:
+    """The MR contrast a series description names, or None when it names none."""
+    text = description.lower()
+    for name, pattern in SEQUENCE_WORDS:
+        if re.search(pattern, text):
+            return name
+    return None
+
+
+def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
+    """How ``metadata``'s bundle may run on ``volume``; the reasons name the model and what differs."""
+    want = metadata.input.modality.upper()
+    have = (volume.modality or "OT").upper()
+    name = metadata.name
+    if have not in ("OT", "") and have != want:
+        return Verdict("refuse", (f"{REFUSED}: {name} is made for {want}; this series is {have}",))
+    if volume.is_rgb:
+        return Verdict("refuse", (f"{REFUSED}: {name} reads grey-scale {want}; this series is a colour image",))
+    warnings = []
+    if have in ("OT", ""):
+        warnings.append(f"the series names no modality: {name} ran on it as {want}")
+    app = metadata.applicability
+    thickness = float(volume.spacing_zyx[0])
+    if app.slice_thickness_mm is not None:
+        lo, hi = app.slice_thickness_mm
+        if not lo - 1e-6 <= thickness <= hi + 1e-6:
+            warnings.append(
+                f"{name} was trained on slices of {lo:g}-{hi:g} mm; this series' slices are {thickness:.1f} mm apart"
+            )
+    if want == "MR" and app.sequence not in ("any", ""):
+        seen = sequence_of(volume.description)
+        if seen is None:
+            warnings.append(
+                f"{name} was trained on {app.sequence} contrast; this series does not say its contrast, "
+                "check the result against the image"
+            )
+        elif seen != app.sequence:
+            warnings.append(
+                f"{name} was trained on {app.sequence} contrast; this series looks {seen} "
+                f"(series description {volume.description!r})"
+            )
+    return Verdict("warn" if warnings else "run", tuple(warnings))

@@ -1,0 +1,90 @@
+"""The applicability check: a bundle runs, runs with a warning, or is refused, as its metadata declares."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inference_helpers import DETECTOR_KWARGS, SEGMENTER_KWARGS, metadata, sphere_ct  # noqa: E402
+
+from radlens.imaging.progress import run_to_end  # noqa: E402
+from radlens.imaging.volume import Volume  # noqa: E402
+from radlens.inference import engine  # noqa: E402
+from radlens.inference.applicability import check, sequence_of  # noqa: E402
+from radlens.inference.bundle import load_bundle, save_bundle  # noqa: E402
+from radlens.inference.metadata import BundleMetadata  # noqa: E402
+from radlens.inference.networks import build_network  # noqa: E402
+
+
+def brain_meta(**applicability) -> BundleMetadata:
+    meta = metadata("brain-seg", "segmentation", "unet3d-seg", SEGMENTER_KWARGS, labels=["lesion"])
+    meta["input"] = {"modality": "MR", "spacing_zyx": [2.0, 2.0, 2.0], "patch_zyx": [16, 32, 32],
+                     "normalization": {"kind": "zscore"}}  # fmt: skip
+    meta["applicability"] = {"body_part": "brain", **applicability}
+    return BundleMetadata.from_json(meta)
+
+
+def mr(description: str, slice_mm: float = 1.0) -> Volume:
+    a = np.random.default_rng(0).uniform(0, 500, (12, 16, 16)).astype(np.float32)
+    return Volume(a, (slice_mm, 1.0, 1.0), modality="MR", description=description, source="synthetic.nii")
+
+
+@pytest.mark.parametrize(
+    ("description", "sequence"),
+    [("AX T2 FLAIR", "FLAIR-like"), ("sag 3D MPRAGE", "T1-like"), ("t2_tse_tra", "T2-like"),
+     ("ep2d_diff DWI", "diffusion"), ("localizer", None)],
+)  # fmt: skip
+def test_the_contrast_is_read_from_the_series_description(description, sequence):
+    assert sequence_of(description) == sequence
+
+
+def test_a_t1_model_on_a_flair_series_warns_with_both_contrasts():
+    verdict = check(mr("AX T2 FLAIR"), brain_meta(sequence="T1-like"))
+    assert verdict.action == "warn" and verdict.runs
+    (reason,) = verdict.reasons
+    assert "trained on T1-like contrast" in reason and "looks FLAIR-like" in reason and "AX T2 FLAIR" in reason
+
+
+def test_a_t1_model_on_an_unnamed_contrast_asks_the_reader_to_check():
+    (reason,) = check(mr(""), brain_meta(sequence="T1-like")).reasons
+    assert "does not say its contrast" in reason
+
+
+def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():
+    for description in ("AX T2 FLAIR", "MPRAGE", ""):
+        assert check(mr(description), brain_meta(sequence="any")).action == "run"
+
+
+def test_slices_thicker_than_trained_warn():
+    meta = brain_meta(sequence="any", slice_thickness_mm=[1.0, 6.0])
+    assert check(mr("T1", slice_mm=5.0), meta).action == "run"
+    (reason,) = check(mr("T1", slice_mm=8.0), meta).reasons
+    assert "slices of 1-6 mm" in reason and "8.0 mm" in reason
+
+
+def test_a_model_for_another_modality_is_refused():
+    verdict = check(sphere_ct(), brain_meta(sequence="any"))
+    assert not verdict.runs
+    assert verdict.reasons == ("refused: brain-seg is made for MR; this series is CT",)
+
+
+def test_a_series_without_a_modality_runs_with_a_warning():
+    volume = dataclasses.replace(mr("T1"), modality="OT")
+    (reason,) = check(volume, brain_meta(sequence="any")).reasons
+    assert "names no modality" in reason and "as MR" in reason
+
+
+def test_the_engine_does_not_run_a_refused_model_and_says_why(tmp_path, monkeypatch):
+    meta = metadata("det", "detection", "centernet3d", DETECTOR_KWARGS)
+    bundle = load_bundle(save_bundle(tmp_path / "det", build_network("centernet3d", **DETECTOR_KWARGS), meta))
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a refused model ran")
+        yield
+
+    monkeypatch.setattr(engine, "sliding_windows", must_not_run)
+    found = run_to_end(engine.run_bundle(mr("T1"), bundle)).to_json()
+    assert found["detections"] == [] and found["segmentations"] == []
+    assert found["models"][0]["warnings"] == ["refused: det is made for CT; this series is MR"]
