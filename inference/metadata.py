@@ -82,6 +82,11 @@ class Normalization:
         return {**asdict(self), "clip": list(self.clip)}
 
 
+# What a CT model's input is cropped to first: "body", the voxels above -500 HU (CT's default);
+# "lungs", the lungs' bounding box (inference.lungs) plus a margin, or the body when none are found.
+CROPS = ("body", "lungs")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What a network expects: the modality, the grid (spacing, patch), the normalisation, the crop,
@@ -91,7 +96,7 @@ class InputSpec:
     spacing_zyx: tuple[float, float, float]
     patch_zyx: tuple[int, int, int]
     normalization: Normalization = field(default_factory=Normalization)
-    crop: str | None = None  # "body": crop to the voxels above -500 HU first (CT's default)
+    crop: str | None = None  # one of CROPS, or None (MR's default)
     overlap: float = DEFAULT_OVERLAP
     blend: str = DEFAULT_BLEND
     mirror_axes: tuple[int, ...] = ()
@@ -117,8 +122,8 @@ class InputSpec:
             raise BundleError(where, f"input.blend {blend!r} is not one of {', '.join(BLENDS)}")
         modality = str(block["modality"]).upper()
         crop = block.get("crop", "body" if modality == "CT" else None)
-        if crop not in ("body", None):
-            raise BundleError(where, f"input.crop {crop!r} is not 'body' or null")
+        if crop is not None and crop not in CROPS:
+            raise BundleError(where, f"input.crop {crop!r} is not one of {', '.join(CROPS)} or null")
         return cls(
             modality=modality,
             spacing_zyx=tuple(float(s) for s in spacing),

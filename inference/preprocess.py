@@ -61,6 +61,35 @@ class CropToBody:
         return (*lo, *hi)
 
 
+class CropToLungs:
+    """The lungs' bounding box (:func:`radlens.inference.lungs.find_lungs`) plus a margin in millimetres.
+
+    Why: a chest model then never sees the abdomen or the neck (no findings there, and on a
+    chest-abdomen CT a third of the voxels to run on). The margin keeps a juxta-pleural nodule or a
+    mass on the lung's edge whole. Without lungs (a head CT), the body's box.
+    """
+
+    def __init__(self, margin_mm: float = 20.0):
+        self.margin_mm = float(margin_mm)
+
+    def __call__(self, volume: Volume) -> tuple[int, int, int, int, int, int]:
+        from radlens.inference.lungs import find_lungs
+
+        lungs = find_lungs(volume)
+        if lungs is None:
+            return CropToBody()(volume)
+        mask = lungs.grid.array > 0
+        shape = volume.shape_zyx
+        lo, hi = [], []
+        for axis in range(3):
+            hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+            step = round(lungs.grid.spacing_zyx[axis] / volume.spacing_zyx[axis])
+            pad = step + int(np.ceil(self.margin_mm / volume.spacing_zyx[axis]))
+            lo.append(max(0, int(hit[0]) * step - pad))
+            hi.append(min(shape[axis], (int(hit[-1]) + 1) * step + pad))
+        return (*lo, *hi)
+
+
 class ResampleToSpacing:
     """A volume (or a label map, nearest neighbour) on a grid of the model's spacing, same extent."""
 
@@ -181,7 +210,7 @@ class Preprocess:
     def __init__(self, spec: InputSpec):
         self.resample = ResampleToSpacing(spec.spacing_zyx)
         self.normalize = NormalizeIntensity(spec.normalization)
-        self.crop = CropToBody() if spec.crop == "body" else None
+        self.crop = {"body": CropToBody, "lungs": CropToLungs}[spec.crop]() if spec.crop else None
 
     def __call__(self, volume: Volume) -> Prepared:
         if volume.is_rgb:

@@ -158,7 +158,7 @@ def test_a_minimum_component_size_that_is_not_a_size_is_refused(tmp_path, value)
         *[("overlap", v, r"input.overlap must be a number from 0 up to") for v in (1.0, -0.1, "0.5", True)],
         *[("patch_zyx", v, r"input patch_zyx needs three positive whole numbers") for v in ([16, 16], [16, 16, 0.5])],
         *[("spacing_zyx", v, r"input spacing_zyx needs three positive numbers") for v in ([2, 2], [2, 0, 2])],
-        ("crop", "lungs", r"input.crop 'lungs' is not 'body' or null"),
+        ("crop", "liver", r"input.crop 'liver' is not one of body, lungs or null"),
         ("normalization", {"kind": "ct-clip", "clip": [400, -1000]}, r"clip must be two increasing numbers"),
         ("normalization", {"kind": "ct-clip", "window": [0, 1]}, r"normalization has unknown field\(s\): window"),
         ("normalization", {"kind": "minmax"}, r"normalization 'minmax' is not one of ct-clip, zscore"),
