@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from radlens.inference.metadata import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP
+from radlens.inference.metadata import BLENDS, CROPS, DEFAULT_BLEND, DEFAULT_OVERLAP
 from radlens.training.config import TrainConfig
 
 
@@ -51,6 +51,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"how overlapping windows are averaged (default {DEFAULT_BLEND}; gaussian, as nnU-Net and MONAI do it, "
         "lets a window's centre count most)",
     )
+    p.add_argument(
+        "--clip",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="CT: a fixed window in HU the input is clipped to and scaled to [0, 1] (default: the 0.5/99.5 "
+        "percentiles of the labelled voxels, nnU-Net's rule; a wide window such as -1000 400 keeps ground glass)",
+    )
+    p.add_argument(
+        "--crop",
+        choices=(*CROPS, "none"),
+        help="CT: what the input is cropped to first (default body; lungs for a lung model: no findings "
+        "outside them and fewer voxels to run on)",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
@@ -78,7 +92,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     options = vars(args)
     given = {f.name: options[f.name] for f in fields(TrainConfig) if options[f.name] is not None}
     given["dataset"], given["out"] = Path(given["dataset"]), Path(given["out"])
-    for name in ("patch", "spacing", "channels", "mirror_axes"):
+    for name in ("patch", "spacing", "channels", "mirror_axes", "clip"):
         if name in given:
             given[name] = tuple(given[name])
     return TrainConfig(**given)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
+from radlens.inference.metadata import CROPS, DEFAULT_BLEND, DEFAULT_OVERLAP, is_window_overlap
 from radlens.training.errors import TrainingError
 
 TASKS = {"segment": "segmentation", "detect": "detection"}
@@ -40,6 +40,8 @@ class TrainConfig:
     mirror_axes: tuple[int, ...] = ()
     overlap: float = DEFAULT_OVERLAP
     blend: str = DEFAULT_BLEND
+    clip: tuple[float, float] | None = None  # CT window in HU; None: the foreground's 0.5/99.5 percentiles
+    crop: str | None = None  # one of CROPS or "none"; None: "body" for CT
 
     def __post_init__(self) -> None:
         """Refuse what no run could use before anything is read or trained."""
@@ -47,6 +49,10 @@ class TrainConfig:
             raise TrainingError(f"radlens train {self.task}: only {' and '.join(TASKS)} are implemented")
         if not is_window_overlap(self.overlap):
             raise TrainingError(f"--overlap {self.overlap}: must be from 0 up to (not including) 1")
+        if self.clip is not None and not self.clip[0] < self.clip[1]:
+            raise TrainingError(f"--clip {self.clip[0]:g} {self.clip[1]:g}: the low end must be below the high end")
+        if self.crop is not None and self.crop not in (*CROPS, "none"):
+            raise TrainingError(f"--crop {self.crop}: must be one of {', '.join(CROPS)} or none")
 
 
 def command_line() -> str:

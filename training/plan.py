@@ -156,7 +156,7 @@ def make_plan(ds: Dataset, config: TrainConfig, device: str) -> Plan:
         label_values=values,
         spacing_zyx=spacing,
         patch_zyx=list(config.patch) if config.patch else [],
-        normalization={},
+        normalization=fixed_window(config.clip) if config.clip else {},
         arch=arch,
         arch_kwargs=arch_kwargs,
         batch=int(config.batch or (2 if device == "cpu" else 4)),
@@ -169,12 +169,23 @@ def make_plan(ds: Dataset, config: TrainConfig, device: str) -> Plan:
         train_cases=train_ids,
         validation_cases=val_ids,
         val_every=int(config.val_every),
-        crop="body" if ds.modality == "CT" else None,
+        crop=_crop(config.crop, ds.modality),
         mirror_axes=sorted(set(config.mirror_axes)),
         overlap=float(config.overlap),
         blend=str(config.blend),
         notes=[*notes, f"patch divisor {divisor} (the network downsamples {len(channels) - 1} times)"],
     )
+
+
+def _crop(asked: str | None, modality: str) -> str | None:
+    if asked == "none" or modality != "CT":
+        return None
+    return asked or "body"
+
+
+def fixed_window(clip) -> dict:
+    """A CT window chosen by the user (``--clip``), scaled to [0, 1]: the same for every scan."""
+    return {"kind": "ct-clip", "clip": [float(clip[0]), float(clip[1])], "scale": "unit"}
 
 
 def resumed_plan(saved: dict, config: TrainConfig) -> Plan:
@@ -198,7 +209,7 @@ def intensity_normalization(ds: Dataset, plan: Plan, raw: dict[str, tuple]) -> d
         if fg.size:
             samples.append(fg[rng.integers(0, fg.size, size=min(fg.size, 10000))])
     if not samples:
-        return {"kind": "ct-clip", "clip": [-1000.0, 400.0], "scale": "unit"}
+        return fixed_window((-1000.0, 400.0))
     fg = np.concatenate(samples).astype(np.float64)
     lo, hi = (float(v) for v in np.percentile(fg, [0.5, 99.5]))
     clipped = np.clip(fg, lo, hi)

@@ -142,6 +142,26 @@ def test_resume_without_a_checkpoint_says_so(tiny_dataset, tmp_path):
         run_to_end(train(_config("segment", tiny_dataset, "--out", tmp_path / "none", "--resume", *TINY)))
 
 
+def test_a_fixed_ct_window_and_a_lungs_crop_reach_the_bundle(tiny_dataset, tmp_path):
+    """--clip keeps ground glass (-750 to -300 HU) inside the window; --crop lungs is what inference crops to."""
+    out = tmp_path / "wide"
+    config = _config(
+        "detect", tiny_dataset, "--out", out, "--epochs", 1, "--iterations", 1, "--clip", -1000, 400,
+        "--crop", "lungs", "--val-fraction", 0.25, *TINY
+    )  # fmt: skip
+    run_to_end(train(config, log=lambda s: None))
+    block = json.loads((out / "metadata.json").read_text())["input"]
+    assert block["normalization"] == {"kind": "ct-clip", "clip": [-1000.0, 400.0], "scale": "unit"}
+    assert block["crop"] == "lungs"
+
+
+@pytest.mark.parametrize(("option", "message"), [(["--clip", 400, -1000], "the low end must be below"),
+                                                 (["--crop", "none", "--clip", 5, 5], "the low end")])  # fmt: skip
+def test_a_window_upside_down_is_refused_before_training(tiny_dataset, tmp_path, option, message):
+    with pytest.raises(TrainingError, match=message):
+        _config("detect", tiny_dataset, "--out", tmp_path / "never", *option)
+
+
 @pytest.mark.parametrize("overlap", [1.0, -0.25])
 def test_an_overlap_no_bundle_could_run_is_refused_before_training(tiny_dataset, tmp_path, overlap):
     out = tmp_path / "never"
