@@ -64,7 +64,26 @@ def _in_ellipsoids(x, y, z, items) -> np.ndarray:
     return out
 
 
-def _place_lesions(rng: np.random.Generator, d_min: float, varied: bool) -> list[tuple[np.ndarray, float, str, str]]:
+def _varied_ventricles(rng: np.random.Generator) -> tuple:
+    """One case's ventricles: the lateral ventricles' bodies widened (atrophy) or not, with frontal and
+    occipital horns that may show as separate round pockets on a slice, and the third ventricle."""
+    out = []
+    for c, a in VENTRICLES[:2]:
+        out.append((c, tuple(np.asarray(a) * rng.uniform(0.9, 1.7, 3))))
+        side = np.sign(c[0])
+        for end in (-1.0, 1.0):  # frontal (anterior, -y) and occipital (posterior, +y) horns
+            if rng.random() < 0.8:
+                r = rng.uniform(3.0, 8.0, 3)
+                centre = (c[0] + side * rng.uniform(0.0, 6.0), c[1] + end * a[1] * rng.uniform(0.7, 1.1),
+                          c[2] + rng.uniform(-6.0, 4.0))  # fmt: skip
+                out.append((centre, tuple(r)))
+    out.append((VENTRICLES[2][0], tuple(np.asarray(VENTRICLES[2][1]) * rng.uniform(0.8, 2.0, 3))))
+    return tuple(out)
+
+
+def _place_lesions(
+    rng: np.random.Generator, d_min: float, varied: bool, ventricles=VENTRICLES
+) -> list[tuple[np.ndarray, float, str, str]]:
     """2–6 non-overlapping lesions (centre, radius, contrast, kind) in the cerebrum, clear of the ventricles.
 
     Varied cases also place periventricular plaques (a few mm from a ventricle) and tumours (≥ 12 mm).
@@ -79,13 +98,13 @@ def _place_lesions(rng: np.random.Generator, d_min: float, varied: bool) -> list
         contrast = "hyper" if rng.random() < 0.65 else "hypo"
         for _try in range(80):
             if kind == "periventricular":
-                (vc, va), u = VENTRICLES[int(rng.integers(0, 2))], rng.normal(size=3)
+                (vc, va), u = ventricles[int(rng.integers(0, 2))], rng.normal(size=3)
                 c = np.asarray(vc) + np.asarray(va) * u / np.linalg.norm(u) + u / np.linalg.norm(u) * (r + 2.5)
             else:
                 c = rng.uniform(-1, 1, 3) * [50.0, 70.0, 45.0] + [0.0, 0.0, 15.0]
             sp = sphere_points(c, r)
             x, y, z = sp[:, 0], sp[:, 1], sp[:, 2]
-            if (depth_below_scalp(x, y, z) < BRAIN_DEPTH + 3.0).any() or _in_ellipsoids(x, y, z, VENTRICLES).any():
+            if (depth_below_scalp(x, y, z) < BRAIN_DEPTH + 3.0).any() or _in_ellipsoids(x, y, z, ventricles).any():
                 continue
             if all(np.linalg.norm(c - q) > 1.15 * (r + rq) + 2.0 for q, rq, _, _ in placed):
                 placed.append((c, r, contrast, kind))
@@ -107,7 +126,7 @@ def _lesion_signal(rng: np.random.Generator, table: np.ndarray, contrast: str, v
     """A lesion's signal: the demo's fixed hyper/hypo ranges, or a random departure from the white matter."""
     if not varied:
         return float(rng.uniform(780, 900) if contrast == "hyper" else rng.uniform(170, 280))
-    step = rng.uniform(0.25, 0.8) * 1000.0
+    step = float(np.exp(rng.uniform(np.log(0.1), np.log(0.7)))) * 1000.0  # subtle plaques as often as bright ones
     wm = float(table[WM])
     up, down = wm + step, wm - step
     value = up if (contrast == "hyper" and up <= 1100) or down < 0 else down
@@ -144,6 +163,8 @@ def build_brain(
     texture = smooth_field(rng, grid, 6.0)
     table = _random_contrast(rng) if varied else T1_LIKE
     pockets = _fluid_pockets(rng) if varied else ()
+    ventricles = _varied_ventricles(rng) if varied else VENTRICLES
+    texture_amp = np.float32(rng.uniform(0.0, 0.1) if varied else 0.03)
     img = np.zeros(grid.shape_zyx, dtype=np.float32)
     brain = np.zeros(grid.shape_zyx, dtype=bool)
     x = grid.xr[None, None, :]
@@ -162,21 +183,21 @@ def build_brain(
         wm = depth > BRAIN_DEPTH + 7.5 - 4.5 * np.clip(f, -1.0, 1.0)
         sulcus = inside & ~wm & (np.abs(s) < 0.12)
         neck = (z - HEAD_CZ) < -52.0  # below the brain: muscles of the skull base and neck
-        nuclei, ventricles = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, VENTRICLES + pockets)
+        nuclei, fluid = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, ventricles + pockets)
         tissue = np.where(wm, WM, GM).astype(np.uint8)
         tissue[sulcus] = CSF
         tissue[np.broadcast_to(nuclei, tissue.shape)] = GM
-        tissue[np.broadcast_to(ventricles, tissue.shape)] = CSF
+        tissue[np.broadcast_to(fluid, tissue.shape)] = CSF
         tissue[np.broadcast_to(neck, tissue.shape)] = MUSCLE
         classes = np.where(inside, tissue, classes)
-        textured = inside & ~(sulcus | nuclei | ventricles | neck)  # the cerebral grey and white matter
-        img[sl] = table[classes] * np.where(textured, 1 + 0.03 * texture[sl], np.float32(1.0))
+        textured = inside & ~(sulcus | nuclei | fluid | neck)  # the cerebral grey and white matter
+        img[sl] = table[classes] * np.where(textured, 1 + texture_amp * texture[sl], np.float32(1.0))
         brain[sl] = inside & ~neck
     del folds, sulci, texture
 
     instances = np.zeros(grid.shape_zyx, dtype=np.uint8)
     lesions: list[RawLesion] = []
-    for c, r, contrast, kind in _place_lesions(rng, d_min, varied):
+    for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles):
         lobes = np.array([rng.uniform(0.0, 0.15), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.2 * r + 3 * max(grid.spacing_zyx)
         box = grid.box(c - pad, c + pad)
@@ -215,10 +236,14 @@ def build_brain(
 
 
 def _acquire(rng: np.random.Generator, grid: Grid, img: np.ndarray) -> np.ndarray:
-    """A varied case's acquisition: a strong smooth bias field (up to ±30 %), thick slices (1–6 mm, their
-    partial volume as a Gaussian slice profile along z) and a gamma curve on the intensities."""
+    """A varied case's acquisition: a strong smooth bias field (up to ±30 %), an in-plane blur (partial
+    volume at tissue edges), thick slices (1–6 mm, their partial volume as a Gaussian slice profile
+    along z) and a gamma curve on the intensities."""
     bias = np.exp(0.15 * smooth_field(rng, grid, 60.0)).astype(np.float32)
     img *= bias
+    blur = rng.uniform(0.0, 1.0) / np.asarray(grid.spacing_zyx[1:])
+    if blur.max() > 0.3:
+        img = ndimage.gaussian_filter(img, (0.0, *blur), mode="nearest")
     thickness = rng.uniform(1.0, 6.0)
     sigma_z = thickness / 2.355 / grid.spacing_zyx[0]
     if sigma_z > 0.5:
