@@ -21,6 +21,8 @@ from radlens.inference.preprocess import Prepared
 SCORE_FLOOR = 0.05
 MAX_CANDIDATES = 200
 NMS_IOU = 0.2
+# A lung nodule over 30 mm is a mass (Fleischner Society glossary): reported under its own label.
+MASS_ABOVE_MM = 30.0
 MAX_COMPONENTS = 1000
 
 
@@ -34,7 +36,9 @@ def decode_detections(
     max_candidates: int = MAX_CANDIDATES,
     nms_iou: float = NMS_IOU,
 ) -> tuple[Detection, ...]:
-    """Boxes from a (4, Z, Y, X) output on the model grid: heatmap logits, then extent z, y, x in voxels."""
+    """Boxes from a (4, Z, Y, X) output on the model grid: heatmap logits, then extent z, y, x in voxels.
+
+    A "nodule" box over :data:`MASS_ABOVE_MM` is labelled "mass"."""
     import torch
     from monai.data.box_utils import non_max_suppression
 
@@ -66,16 +70,17 @@ def decode_detections(
         b0 = np.clip(np.floor(lo[k] + 0.5), 0, shape - 1).astype(int)
         b1 = np.clip(np.ceil(hi[k] + 0.5), b0 + 1, shape).astype(int)
         centre = centre_in[k]
+        diameter = float(np.mean((hi[k] - lo[k]) * spacing))
         dets.append(
             Detection(
                 id=n,
                 model=model,
-                label=label,
+                label="mass" if label == "nodule" and diameter > MASS_ABOVE_MM else label,
                 score=float(scores[k]),
                 box_zyx=(*(int(v) for v in b0), *(int(v) for v in b1)),
                 center_zyx=tuple(float(v) for v in centre),
                 center_lps=tuple(float(v) for v in prep.source.index_to_lps(centre)),
-                diameter_mm=float(np.mean((hi[k] - lo[k]) * spacing)),
+                diameter_mm=diameter,
             )
         )
     return tuple(dets)

@@ -62,6 +62,17 @@ def test_a_heatmap_peak_becomes_a_box_around_the_same_place_on_the_input_grid():
     assert det.diameter_mm == pytest.approx(8.0)
 
 
+def test_a_nodule_box_over_30_mm_is_reported_as_a_mass_and_a_smaller_one_stays_a_nodule():
+    _, prep = _prepared()
+    out = torch.full((4, *prep.image.shape), -8.0)
+    out[0, 5, 8, 8], out[1:4, 5, 8, 8] = 3.0, 16.0  # 32 mm on the 2 mm model grid
+    out[0, 5, 22, 22], out[1:4, 5, 22, 22] = 2.0, 4.0  # 8 mm, far from it
+    mass, nodule = decode_detections(out, prep, "m", "nodule")
+    assert (mass.label, nodule.label) == ("mass", "nodule")
+    assert mass.diameter_mm > 30 > nodule.diameter_mm
+    assert [d.label for d in decode_detections(out, prep, "m", "lesion")] == ["lesion", "lesion"]
+
+
 def test_overlapping_candidates_are_suppressed_and_weak_ones_kept_above_the_floor():
     _, prep = _prepared()
     out = torch.full((4, *prep.image.shape), -8.0)
