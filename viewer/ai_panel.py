@@ -1,6 +1,8 @@
-"""The AI panel: the model bundles that fit the open series, Run / Cancel, run-on-open, progress.
+"""The AI panel: what the series is, the model bundles that fit it, Run / Cancel, run-on-open, progress.
 
-It only lists bundles (metadata, no torch); the controller runs them through the JobRunner.
+It only lists bundles (metadata, no torch); the controller runs them through the JobRunner. The
+"Series is" box lets the reader correct a modality the file did not name or named wrongly (a CT
+saved as NRRD reads "OT"); the controller then reopens the series as that modality.
 """
 
 from __future__ import annotations
@@ -11,15 +13,25 @@ from radlens.viewer.findings_panel import MACHINE_NOTE
 from radlens.viewer.qt import QtCore, QtWidgets
 
 BUNDLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
+# What a reader may say a series is; a series' own other modality (PT, DX, ...) is offered too.
+MODALITIES = ("CT", "MR", "OT")
 
 
 class AiPanel(QtWidgets.QWidget):
     run_requested = QtCore.Signal()
     cancel_requested = QtCore.Signal()
+    modality_chosen = QtCore.Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         v = QtWidgets.QVBoxLayout(self)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("Series is"))
+        self.modality = QtWidgets.QComboBox()
+        self.modality.setToolTip("what this series is: the models, windows and units follow")
+        self.modality.setEnabled(False)
+        row.addWidget(self.modality, 1)
+        v.addLayout(row)
         self.models = QtWidgets.QListWidget()
         v.addWidget(self.models, 1)
         row = QtWidgets.QHBoxLayout()
@@ -42,6 +54,7 @@ class AiPanel(QtWidgets.QWidget):
         self.model_dirs: tuple = ()  # extra bundle folders searched first (``--model DIR`` style)
         self.run_button.clicked.connect(self.run_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
+        self.modality.textActivated.connect(self.modality_chosen)  # the reader's choice only
 
     def set_volume(self, volume: Volume | None) -> None:
         """List the bundles whose modality fits; a broken bundle folder is named, not fatal."""
@@ -49,8 +62,12 @@ class AiPanel(QtWidgets.QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setVisible(False)
+        self.modality.clear()
+        self.modality.setEnabled(volume is not None)
         if volume is None:
             return
+        self.modality.addItems([*MODALITIES, *([volume.modality] if volume.modality not in MODALITIES else [])])
+        self.modality.setCurrentText(volume.modality)
         from radlens.inference.bundle import list_bundles
 
         errors: list = []

@@ -270,6 +270,14 @@ class Controller:
         if self.run_on_open() and study.key not in self.results:
             self.run_models()
 
+    def set_modality(self, modality: str) -> None:
+        """The reader says what the series is: it is reopened as that modality (models, window, units)."""
+        if self.study is None or modality == self.study.volume.modality:
+            return
+        vol = self.study.volume
+        note = f"read as {vol.modality}, set to {modality} by the reader"
+        self.set_volume(vol.with_array(vol.array, modality=modality, warnings=(*vol.warnings, note)))
+
     def set_findings(self, findings: Findings | None) -> None:
         if self.study is None:
             return

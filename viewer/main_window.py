@@ -144,6 +144,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.findings_panel.decided.connect(c.decide)
         self.ai_panel.run_requested.connect(c.run_models)
         self.ai_panel.cancel_requested.connect(c.cancel_models)
+        self.ai_panel.modality_chosen.connect(c.set_modality)
         self.ai_panel.run_on_open.toggled.connect(c.set_run_on_open)
         self.cancel_button.clicked.connect(c.cancel_loading)
 

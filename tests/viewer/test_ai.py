@@ -3,6 +3,7 @@ and a result for a series that is no longer shown is dropped."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -89,3 +90,22 @@ def test_a_failing_model_shows_its_error_and_the_study_stays(window, qtbot, tmp_
     status = window.ai_panel.status.text()
     assert status.startswith("model failed:") and "sha256" in status and "\n" not in status
     assert window.study is not None and window.study.volume is vol
+
+
+def test_the_reader_says_what_a_series_without_a_modality_is_and_the_fitting_models_are_listed(window, qtbot, tmp_path):
+    from radlens.imaging.volume import Volume
+    from radlens.imaging.volume_io import read_volume, write_volume
+
+    brain = np.zeros((20, 48, 48), np.float32)
+    brain[4:16, 8:40, 8:40] = 600.0  # an MR's arbitrary units: not CT by its values
+    write_volume(Volume(brain, (3.0, 1.0, 1.0)), tmp_path / "head.nrrd")
+    window.set_volume(read_volume(tmp_path / "head.nrrd"))
+    panel = window.ai_panel
+    assert panel.modality.currentText() == "OT" and panel.models.count() == 0
+    assert panel.status.text() == "no model for OT"
+    panel.modality.setFocus()
+    qtbot.keyClick(panel.modality, QtCore.Qt.Key.Key_Up)  # OT → MR, as a reader picks it
+    assert window.study.volume.modality == "MR" and panel.modality.currentText() == "MR"
+    assert "brain-mr-lesion-segmenter" in [b.name for b in panel.selected_bundles()]
+    assert window.windowTitle().endswith("(MR)")
+    assert "set to MR by the reader" in window.message.text()
