@@ -81,7 +81,8 @@ class AiPanel(QtWidgets.QWidget):
         if errors:
             self.set_status("; ".join(str(e) for e in errors[:2]))
         elif self.models.count() == 0:
-            self.set_status(f"no model for {volume.modality}")
+            hint = ": say what the series is above" if volume.modality == "OT" else ""
+            self.set_status(f"no model for {volume.modality}{hint}")
         else:
             self.set_status(MACHINE_NOTE)
 

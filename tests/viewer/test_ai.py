@@ -102,7 +102,7 @@ def test_the_reader_says_what_a_series_without_a_modality_is_and_the_fitting_mod
     window.set_volume(read_volume(tmp_path / "head.nrrd"))
     panel = window.ai_panel
     assert panel.modality.currentText() == "OT" and panel.models.count() == 0
-    assert panel.status.text() == "no model for OT"
+    assert panel.status.text() == "no model for OT: say what the series is above"
     panel.modality.setFocus()
     qtbot.keyClick(panel.modality, QtCore.Qt.Key.Key_Up)  # OT → MR, as a reader picks it
     assert window.study.volume.modality == "MR" and panel.modality.currentText() == "MR"
