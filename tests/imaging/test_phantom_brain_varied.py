@@ -69,6 +69,22 @@ def test_every_lesion_stands_out_from_the_white_matter_around_it(varied):
             assert abs(np.median(a[lesion]) - np.median(a[shell])) > 60, (ph.seed, f)
 
 
+def test_lesions_range_from_faint_to_strong(varied):
+    """A reader's plaques are often faint: some differ from the white matter around them by about a
+    tenth of the signal range, others by more than half of it."""
+    steps = []
+    for ph in varied:
+        a = ph.volume.array.astype(np.float32)
+        for f in ph.findings:
+            if f.kind == "tumour" or f.diameter_mm < 8:
+                continue
+            lesion, shell = ph.labels.astype(bool) & _ball(ph, f, 0.6), _ball(ph, f, 1.8) & ~_ball(ph, f, 1.3)
+            shell &= ph.labels == 0
+            if lesion.sum() >= 4 and shell.sum() >= 8:
+                steps.append(abs(np.median(a[lesion]) - np.median(a[shell])))
+    assert min(steps) < 150 and max(steps) > 500
+
+
 def _ball(ph, f, scale: float) -> np.ndarray:
     idx = np.indices(ph.volume.shape_zyx).reshape(3, -1).T
     d = np.linalg.norm((idx - np.asarray(f.center_zyx)) * np.asarray(ph.volume.spacing_zyx), axis=1)
