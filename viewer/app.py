@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 import traceback
 
+from radlens.imaging.errors import RadlensError
+from radlens.viewer import platform_check
 from radlens.viewer.qt import QtWidgets
 
 
 def main(paths, demo: bool = False) -> int:
+    """Run the application; no display or a missing system library is one line, not Qt's abort."""
+    if QtWidgets.QApplication.instance() is None and (why := platform_check.problem()):
+        raise RadlensError(why)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = open_window(paths, demo)
     _keep_running_on_errors(window)

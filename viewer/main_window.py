@@ -113,10 +113,12 @@ class MainWindow(QtWidgets.QMainWindow):
         sb.addPermanentWidget(self.cancel_button)
 
         self.recent_menu = QtWidgets.QMenu("Recent studies", self)
-        self.controller = Controller(self, self.runner, settings or QtCore.QSettings("radlens", "radlens"))
+        self.settings = settings or QtCore.QSettings("radlens", "radlens")
+        self.controller = Controller(self, self.runner, self.settings)
         self._connect(self.controller)
         self._build_menus()
         self.show_layout("1x3", "axial")
+        self._restore_layout()
 
     # -- set-up ----------------------------------------------------------------------------------
     def _add_dock(self, title: str, widget: QtWidgets.QWidget, area) -> QtWidgets.QDockWidget:
@@ -416,7 +418,17 @@ class MainWindow(QtWidgets.QMainWindow):
             ev.acceptProposedAction()
             self.controller.open_paths(paths)
 
+    def _restore_layout(self) -> None:
+        """The window's size and place and its docks as the user left them (kept on close)."""
+        geometry, docks = self.settings.value("window/geometry"), self.settings.value("window/docks")
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(docks, QtCore.QByteArray):
+            self.restoreState(docks)
+
     def closeEvent(self, ev):
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/docks", self.saveState())
         self.runner.cancel_all()
         self._cine.stop()
         self.runner.wait_idle(5000)
