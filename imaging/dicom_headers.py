@@ -230,9 +230,11 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
     for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing")):
         if source is not None and _value(source, keyword) is not None:
             pixel_spacing = _floats(path, keyword, _value(source, keyword), 2)
-            if min(pixel_spacing) <= 0:
-                raise ImagingError(path, f"invalid {keyword} {list(pixel_spacing)}")
-            break
+            if min(pixel_spacing) > 0:
+                break
+            # A radiograph of unknown calibration is still a radiograph: shown in pixels, said so.
+            warnings.append(f"{keyword} {list(pixel_spacing)} is not a pixel size; ignored")
+            pixel_spacing = None
 
     positions = None
     if len(per_frame) and all(_first_item(f, "PlanePositionSequence") is not None for f in per_frame):

@@ -390,3 +390,17 @@ def test_names_outside_ascii_are_read_with_their_character_set(tmp_path):
     ds.save_as(path)
     assert walk_header(str(path)) is None  # the walker leaves character sets to pydicom
     assert _only(scan(tmp_path)).study.patient_name == "Müller^Jürgen"
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_a_radiograph_with_zero_pixel_spacing_opens_with_the_reason(tmp_path, monkeypatch, fast):
+    """pydicom-data's RG1 chest CRs say PixelSpacing 0\\0: the image is still shown, uncalibrated."""
+    from radlens.imaging.loading import load
+
+    monkeypatch.setenv("RADLENS_DICOM_FAST", fast)
+    write_slice(tmp_path / "cr.dcm", position=None, orientation=None, pixel_spacing=(0.0, 0.0), modality="CR", value=7)
+    (series,) = scan(tmp_path)
+    volume = load(series)
+    assert volume.shape_zyx == (1, 8, 8) and (volume.array == 7).all()
+    assert any("PixelSpacing [0.0, 0.0] is not a pixel size" in w for w in volume.warnings)
+    assert any("1 mm pixels assumed" in w for w in volume.warnings)
