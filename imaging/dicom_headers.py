@@ -38,6 +38,7 @@ from radlens.imaging.dicom_native import (
     walk_header,
 )
 from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.gzipped import inflated
 from radlens.imaging.volume import StudyInfo
 
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
@@ -82,8 +83,10 @@ def read_header(path: str) -> Header:
 
     Plain files are walked by :func:`radlens.imaging.dicom_native.walk_header` (several times faster than
     pydicom); enhanced objects (functional groups) and anything the walker gives up on go to pydicom.
+    A gzip-wrapped file is read from an inflated copy (:func:`radlens.imaging.gzipped.inflated`); the
+    header keeps the file's own path.
     """
-    raw = walk_header(path)
+    raw = walk_header(inflated(path))
     if raw is None or any(k in raw for k in FUNCTIONAL_GROUPS):
         return _read_with_pydicom(path)
     return _header(path, raw, raw.value("MediaStorageSOPClassUID"), raw.pixels, raw.file_size)
@@ -96,8 +99,8 @@ def _read_with_pydicom(path: str) -> Header:
     0002 or 0008), so that a large non-DICOM file is not parsed as garbage.
     """
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fp:
+        size = os.path.getsize(inflated(path))
+        with open(inflated(path), "rb") as fp:
             force = sniff(fp.read(SNIFF_BYTES))
             if force is None:
                 raise NotAnImageError(path, "not a DICOM file")

@@ -21,6 +21,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from radlens.imaging.dicom_native import SNIFF_BYTES, NativeHeader, sniff
 from radlens.imaging.errors import GeometryError, ImagingError, NotAnImageError, UnsupportedError
+from radlens.imaging.gzipped import inflated
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # Refuse volumes that cannot fit in memory before allocating them (a lying header must not kill us).
@@ -34,7 +35,7 @@ def read_dataset(path: str, pixels: bool = True) -> Dataset:
     """The whole data set of one file (without its pixel data when not ``pixels``), with a transfer
     syntax even when the file meta is missing."""
     try:
-        with open(path, "rb") as fp:
+        with open(inflated(path), "rb") as fp:
             force = sniff(fp.read(SNIFF_BYTES))
             if force is None:
                 raise NotAnImageError(path, "not a DICOM file")
@@ -303,7 +304,7 @@ class Slab:
         view = memoryview(target).cast("B")
         got = 0
         try:
-            with open(path, "rb", buffering=0) as fp:
+            with open(inflated(path), "rb", buffering=0) as fp:
                 fp.seek(header.pixel_offset + frame * nbytes)
                 while got < nbytes:
                     count = fp.readinto(view[got:])

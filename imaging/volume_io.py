@@ -1,7 +1,8 @@
 """Volume files (NIfTI, NRRD, MHA/MHD) through SimpleITK, as the same LPS ``Volume`` as DICOM.
 
 ITK already works in LPS (its NIfTI reader converts from RAS), so the conversion here is only
-the axis order: SimpleITK's spacing/origin are (x, y, z), its arrays (z, y, x).
+the axis order: SimpleITK's spacing/origin are (x, y, z), its arrays (z, y, x). The NIfTI files ITK
+refuses (NIfTI-2, a sheared affine) are read through nibabel instead.
 """
 
 from __future__ import annotations
@@ -63,12 +64,62 @@ def read_volume(path: str | os.PathLike) -> Volume:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         first = next((ln for ln in str(err).splitlines() if ln.strip()), "unreadable")
-        raise ImagingError(path, f"cannot read volume: {first.strip()}") from None
-    modality = _header_modality(image)
-    volume = volume_from_sitk(image, modality=modality, source=str(path), description=path.name)
+        if not path.name.lower().endswith((".nii", ".nii.gz")):
+            raise ImagingError(path, f"cannot read volume: {first.strip()}") from None
+        volume, modality = _read_nifti_with_nibabel(path, first.strip()), "OT"
+    else:
+        modality = _header_modality(image)
+        volume = volume_from_sitk(image, modality=modality, source=str(path), description=path.name)
     if modality == "OT" and (reason := guess_ct(volume.array)):
         volume = volume.with_array(volume.array, modality="CT", warnings=(*volume.warnings, reason))
     return volume
+
+
+def _read_nifti_with_nibabel(path: Path, itk_error: str) -> Volume:
+    """A NIfTI file ITK cannot read: NIfTI-2, or an affine with shear (ITK wants orthonormal axes).
+
+    A sheared grid is shown on the nearest orthonormal one (polar decomposition of the affine's
+    directions) and the warning says by how many degrees and millimetres the two differ.
+    """
+    import nibabel
+
+    try:
+        image = nibabel.load(str(path))
+        array = np.asanyarray(image.dataobj)
+    except Exception as err:  # nibabel raises many kinds for a broken file
+        raise ImagingError(path, f"cannot read volume: {itk_error} (nibabel: {err})") from None
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    if array.ndim != 3:
+        raise ImagingError(path, f"a {array.ndim}D NIfTI image: only 3D volumes are read")
+    affine = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(image.affine, dtype=np.float64)[:3]  # RAS → LPS
+    axes = affine[:, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if not np.all(spacing > 0):
+        raise ImagingError(path, f"the affine has an axis of length 0 ({list(spacing)})")
+    u, _, vt = np.linalg.svd(axes / spacing)
+    direction = u @ vt
+    warnings = []
+    cosines = (axes / spacing).T @ (axes / spacing)
+    shear = float(np.degrees(np.max(np.abs(np.arcsin(np.clip(cosines[~np.eye(3, dtype=bool)], -1, 1))))))
+    if shear > 0.01:
+        corners = np.array(np.meshgrid(*[[0, n - 1] for n in array.shape])).reshape(3, -1)
+        off = np.linalg.norm(axes @ corners - (direction * spacing) @ corners, axis=0).max()
+        warnings.append(
+            f"sheared affine ({shear:.1f}° from orthogonal): shown on the nearest orthogonal grid, "
+            f"positions off by up to {off:.1f} mm"
+        )
+    if isinstance(image, nibabel.Nifti2Image):
+        warnings.append("NIfTI-2 file, read through nibabel")
+    return Volume(
+        array=np.ascontiguousarray(np.transpose(array, (2, 1, 0))),
+        spacing_zyx=tuple(float(v) for v in spacing[::-1]),
+        origin_lps=tuple(float(v) for v in affine[:, 3]),
+        direction=direction,
+        source=str(path),
+        description=path.name,
+        warnings=tuple(warnings),
+    )
 
 
 def _header_modality(image: sitk.Image) -> str:

@@ -204,7 +204,7 @@ EXPECTED = {
     "test1.json": ("error", "ImagingError"),
     "test_PN.json": ("error", "ImagingError"),
     "waveform_ecg.dcm": ("error", "ImagingError"),
-    "zipMR.gz": ("error", "ImagingError"),
+    "zipMR.gz": ("loads", (1, 64, 64), "int16", 2125338.0),  # gzip-wrapped MR slice
 }
 
 
