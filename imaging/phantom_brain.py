@@ -159,12 +159,19 @@ def build_brain(
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 25.0)  # ≥ 3 voxels across, unless the grid is coarse
     edge = float(min(grid.spacing_zyx))
     folds = smooth_field(rng, grid, 7.0)  # cortical thickness and the grey/white boundary
-    sulci = smooth_field(rng, grid, 11.0)  # its zero sheets become sulci
+    sulci = smooth_field(rng, grid, rng.uniform(6.0, 11.0) if varied else 11.0)  # its zero sheets become sulci
     texture = smooth_field(rng, grid, 6.0)
     table = _random_contrast(rng) if varied else T1_LIKE
     pockets = _fluid_pockets(rng) if varied else ()
     ventricles = _varied_ventricles(rng) if varied else VENTRICLES
     texture_amp = np.float32(rng.uniform(0.0, 0.1) if varied else 0.03)
+    # Varied cases: sulci from slits to the wide CSF of an atrophic brain, reaching into the white
+    # matter, and the interhemispheric fissure (on a T2 image a bright web and a bright midline).
+    sulcus_width, sulcus_reach, fissure_half, fissure_reach = (
+        (rng.uniform(0.08, 0.45), rng.uniform(0.0, 20.0), rng.uniform(0.3, 2.0), rng.uniform(15.0, 45.0))
+        if varied
+        else (0.12, 0.0, 0.0, 0.0)
+    )
     img = np.zeros(grid.shape_zyx, dtype=np.float32)
     brain = np.zeros(grid.shape_zyx, dtype=bool)
     x = grid.xr[None, None, :]
@@ -181,7 +188,8 @@ def build_brain(
         inside = depth >= BRAIN_DEPTH
         # Gyri: white matter reaches up to 3 mm below the surface where the field is high, 12 mm where low.
         wm = depth > BRAIN_DEPTH + 7.5 - 4.5 * np.clip(f, -1.0, 1.0)
-        sulcus = inside & ~wm & (np.abs(s) < 0.12)
+        sulcus = inside & (~wm | (depth < BRAIN_DEPTH + sulcus_reach)) & (np.abs(s) < sulcus_width)
+        sulcus |= inside & (np.abs(x) < fissure_half) & (depth < BRAIN_DEPTH + fissure_reach)
         neck = (z - HEAD_CZ) < -52.0  # below the brain: muscles of the skull base and neck
         nuclei, fluid = _in_ellipsoids(x, y, z, NUCLEI), _in_ellipsoids(x, y, z, ventricles + pockets)
         tissue = np.where(wm, WM, GM).astype(np.uint8)
