@@ -339,35 +339,37 @@ class SliceView(pg.GraphicsView):
         fm = painter.fontMetrics()
         lh = fm.height()
         room = max(40, w // 2 - 10)  # each corner gets half the width: corners never overlap
-        painter.setPen(QtGui.QColor(232, 232, 232))
+        grey = QtGui.QColor(232, 232, 232)
         for key, text in self.corners.items():
             lines = [fm.elidedText(t, QtCore.Qt.TextElideMode.ElideRight, room) for t in text.split("\n") if t]
             top = m if key[0] == "t" else h - m - lh * len(lines)
             for i, line in enumerate(lines):
                 x = m if key[1] == "l" else w - m - fm.horizontalAdvance(line)
-                painter.drawText(x, top + i * lh + fm.ascent(), line)
+                _outlined_text(painter, x, top + i * lh + fm.ascent(), line, grey)
         bottom_text = lh * max(1, len(self.corners["bl"].split("\n")))
         if self.scale_bar.px > 0:
             y = h - m - bottom_text - 6
-            pen = QtGui.QPen(QtGui.QColor(232, 232, 232), 2)
-            painter.setPen(pen)
             x1 = m + 4 + self.scale_bar.px
-            painter.drawLine(m + 4, y, x1, y)
-            painter.drawLine(m + 4, y - 4, m + 4, y)
-            painter.drawLine(x1, y - 4, x1, y)
-            painter.drawText(m + 8, y - 6, self.scale_bar.text())
+            for pen in (QtGui.QPen(QtGui.QColor(0, 0, 0), 4), QtGui.QPen(grey, 2)):  # outlined, as the text
+                painter.setPen(pen)
+                painter.drawLine(m + 4, y, x1, y)
+                painter.drawLine(m + 4, y - 4, m + 4, y)
+                painter.drawLine(x1, y - 4, x1, y)
+            _outlined_text(painter, m + 8, y - 6, self.scale_bar.text(), grey)
         bold = QtGui.QFont(font)
         bold.setPixelSize(13)
         bold.setBold(True)
         painter.setFont(bold)
         bfm = painter.fontMetrics()
-        painter.setPen(QtGui.QColor(255, 210, 74))
+        amber = QtGui.QColor(255, 210, 74)
         L = self.letters
         cy = h // 2 + bfm.ascent() // 2
-        painter.drawText(m, cy, L["left"])
-        painter.drawText(w - m - bfm.horizontalAdvance(L["right"]), cy, L["right"])
-        painter.drawText((w - bfm.horizontalAdvance(L["top"])) // 2, m + bfm.ascent(), L["top"])
-        painter.drawText((w - bfm.horizontalAdvance(L["bottom"])) // 2, h - m - bottom_text - 2, L["bottom"])
+        _outlined_text(painter, m, cy, L["left"], amber)
+        _outlined_text(painter, w - m - bfm.horizontalAdvance(L["right"]), cy, L["right"], amber)
+        _outlined_text(painter, (w - bfm.horizontalAdvance(L["top"])) // 2, m + bfm.ascent(), L["top"], amber)
+        _outlined_text(
+            painter, (w - bfm.horizontalAdvance(L["bottom"])) // 2, h - m - bottom_text - 2, L["bottom"], amber
+        )
         painter.restore()
 
     # -- view --------------------------------------------------------------------------------------
@@ -458,3 +460,15 @@ class SliceView(pg.GraphicsView):
             self.scroll_requested.emit(self.plane, target - self.state.slice_index(self.plane))
             return
         super().keyPressEvent(ev)
+
+
+_OUTLINE = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy]
+
+
+def _outlined_text(painter: QtGui.QPainter, x: int, y: int, text: str, color: QtGui.QColor) -> None:
+    """Text with a one-pixel black outline: readable over a white radiograph as over black air."""
+    painter.setPen(QtGui.QColor(0, 0, 0))
+    for dx, dy in _OUTLINE:
+        painter.drawText(x + dx, y + dy, text)
+    painter.setPen(color)
+    painter.drawText(x, y, text)

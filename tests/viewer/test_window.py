@@ -322,3 +322,26 @@ def test_every_key_is_bound_from_the_one_keymap(window):
     actions = window.menu_actions.items()
     bound = {act.shortcut().toString(): name for name, act in actions if not act.shortcut().isEmpty()}
     assert bound == KEYMAP
+
+
+def test_corner_text_and_letters_stay_readable_over_a_white_image(qtbot, shots):
+    """A radiograph is white where the corner text sits: the text is outlined, so dark pixels frame it."""
+    from radlens.imaging.volume import Volume
+    from radlens.viewer.slice_view import SliceView
+
+    white = Volume(np.full((1, 200, 200), 1000, np.int16), modality="CR", description="white film")
+    view = SliceView("axial")
+    qtbot.addWidget(view)
+    view.resize(300, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_volume(white, ViewState.for_volume(white, Window(100, 50)))
+    view.set_crosshair_visible(False)
+    view.fit()
+    qtbot.wait(20)
+    img = view.grab().toImage()
+    a = np.array([[img.pixelColor(x, y).red() for x in range(img.width())] for y in range(img.height())])
+    img.save(str(shots / "white_corner.png"))
+    assert np.median(a[100:200, 100:200]) > 240  # the image is white behind the text
+    corner = a[2:18, 2:120]  # the first line of the top-left corner text ("CR")
+    assert (corner < 60).sum() > 20 and (corner > 200).sum() > 20
