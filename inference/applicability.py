@@ -24,6 +24,8 @@ SEQUENCE_WORDS = (
     ("diffusion", r"dwi|diffusion|\badc\b|\btrace\b"),
 )
 REFUSED = "refused"
+# A 3D model needs a volume: a scout, a radiograph or one slice of a CT is not one.
+MIN_SLICES = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
         return Verdict("refuse", (f"{REFUSED}: {name} is made for {want}; this series is {have}",))
     if volume.is_rgb:
         return Verdict("refuse", (f"{REFUSED}: {name} reads grey-scale {want}; this series is a colour image",))
+    if volume.shape_zyx[0] < MIN_SLICES:
+        return Verdict("refuse", (f"{REFUSED}: {name} reads {want} volumes; this series is a single image",))
     warnings = []
     if have in ("OT", ""):
         warnings.append(f"the series names no modality: {name} ran on it as {want}")

@@ -57,6 +57,13 @@ def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():
         assert check(mr(description), brain_meta(sequence="any")).action == "run"
 
 
+def test_a_volume_model_is_refused_on_a_single_image():
+    scout = Volume(np.zeros((1, 64, 64), np.float32), modality="MR", description="localizer")
+    assert check(scout, brain_meta(sequence="any")).reasons == (
+        "refused: brain-seg reads MR volumes; this series is a single image",
+    )
+
+
 def test_slices_thicker_than_trained_warn():
     meta = brain_meta(sequence="any", slice_thickness_mm=[1.0, 6.0])
     assert check(mr("T1", slice_mm=5.0), meta).action == "run"
