@@ -94,7 +94,8 @@ def test_the_engine_gates_the_candidates_of_a_lung_model_only(tmp_path, monkeypa
 def test_a_lung_model_refuses_a_series_without_lungs_and_says_why(tmp_path, monkeypatch):
     from radlens.inference import postprocess
 
-    head = load(get_testdata_file("693_J2KI.dcm"))
+    one = load(get_testdata_file("693_J2KI.dcm"))  # a real head CT slice, stacked into a thin volume
+    head = one.with_array(np.repeat(one.array, 4, axis=0))
     monkeypatch.setattr(postprocess, "decode_detections", lambda *a, **k: (_detection(head, (0, 256, 256), 9.0),))
     meta = metadata("det", "detection", "centernet3d", DETECTOR_KWARGS, applicability={"region": "lungs"})
     meta["input"].update(spacing_zyx=[20.0, 4.0, 4.0], patch_zyx=[16, 32, 32])
