@@ -218,6 +218,8 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
         if value is not None:
             orientation = _floats(path, "ImageOrientationPatient", value, 6)
             break
+    if orientation is None:
+        orientation = _from_patient_orientation(_value(ds, "PatientOrientation"))
     if orientation is not None:
         row, col = orientation[:3], orientation[3:]
         dot = sum(r * c for r, c in zip(row, col, strict=True))
@@ -434,6 +436,27 @@ def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
         return None
     seq = _value(ds, keyword)
     return seq[0] if seq else None
+
+
+# PatientOrientation's letters as LPS unit vectors (PS3.3 C.7.6.1.1.1).
+_PATIENT_AXES = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0), "H": (0, 0, 1), "F": (0, 0, -1)}
+
+
+def _from_patient_orientation(value) -> tuple[float, ...] | None:
+    """A projection's row and column directions from PatientOrientation ("L\\F": columns run to the
+    patient's left, rows to the feet), or None when it names none or two that are not at right angles."""
+    codes = value.split("\\") if isinstance(value, str) else list(value or ())
+    if len(codes) != 2 or not all(c and set(str(c).upper()) <= set(_PATIENT_AXES) for c in codes):
+        return None
+    vectors = []
+    for code in codes:
+        v = np.sum([_PATIENT_AXES[c] for c in str(code).upper()], axis=0).astype(np.float64)
+        if not np.linalg.norm(v):
+            return None
+        vectors.append(v / np.linalg.norm(v))
+    if abs(float(vectors[0] @ vectors[1])) > 1e-6:
+        return None
+    return tuple(float(c) for c in np.concatenate(vectors))
 
 
 def _group_value(source: Dataset | None, sequence: str, keyword: str, top_level: bool):

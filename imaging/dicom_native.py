@@ -64,6 +64,7 @@ FIELDS = (
     "Columns",
     "NumberOfFrames",
     "ImageOrientationPatient",
+    "PatientOrientation",
     "ImagePositionPatient",
     "PixelSpacing",
     "ImagerPixelSpacing",

@@ -287,13 +287,14 @@ class SliceView(pg.GraphicsView):
         if self.corner_extra:
             tl.insert(0, self.corner_extra)
         self._set_corner("tl", "\n".join(t for t in tl if t))
-        tr = [vol.modality, vol.description, self.plane]
+        single = vol.shape_zyx[0] == 1  # a radiograph or one slice: no plane, no slice number
+        tr = [vol.modality, vol.description, "" if single else self.plane]
         if st.overlays_on and st.layers:
             models = sorted({f"{layer.key.model} v{layer.version}" for k, layer in st.layers.items() if st.shown(k)})
             if models:
                 tr += ["AI, machine-generated:", *models]
         self._set_corner("tr", "\n".join(t for t in tr if t))
-        self._set_corner("bl", f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
+        self._set_corner("bl", "" if single else f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
         self._set_corner("br", self._window_text())
 
     def zoom(self) -> float:

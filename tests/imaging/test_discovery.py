@@ -404,3 +404,23 @@ def test_a_radiograph_with_zero_pixel_spacing_opens_with_the_reason(tmp_path, mo
     assert volume.shape_zyx == (1, 8, 8) and (volume.array == 7).all()
     assert any("PixelSpacing [0.0, 0.0] is not a pixel size" in w for w in volume.warnings)
     assert any("1 mm pixels assumed" in w for w in volume.warnings)
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+@pytest.mark.parametrize(
+    ("codes", "letters"),
+    [(["L", "F"], {"right": "L", "left": "R", "bottom": "I", "top": "S"}),  # a PA chest film
+     (["P", "F"], {"right": "P", "left": "A", "bottom": "I", "top": "S"}),  # a lateral one
+     (["A", "A"], {"right": "L", "left": "R", "bottom": "P", "top": "A"})],  # nonsense: the default axes
+)  # fmt: skip
+def test_a_radiographs_letters_come_from_its_patient_orientation(tmp_path, monkeypatch, fast, codes, letters):
+    from radlens.imaging.loading import load
+    from radlens.viewer.state import orientation_letters
+
+    monkeypatch.setenv("RADLENS_DICOM_FAST", fast)
+    path = write_slice(tmp_path / "cr.dcm", position=None, orientation=None, modality="CR")
+    ds = pydicom.dcmread(path)
+    ds.PatientOrientation = codes
+    ds.save_as(path)
+    (series,) = scan(tmp_path)
+    assert orientation_letters(load(series), "axial") == letters

@@ -343,5 +343,6 @@ def test_corner_text_and_letters_stay_readable_over_a_white_image(qtbot, shots):
     a = np.array([[img.pixelColor(x, y).red() for x in range(img.width())] for y in range(img.height())])
     img.save(str(shots / "white_corner.png"))
     assert np.median(a[100:200, 100:200]) > 240  # the image is white behind the text
-    corner = a[2:18, 2:120]  # the first line of the top-left corner text ("CR")
+    assert view.corners["bl"] == "" and "axial" not in view.corners["tr"]  # a film has no plane nor slices
+    corner = a[2:18, 2:120]  # the first line of the top-left corner text
     assert (corner < 60).sum() > 20 and (corner > 200).sum() > 20
