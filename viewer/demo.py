@@ -18,15 +18,18 @@ from radlens.imaging.progress import Progress
 
 KINDS = ("chest-ct", "brain-mr")
 DONE = ".complete"
-SHAPE_ZYX = None  # the phantoms' own default size; tests make smaller ones
+# The chest CT on a 1 mm grid, as CTs are read (and as the shipped detector was trained); the
+# brain at the phantom's own size. Tests make smaller ones.
+SHAPES = {"chest-ct": (256, 384, 384), "brain-mr": None}
 
 
 def demo_root() -> Path:
-    """The cache folder, keyed by the phantom code itself: a changed phantom is rewritten, never stale."""
+    """The cache folder, keyed by the phantom code and the sizes: a changed phantom is rewritten, never stale."""
     from radlens import imaging
     digest = hashlib.sha256()
     for source in sorted(Path(imaging.__file__).parent.glob("phantom*.py")):
         digest.update(source.read_bytes())
+    digest.update(repr(sorted(SHAPES.items())).encode())
     return Path(platformdirs.user_cache_dir("radlens")) / "demo" / digest.hexdigest()[:12]
 
 
@@ -41,7 +44,7 @@ def iter_demo_paths(cancel: threading.Event | None = None, root: Path | None = N
         if not (folder / DONE).is_file():
             yield Progress(0, 1, f"writing the synthetic {kind} study (first run only)")
             yield from iter_write_phantoms(
-                folder, kind=kind, cases=1, seed=0, fmt="dicom", shape_zyx=SHAPE_ZYX, cancel=cancel
+                folder, kind=kind, cases=1, seed=0, fmt="dicom", shape_zyx=SHAPES[kind], cancel=cancel
             )
             (folder / DONE).write_text("synthetic demo study, written by radlens --demo\n")
         paths.append(str(folder / "imagesTr"))

@@ -8,7 +8,7 @@ from radlens.viewer import demo
 
 @pytest.fixture
 def small_demo(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "SHAPE_ZYX", (16, 40, 40))
+    monkeypatch.setattr(demo, "SHAPES", dict.fromkeys(demo.KINDS, (16, 40, 40)))
     monkeypatch.setattr(demo, "demo_root", lambda: tmp_path / "cache")
     return tmp_path / "cache"
 
