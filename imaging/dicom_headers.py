@@ -86,7 +86,9 @@ def read_header(path: str) -> Header:
     A gzip-wrapped file is read from an inflated copy (:func:`radlens.imaging.gzipped.inflated`); the
     header keeps the file's own path.
     """
-    raw = walk_header(inflated(path))
+    raw = walk_header(path)
+    if raw is None and (copy := inflated(path)) != path:  # only a file the walker refuses can be a gzip
+        raw = walk_header(copy)
     if raw is None or any(k in raw for k in FUNCTIONAL_GROUPS):
         return _read_with_pydicom(path)
     return _header(path, raw, raw.value("MediaStorageSOPClassUID"), raw.pixels, raw.file_size)

@@ -304,7 +304,7 @@ class Slab:
         view = memoryview(target).cast("B")
         got = 0
         try:
-            with open(inflated(path), "rb", buffering=0) as fp:
+            with open(path, "rb", buffering=0) as fp:  # a plain file: gzip goes through read_dataset
                 fp.seek(header.pixel_offset + frame * nbytes)
                 while got < nbytes:
                     count = fp.readinto(view[got:])
