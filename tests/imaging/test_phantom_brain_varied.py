@@ -66,7 +66,9 @@ def test_every_lesion_stands_out_from_the_white_matter_around_it(varied):
             shell = _ball(ph, f, 1.8) & ~_ball(ph, f, 1.3) & (ph.labels == 0)
             if lesion.sum() < 4 or shell.sum() < 8:
                 continue
-            assert abs(np.median(a[lesion]) - np.median(a[shell])) > 60, (ph.seed, f)
+            # > 40: the shell may now hold sulcal CSF (wide sulci reach the white matter), which pulls its
+            # median towards the lesion; a faint plaque still stands out by more than the noise.
+            assert abs(np.median(a[lesion]) - np.median(a[shell])) > 40, (ph.seed, f)
 
 
 def test_lesions_range_from_faint_to_strong(varied):
