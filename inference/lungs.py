@@ -16,6 +16,8 @@ a mass on the chest wall, whose centre is outside the air, is kept too. When no 
 from __future__ import annotations
 
 import dataclasses
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,8 +68,25 @@ class Lungs:
 NOT_FOUND = "no lungs found in this series, and a lung model's findings must lie in the lungs"
 
 
+# The lungs found per volume: the lungs crop and each lung model's gating ask for the same volume's.
+_FOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FOUND_LOCK = threading.Lock()
+
+
 def find_lungs(volume: Volume, step_mm: float = STEP_MM) -> Lungs | None:
-    """The lungs of a CT in HU, or None when it holds no lung-sized air inside the body."""
+    """The lungs of a CT in HU, or None when it holds no lung-sized air inside the body (computed
+    once per volume and step)."""
+    with _FOUND_LOCK:
+        found = _FOUND.get(volume, {})
+        if step_mm in found:
+            return found[step_mm]
+    lungs = _find_lungs(volume, step_mm)
+    with _FOUND_LOCK:
+        _FOUND.setdefault(volume, {})[step_mm] = lungs
+    return lungs
+
+
+def _find_lungs(volume: Volume, step_mm: float) -> Lungs | None:
     if volume.is_rgb or volume.modality.upper() != "CT":
         return None
     strides = tuple(max(1, round(step_mm / s)) for s in volume.spacing_zyx)
