@@ -20,7 +20,7 @@ from radlens.imaging.errors import ImagingError
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def inflated(path: str, cache: str | os.PathLike | None = None) -> str:
+def inflated(path: str) -> str:
     """``path`` itself, or for a gzip-wrapped DICOM file the path of its inflated copy in the cache."""
     try:
         with open(path, "rb") as fp:
@@ -35,7 +35,7 @@ def inflated(path: str, cache: str | os.PathLike | None = None) -> str:
     import platformdirs
 
     key = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
-    target = Path(cache or Path(platformdirs.user_cache_dir("radlens")) / "inflated") / f"{key}.dcm"
+    target = Path(platformdirs.user_cache_dir("radlens")) / "inflated" / f"{key}.dcm"
     if not target.is_file():
         try:
             with gzip.open(path, "rb") as src, atomic_path(target) as tmp, open(tmp, "wb") as dst:
