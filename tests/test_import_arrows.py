@@ -18,9 +18,10 @@ HEAVY = ("torch", "monai")
 
 # package -> what none of its modules may import, at module level or inside a function
 FORBIDDEN = {
-    "radlens.imaging": (*QT, *HEAVY, "radlens.inference", "radlens.training", "radlens.viewer"),
-    "radlens.inference": (*QT, "radlens.training", "radlens.viewer"),
-    "radlens.training": (*QT, "radlens.viewer"),
+    "radlens.imaging": (*QT, *HEAVY, "radlens.inference", "radlens.training", "radlens.viewer", "radlens.pacs"),
+    "radlens.inference": (*QT, "radlens.training", "radlens.viewer", "radlens.pacs"),
+    "radlens.training": (*QT, "radlens.viewer", "radlens.pacs"),
+    "radlens.pacs": (*QT, *HEAVY, "radlens.inference", "radlens.training", "radlens.viewer"),
     "radlens.viewer": ("radlens.training",),
 }
 # The viewer loads torch only when a model first runs: at module level it may not.
@@ -67,7 +68,7 @@ def test_no_source_line_of_a_package_imports_across_its_arrows(package):
 
 def test_only_the_entry_point_reaches_into_the_viewer():
     """Nothing imports the viewer but itself and the console script's dispatcher (``radlens view``)."""
-    packages = ("radlens.imaging", "radlens.inference", "radlens.training", "radlens.resources")
+    packages = ("radlens.imaging", "radlens.inference", "radlens.training", "radlens.pacs", "radlens.resources")
     bad = [
         f"{path}:{line}: {name}"
         for package in packages
@@ -88,7 +89,7 @@ def test_only_the_entry_point_reaches_into_the_viewer():
 def test_no_bare_imports_of_the_subpackages():
     """``import imaging`` would find whatever ``imaging`` comes first on sys.path, not ours."""
     repo = Path(__file__).resolve().parents[1]
-    bare = ("imaging", "inference", "training", "viewer", "resources")
+    bare = ("imaging", "inference", "training", "viewer", "pacs", "resources")
     bad = [
         f"{path.relative_to(repo)}:{line}: {name}"
         for folder in ("radlens", *bare, "tests", "bench")
