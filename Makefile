@@ -11,8 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch first, so the torch requirement does not pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q "torch>=2.3,<2.15"
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	# nnU-Net for the parity tests, held to the torch above (timm would otherwise pull a newer, CUDA torch).
+	# Everything else held to that torch: timm (nnU-Net's networks need it) would otherwise pull a
+	# newer torchvision and, with it, a multi-GB CUDA torch.
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-pin.txt
 	$(BIN)/python -m pip install -q -c $(VENV)/torch-pin.txt -e ".[dev,nnunet]"
 	# PyPI's torchvision is a CUDA build that cannot load beside the CPU torch; nothing here uses it.
