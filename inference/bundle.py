@@ -197,10 +197,12 @@ def list_bundles(
 
 
 def find_bundle(name_or_path: str | os.PathLike, dirs: tuple[str | os.PathLike, ...] = ()) -> Path:
-    """A bundle folder from a path or a bundle name."""
+    """A bundle folder from a path or a bundle name; an nnU-Net results folder is imported on first use."""
     p = Path(name_or_path)
     if p.exists():
-        return p
+        from radlens.inference.nnunet_import import imported_bundle, is_nnunet_folder
+
+        return imported_bundle(p) if is_nnunet_folder(p) else p
     for info in list_bundles(dirs=dirs):
         if info.name == str(name_or_path):
             return info.path

@@ -13,6 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=run_infer)
 
+    p = sub.add_parser("import", help="import an nnU-Net v2 results folder as a model bundle")
+    p.add_argument("path", metavar="PATH", help="the trained-model folder (dataset.json, plans.json, fold_N/)")
+    p.add_argument("--out", metavar="BUNDLE", help="default: the user's model folder, named after the dataset")
+    p.add_argument("--folds", nargs="+", metavar="F", help="default: every fold_* with a checkpoint (an ensemble)")
+    p.add_argument("--checkpoint", metavar="FILE", help="default: checkpoint_final.pth, else checkpoint_best.pth")
+    p.add_argument("--name", help="the bundle's name (default: DATASET-CONFIGURATION)")
+    p.set_defaults(func=run_import)
+
     p = sub.add_parser("models", help="list the installed model bundles")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_models)
@@ -28,3 +36,9 @@ def run_models(args: argparse.Namespace) -> int:
     from radlens.inference.run import models_command
 
     return models_command(args)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from radlens.inference.run import import_command
+
+    return import_command(args)

@@ -104,7 +104,14 @@ class WindowGrid:
         shape = tuple(max(int(s), int(p)) for s, p in zip(shape_zyx, patch_zyx, strict=True))
         patch = tuple(int(p) for p in patch_zyx)
         per_axis = [window_starts(s, p, overlap) for s, p in zip(shape, patch, strict=True)]
-        profiles = tuple(window_profile(p, blend) for p in patch)
+        return cls.from_starts(shape, patch, per_axis, [window_profile(p, blend) for p in patch])
+
+    @classmethod
+    def from_starts(cls, shape_zyx, patch_zyx, per_axis, profiles) -> WindowGrid:
+        """A grid from given window origins per axis and blend profiles (nnU-Net's own steps and Gaussian)."""
+        shape = tuple(int(s) for s in shape_zyx)
+        patch = tuple(int(p) for p in patch_zyx)
+        profiles = tuple(np.asarray(w, dtype=np.float32) for w in profiles)
         sums = []
         for s, p, st, w in zip(shape, patch, per_axis, profiles, strict=True):
             c = np.zeros(s, dtype=np.float32)
@@ -138,6 +145,7 @@ def sliding_windows(
     amp: bool = True,
     mirror_axes: Sequence[int] = (),
     blend: str = DEFAULT_BLEND,
+    grid: WindowGrid | None = None,
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
@@ -148,11 +156,11 @@ def sliding_windows(
     overlapping windows are averaged (``inference.metadata.BLENDS``; the bundle's ``input.blend``). Yields
     Progress(done windows, total windows) after each batch and checks ``cancel`` before each. An
     out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU (the message
-    says so); at batch 1 on the CPU it is raised.
+    says so); at batch 1 on the CPU it is raised. ``grid``: windows chosen by the caller (no padding then).
     """
     import torch
 
-    grid = WindowGrid.tile(image.shape, patch_zyx, overlap, blend)
+    grid = grid or WindowGrid.tile(image.shape, patch_zyx, overlap, blend)
     pz, py, px = grid.patch_zyx
     dev = torch.device(device)
     batch = batch or (4 if dev.type == "cuda" else 1)
@@ -287,6 +295,9 @@ def run_bundle(
         verdict = applicability.Verdict("refuse", (f"{applicability.REFUSED}: {bundle.name}: {LUNGS_NOT_FOUND}",))
     if not verdict.runs:
         return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), (), ())
+    if bundle.metadata.pipeline == "nnunet":
+        segs, used = yield from _run_nnunet(volume, bundle, device, cancel, batch, amp, lungs)
+        return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), (), segs)
     if prepared is None:
         prepared = Preprocess(inp)(volume)
     check_cancel(cancel, bundle.name)
@@ -320,6 +331,31 @@ def run_bundle(
             lungs=lungs,
         )
     return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), dets, segs)
+
+
+def _run_nnunet(volume: Volume, bundle: LoadedBundle, device, cancel, batch, amp, lungs):
+    """A model imported from nnU-Net: its own predictor's steps (inference.nnunet), then our findings."""
+    from radlens.inference import nnunet, postprocess
+
+    labels = list(bundle.labels)
+    label_map, confidence, used = yield from nnunet.run(
+        bundle.network,
+        volume,
+        bundle.metadata.nnunet,
+        len(labels) + 1,
+        device=device,
+        cancel=cancel,
+        what=bundle.name,
+        amp=amp,
+        batch=batch,
+    )
+    check_cancel(cancel, bundle.name)
+    whole = tuple(slice(0, n) for n in volume.shape_zyx)
+    segs = postprocess.label_segmentations(
+        label_map, confidence, whole, volume, bundle.name, labels, min_component_ml=bundle.info.min_component_ml,
+        lungs=lungs,
+    )
+    return segs, used
 
 
 def _model_run(bundle: LoadedBundle, t0: float, warnings: Sequence[str]) -> ModelRun:
@@ -367,7 +403,7 @@ def iter_infer(
         yield Progress(base, total, f"{name}: loading" + (f" ({note})" if note else ""))
         bundle = _as_loaded(item)
         key = bundle.input.preprocessing
-        if key not in cache:
+        if bundle.metadata.pipeline == "radlens" and key not in cache:  # nnU-Net's prepare their own
             yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
 
@@ -378,7 +414,7 @@ def iter_infer(
             message = f"{name} on {shown}: window {p.done}/{p.total}" + (f" ({note})" if note else "")
             return Progress(base + UNITS // 10 + (UNITS * 8 // 10) * p.done // max(1, p.total), total, message)
 
-        job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache[key], amp=amp)
+        job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache.get(key), amp=amp)
         partial = yield from relay(job, overall)
         findings = findings.merged(partial)
         n = len(partial.detections) + len(partial.segmentations)

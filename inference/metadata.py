@@ -16,6 +16,9 @@ from typing import Any
 from radlens.inference.errors import BundleError
 
 TASKS = ("detection", "segmentation")
+# How a bundle's input is prepared and its output read: RadLens' own (``input``), or nnU-Net's
+# predictor reproduced step for step (``nnunet``, for models imported from nnU-Net results folders).
+PIPELINES = ("radlens", "nnunet")
 NORMALIZATIONS = ("ct-clip", "zscore")
 SCALES = ("unit", "zscore")
 # A bundle's sliding windows when its metadata does not say: how far neighbouring windows overlap,
@@ -209,6 +212,8 @@ class BundleMetadata:
     threshold: float | None = None  # detectors: score; segmenters: probability
     min_component_ml: float = 0.0  # segmenters: smaller connected components are dropped
     sha256: str = ""
+    pipeline: str = PIPELINES[0]
+    nnunet: Any = None  # inference.nnunet.NnunetPlan when pipeline == "nnunet"
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -234,6 +239,14 @@ class BundleMetadata:
         min_ml = thresholds.get("min_component_ml", 0.0)
         if not _is_number(min_ml) or min_ml < 0:
             raise BundleError(where, f"thresholds.min_component_ml must be a number ≥ 0, not {min_ml!r}")
+        pipeline = meta.get("pipeline", PIPELINES[0])
+        if pipeline not in PIPELINES:
+            raise BundleError(where, f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+        plan = None
+        if pipeline == "nnunet":
+            from radlens.inference.nnunet import NnunetPlan
+
+            plan = NnunetPlan.from_json(meta.get("nnunet"), where)
         given = [thresholds[k] for k in ("score", "probability") if _is_number(thresholds.get(k))]
         threshold = float(given[0]) if given else None
         return cls(
@@ -249,6 +262,8 @@ class BundleMetadata:
             threshold=threshold,
             min_component_ml=float(min_ml),
             sha256=str(meta.get("sha256", "")).lower(),
+            pipeline=pipeline,
+            nnunet=plan,
             training=dict(meta.get("training") or {}),
             evaluation=dict(meta.get("evaluation") or {}),
             document=meta,

@@ -151,7 +151,58 @@ class Ensemble(nn.Module):
         return total / len(self.members)
 
 
+# nnU-Net's plans name their network and its building blocks by import path; only these are built.
+NNUNET_NETWORKS = ("PlainConvUNet", "ResidualEncoderUNet")
+NNUNET_BLOCKS = {
+    f"{module}.{cls.__name__}": cls
+    for module, classes in (
+        ("torch.nn.modules.conv", (nn.Conv2d, nn.Conv3d)),
+        ("torch.nn.modules.instancenorm", (nn.InstanceNorm2d, nn.InstanceNorm3d)),
+        ("torch.nn.modules.batchnorm", (nn.BatchNorm2d, nn.BatchNorm3d)),
+        ("torch.nn.modules.dropout", (nn.Dropout, nn.Dropout2d, nn.Dropout3d)),
+        ("torch.nn.modules.activation", (nn.LeakyReLU, nn.ReLU, nn.PReLU, nn.GELU)),
+    )
+    for cls in classes
+}
+NNUNET_BLOCKS.update({f"torch.nn.{cls.__name__}": cls for cls in set(NNUNET_BLOCKS.values())})
+
+
+class SliceNetwork(nn.Module):
+    """A 2D network run on (B, C, 1, Y, X) windows, so 2D models share the 3D sliding windows."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x[:, :, 0])[:, :, None]
+
+
+def build_nnunet(
+    network_class: str, arch_kwargs: dict, block_names: list | tuple = (), input_channels: int = 1, num_classes: int = 2
+) -> nn.Module:
+    """A dynamic_network_architectures U-Net from an nnU-Net plans ``architecture`` block, through allow-lists:
+    the network by class name, its conv / norm / dropout / non-linearity by import path."""
+    from dynamic_network_architectures.architectures import unet
+
+    name = str(network_class).rsplit(".", 1)[-1]
+    if name not in NNUNET_NETWORKS:
+        raise ValueError(f"network {network_class!r} is not one RadLens builds ({', '.join(NNUNET_NETWORKS)})")
+    kwargs = dict(arch_kwargs)
+    for key in block_names:
+        if kwargs.get(key) is None:
+            continue
+        if kwargs[key] not in NNUNET_BLOCKS:
+            raise ValueError(f"{key} {kwargs[key]!r} is not an allowed building block")
+        kwargs[key] = NNUNET_BLOCKS[kwargs[key]]
+    network = getattr(unet, name)(input_channels=int(input_channels), num_classes=int(num_classes), **kwargs)
+    network.decoder.deep_supervision = False
+    is_2d = kwargs.get("conv_op") is nn.Conv2d
+    return SliceNetwork(network) if is_2d else network
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "nnunet": build_nnunet,
     "unet3d-seg": build_unet3d_seg,
     "centernet3d": CenterNet3D,
     "ensemble": Ensemble,

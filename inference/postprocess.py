@@ -14,6 +14,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from radlens.imaging.volume import Volume
 from radlens.inference.findings import Component, Detection, Segmentation
 from radlens.inference.lungs import Lungs
 from radlens.inference.preprocess import Prepared
@@ -146,16 +147,32 @@ def segment(
     lab = (on_input >> 8).astype(np.uint8)
     prob = (on_input & 0xFF).astype(np.uint8)  # kept in bytes: a float copy would be 4× the mask
     del on_input
-    voxel_ml = float(np.prod(prep.source.spacing_zyx)) / 1000.0
+    return label_segmentations(
+        lab, prob, where, prep.source, model, labels, min_component_ml=min_component_ml, lungs=lungs
+    )
 
+
+def label_segmentations(
+    lab: np.ndarray,
+    prob: np.ndarray,
+    where: tuple[slice, ...],
+    source: Volume,
+    model: str,
+    labels,
+    *,
+    min_component_ml: float = 0.0,
+    lungs: Lungs | None = None,
+) -> tuple[Segmentation, ...]:
+    """One Segmentation per label from a label map and its probability bytes on the input-grid region ``where``."""
+    voxel_ml = float(np.prod(source.spacing_zyx)) / 1000.0
     segs = []
     for value, name in enumerate(labels, start=1):
         sub = drop_small_components(lab == value, min_component_ml / voxel_ml)
         if lungs is not None:
-            sub = _keep_touching_lungs(sub, prob, where, prep, voxel_ml, lungs)
-        mask = np.zeros(prep.source.shape_zyx, dtype=bool)
+            sub = _keep_touching_lungs(sub, prob, where, source, voxel_ml, lungs)
+        mask = np.zeros(source.shape_zyx, dtype=bool)
         mask[where] = sub
-        comps = _components(sub, prob, where, prep, voxel_ml)
+        comps = _components(sub, prob, where, source, voxel_ml)
         segs.append(
             Segmentation(
                 model=model,
@@ -201,7 +218,7 @@ def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     return ~small[comp]
 
 
-def _keep_touching_lungs(sub: np.ndarray, prob, where, prep: Prepared, voxel_ml: float, lungs: Lungs) -> np.ndarray:
+def _keep_touching_lungs(sub: np.ndarray, prob, where, source: Volume, voxel_ml: float, lungs: Lungs) -> np.ndarray:
     """``sub`` (a mask on the input-grid region ``where``) without its components away from the lungs."""
     if not sub.any():
         return sub
@@ -209,7 +226,7 @@ def _keep_touching_lungs(sub: np.ndarray, prob, where, prep: Prepared, voxel_ml:
     counts, _, centres = _component_stats(comp, n, prob)
     offset = np.asarray([s.start for s in where], dtype=np.float64)
     diameters = 2 * np.cbrt(3 * counts * voxel_ml * 1000 / (4 * np.pi))  # the sphere of the same volume
-    keep = np.concatenate([[False], lungs.touches(prep.source.index_to_lps(centres + offset), diameters)])
+    keep = np.concatenate([[False], lungs.touches(source.index_to_lps(centres + offset), diameters)])
     return keep[comp]
 
 
@@ -241,14 +258,14 @@ def _component_stats(comp: np.ndarray, n: int, prob: np.ndarray, slab_voxels: in
     return counts, psum / 255.0, (csum / counts).T
 
 
-def _components(sub: np.ndarray, prob: np.ndarray, where, prep: Prepared, voxel_ml: float) -> tuple[Component, ...]:
+def _components(sub: np.ndarray, prob: np.ndarray, where, source: Volume, voxel_ml: float) -> tuple[Component, ...]:
     """Connected components of one label's mask (on the input-grid region ``where``), largest first."""
     if sub.size == 0 or not sub.any():
         return ()
     comp, n = label_components(sub)
     counts, psum, centres = _component_stats(comp, n, prob)
     offset = np.asarray([s.start for s in where], dtype=np.float64)
-    centres_lps = prep.source.index_to_lps(centres + offset)
+    centres_lps = source.index_to_lps(centres + offset)
     boxes = ndimage.find_objects(comp)
     # Largest first (what a reader looks at first); a noisy model's specks beyond the cap are not listed.
     order = np.argsort(-counts, kind="stable")[:MAX_COMPONENTS]

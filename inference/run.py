@@ -71,3 +71,14 @@ def models_command(args: argparse.Namespace) -> int:
     for err in errors:
         print(f"radlens: warning: skipped {err}", file=sys.stderr)
     return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from radlens.inference.nnunet_import import import_nnunet, is_nnunet_folder
+
+    if not is_nnunet_folder(args.path):
+        raise BundleError(args.path, "not an nnU-Net v2 results folder (needs dataset.json, plans.json and fold_N/)")
+    folder = import_nnunet(args.path, args.out, folds=args.folds, checkpoint=args.checkpoint, name=args.name)
+    info = bundle_info(folder)
+    print(f"imported {info.name} ({info.version}, {info.modality}) → {folder}")
+    return 0

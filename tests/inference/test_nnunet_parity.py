@@ -1,0 +1,210 @@
+"""nnU-Net v2 results folders run in RadLens as nnU-Net's own predictor runs them.
+
+The model is real: nnU-Net plans, preprocesses and trains it here (tests/inference/nnunet_tiny_model.py,
+SYNTHETIC data, about a minute on two cores). Parity is the contract: the same label map as
+``nnUNetPredictor`` with Dice ≥ 0.99 per label, on a case whose spacing differs from the training
+data, so the resampling runs both ways.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radlens.cli import main as radlens
+from radlens.inference.errors import BundleError
+
+nnunetv2 = pytest.importorskip("nnunetv2", reason="nnU-Net is a test extra: pip install -e '.[nnunet]'")
+torch = pytest.importorskip("torch")
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from nnunet_tiny_model import DATASET, LABELS, sphere_case, write_nifti  # noqa: E402
+
+from radlens.inference import nnunet  # noqa: E402
+from radlens.inference.nnunet_import import import_nnunet, read_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def results_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("nnunet")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "nnunet_tiny_model.py"), str(root)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return root / "res" / DATASET / "nnUNetTrainerTiny__nnUNetPlans__3d_fullres"
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory) -> Path:
+    """A SYNTHETIC case unlike the training data's grid: 4 mm slices of 0.7 mm pixels, another size."""
+    image, _ = sphere_case(np.random.default_rng(5), shape=(12, 70, 80), spacing_xyz=(0.7, 0.7, 4.0), spheres=3)
+    path = tmp_path_factory.mktemp("case") / "case_0000.nii.gz"
+    write_nifti(image, str(path), (0.7, 0.65, 4.0), origin=(1.0, 2.0, 3.0))
+    return path
+
+
+def nnunet_prediction(folder: Path, image: Path) -> np.ndarray:
+    """nnUNetPredictor's label map, set up as ``initialize_from_trained_model_folder`` does (the trainer class
+    of the checkpoint lives in the test, so the network comes from nnUNetTrainer's own builder)."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = PlansManager(load_json(str(folder / "plans.json")))
+    dataset = load_json(str(folder / "dataset.json"))
+    ck = torch.load(folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    config = plans.get_configuration(ck["init_args"]["configuration"])
+    heads = plans.get_label_manager(dataset).num_segmentation_heads
+    network = nnUNetTrainer.build_network_architecture(plans, config, 1, heads, enable_deep_supervision=False)
+    predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+    predictor.manual_initialization(
+        network,
+        plans,
+        config,
+        [ck["network_weights"]],
+        dataset,
+        ck["trainer_name"],
+        ck["inference_allowed_mirroring_axes"],
+    )
+    data, props = SimpleITKIO().read_images([str(image)])
+    return predictor.predict_single_npy_array(data, props)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+@pytest.mark.slow
+def test_an_imported_nnunet_model_segments_as_nnunets_predictor_does(results_folder, case, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    assert radlens(["import", str(results_folder), "--out", str(bundle)]) == 0
+    assert "imported Dataset902_Spheres-3d_fullres" in capsys.readouterr().out
+    assert sorted(p.name for p in bundle.iterdir()) == ["metadata.json", "model.safetensors"]
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["labels"] == ["body", "sphere"] and meta["pipeline"] == "nnunet"
+    assert meta["training"]["source"] == "nnU-Net v2 results folder" and meta["input"]["modality"] == "CT"
+
+    assert radlens(["infer", str(case), "--model", str(bundle), "--out", str(tmp_path / "out")]) == 0
+    from radlens.inference.findings import read_findings
+
+    findings = read_findings(tmp_path / "out")
+    ours = {s.label: s.mask for s in findings.segmentations}
+    reference = nnunet_prediction(results_folder, case)
+    assert reference.shape == ours["body"].shape
+    for name, value in LABELS.items():
+        if value == 0:
+            continue
+        theirs = reference == value
+        assert np.count_nonzero(theirs) > 100, f"the tiny model predicts no {name}: parity would be vacuous"
+        assert dice(ours[name], theirs) >= 0.99, name
+
+
+@pytest.mark.slow
+def test_model_flag_takes_a_results_folder_and_imports_it_once(results_folder, case, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for run in range(2):
+        out = tmp_path / f"out{run}"
+        assert radlens(["infer", str(case), "--model", str(results_folder), "--out", str(out)]) == 0
+        notice = capsys.readouterr().err
+        assert ("importing the nnU-Net model" in notice) == (run == 0)
+        assert (out / "findings.json").is_file()
+    assert [p.name for p in (tmp_path / "data" / "radlens" / "models").iterdir()] == ["Dataset902_Spheres-3d_fullres"]
+
+
+@pytest.mark.slow
+def test_two_folds_are_one_ensemble_and_checkpoints_load_weights_only(results_folder, tmp_path):
+    folder = tmp_path / "two_folds"
+    shutil.copytree(results_folder, folder)
+    shutil.copytree(folder / "fold_all", folder / "fold_0")
+    assert "network_weights" in read_checkpoint(folder / "fold_0" / "checkpoint_final.pth")
+    meta = json.loads((import_nnunet(folder, tmp_path / "b") / "metadata.json").read_text())
+    assert meta["arch"] == "ensemble" and meta["arch_kwargs"]["members"] == 2
+    assert meta["training"]["folds"] == ["0", "all"]
+    with pytest.raises(BundleError, match=r"fold_3.*no checkpoint_final.pth or checkpoint_best.pth"):
+        import_nnunet(folder, tmp_path / "c", folds=["3"])
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _results_folder(tmp_path: Path, labels=None, checkpoint=None) -> Path:
+    folder = tmp_path / "model"
+    (folder / "fold_0").mkdir(parents=True)
+    labels = labels or {"background": 0, "lesion": 1}
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels}))
+    (folder / "plans.json").write_text("{}")
+    if checkpoint is not None:
+        torch.save(checkpoint, folder / "fold_0" / "checkpoint_final.pth")
+    return folder
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = _results_folder(tmp_path, checkpoint={"network_weights": _RunsCode(marker)})
+    with pytest.raises(BundleError, match=r"checkpoint_final.pth: refused: not loadable as weights only"):
+        import_nnunet(folder, tmp_path / "bundle")
+    assert not marker.exists()
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_what_radlens_cannot_run_yet_is_refused_with_the_reason(tmp_path):
+    regions = _results_folder(tmp_path, labels={"background": 0, "whole": [1, 2], "core": 2})
+    with pytest.raises(BundleError, match="region-based nnU-Net models"):
+        import_nnunet(regions, tmp_path / "b")
+    block = {"transpose_forward": [0, 1, 2], "spacing": [1, 1, 1], "patch_size": [8, 8, 8], "normalization": "x"}
+    with pytest.raises(BundleError, match="'3d_lowres' is not supported yet"):
+        nnunet.NnunetPlan.from_json({**block, "configuration": "3d_lowres"})
+    with pytest.raises(BundleError, match="normalization 'x' is not supported"):
+        nnunet.NnunetPlan.from_json({**block, "configuration": "3d_fullres"})
+
+
+def test_plans_name_only_allow_listed_networks_and_blocks():
+    from radlens.inference.networks import build_network
+
+    with pytest.raises(BundleError, match=r"'os.system' is not one RadLens builds"):
+        build_network("nnunet", network_class="os.system", arch_kwargs={})
+    kwargs = {"conv_op": "builtins.eval"}
+    with pytest.raises(BundleError, match=r"conv_op 'builtins.eval' is not an allowed building block"):
+        build_network("nnunet", network_class="PlainConvUNet", arch_kwargs=kwargs, block_names=["conv_op"])
+
+
+def test_windows_gaussian_and_resampling_are_nnunets():
+    """Step for step against nnU-Net's own functions, on the sizes and spacings where they branch."""
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+
+    for size, patch in (((40, 97, 128), (20, 56, 64)), ((20, 56, 64), (20, 56, 64)), ((33, 200, 31), (16, 96, 31))):
+        theirs = compute_steps_for_sliding_window(size, patch, 0.5)
+        assert [nnunet.window_starts(s, p) for s, p in zip(size, patch, strict=True)] == theirs
+    patch = (20, 56, 63)
+    theirs = compute_gaussian(patch, 1 / 8, 10, dtype=torch.float32, device=torch.device("cpu")).numpy()
+    ours = np.einsum("i,j,k->ijk", *[nnunet.gaussian_profile(p) for p in patch])
+    np.testing.assert_allclose(ours / ours.max(), theirs / theirs.max(), atol=1e-6)
+
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(2, 9, 30, 26)).astype(np.float32)
+    for old, new, shape in (
+        ((4.0, 0.7, 0.7), (3.0, 0.8, 0.8), (12, 26, 23)),  # anisotropic input: order 0 through-plane
+        ((1.0, 1.0, 1.1), (0.8, 0.8, 0.8), (11, 38, 36)),  # isotropic: one 3D spline
+        ((1.0, 0.7, 0.7), (3.0, 0.8, 0.8), (3, 26, 23)),  # anisotropic target
+    ):
+        for kwargs in ({"order": 3, "order_z": 0}, {"order": 1, "order_z": 0}):
+            expected = resample_data_or_seg_to_shape(
+                data, shape, old, new, is_seg=False, force_separate_z=None, **kwargs
+            )
+            how = nnunet.Resampling(kwargs["order"], kwargs["order_z"], None)
+            np.testing.assert_allclose(nnunet.resample(data, shape, old, new, how), expected, atol=1e-4)
