@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radlens.imaging.errors import RadlensError
+from radlens.imaging.errors import ImagingError, RadlensError
 
 
 class BundleError(RadlensError):
@@ -12,3 +12,7 @@ class BundleError(RadlensError):
         self.bundle = str(bundle)
         self.reason = " ".join(str(reason).split())  # always one line
         super().__init__(f"{self.bundle}: {self.reason}")
+
+
+class DicomResultsError(ImagingError):
+    """DICOM results (SEG, SR, RTSTRUCT, KOS, SC) that cannot be written for, or read onto, a series."""
