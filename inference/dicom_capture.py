@@ -76,6 +76,7 @@ def write_screenshot(
         transfer_syntax_uid=ExplicitVRLittleEndian,
     )
     sc.BurnedInAnnotation = "YES"
+    sc.Laterality = ""  # unknown (type 2C in General Series; a screenshot shows no paired organ)
     sc.ImageComments = description[:10240]
     sc.ConversionType = "SYN"
     if source_slice is not None:  # the slice it shows

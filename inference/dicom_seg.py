@@ -21,6 +21,7 @@ from radlens.inference.dicom_source import (
     SourceSeries,
     algorithm_sequence,
     finding_code,
+    producer,
     save,
 )
 from radlens.inference.errors import DicomResultsError
@@ -78,8 +79,8 @@ def write_seg(
     return save(seg, path, anonymized=anonymize)
 
 
-def read_seg(seg: hd.seg.Segmentation, volume: Volume, path: str) -> tuple[str, list[Segmentation]]:
-    """The SEG's segments on ``volume``'s grid: (the producing model or software, one Segmentation each)."""
+def read_seg(seg: hd.seg.Segmentation, volume: Volume, path: str) -> tuple[tuple[str, str], list[Segmentation]]:
+    """The SEG's segments on ``volume``'s grid: ((producer, version), one Segmentation per segment)."""
     try:
         seg_volume = seg.get_volume(combine_segments=False, rescale_fractional=True, dtype=np.float32)
         placed = seg_volume.match_geometry(grid_geometry(volume, seg.FrameOfReferenceUID))
@@ -88,7 +89,7 @@ def read_seg(seg: hd.seg.Segmentation, volume: Volume, path: str) -> tuple[str, 
     values = np.asarray(placed.array)
     if values.ndim == 3:
         values = values[..., None]
-    model = producer(seg)
+    model, version = producer(seg)
     numbers = list(seg.segment_numbers)
     labels = [str(seg.get_segment_description(n).SegmentLabel) for n in numbers]
     prob = np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
@@ -98,7 +99,7 @@ def read_seg(seg: hd.seg.Segmentation, volume: Volume, path: str) -> tuple[str, 
         only = np.where(values[..., i] >= 0.5, 1, 0).astype(np.uint8)
         (s,) = label_segmentations(only, prob[..., i], everything, volume, model, [label])
         segs.append(Segmentation(s.model, s.label, i + 1, s.volume_ml, s.components, "", s.mask))
-    return model, segs
+    return (model, version), segs
 
 
 def grid_geometry(volume: Volume, frame_of_reference_uid: str) -> hd.VolumeGeometry:
@@ -107,20 +108,3 @@ def grid_geometry(volume: Volume, frame_of_reference_uid: str) -> hd.VolumeGeome
     affine[:3, :3] = (volume.direction * np.asarray(volume.spacing_zyx[::-1]))[:, ::-1]
     affine[:3, 3] = volume.origin_lps
     return hd.VolumeGeometry(affine, volume.shape_zyx, "PATIENT", frame_of_reference_uid=frame_of_reference_uid)
-
-
-def producer(ds) -> str:
-    """Who made a derived object: the algorithm it names, else its manufacturer's model or software."""
-    for item in ds.get("SegmentSequence", []):
-        name = item.get("SegmentAlgorithmName") or next(
-            (a.get("AlgorithmName") for a in item.get("SegmentationAlgorithmIdentificationSequence", [])), None
-        )
-        if name:
-            return str(name)
-    parts = [str(ds.get(k, "") or "") for k in ("ManufacturerModelName", "Manufacturer")]
-    software = ds.get("SoftwareVersions", "")
-    return (
-        next((p for p in parts if p), "")
-        or (str(software[0] if not isinstance(software, str) else software))
-        or (str(ds.get("Modality", "DICOM")) + " import")
-    )

@@ -24,7 +24,15 @@ from radlens.inference.findings import ModelRun
 MANUFACTURER = "RadLens"
 SOFTWARE_VERSION = "1"
 DEVICE_UID = "2.25.203094457206224521744436318262361419531"  # RadLens as an SR observer device
-ANONYMOUS = "ANONYMOUS"
+FORMATS = {
+    ".nii": "NIfTI",
+    ".nii.gz": "NIfTI",
+    ".nrrd": "NRRD",
+    ".nhdr": "NRRD",
+    ".mha": "MetaImage",
+    ".mhd": "MetaImage",
+}
+ANONYMOUS = "ANONYMOUS"  # the ID; the name is ANONYMOUS^ (family name only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,9 +54,10 @@ class SourceSeries:
 def source_series(volume: Volume) -> SourceSeries:
     """The volume's DICOM headers; a volume that did not come from DICOM is refused in one line."""
     if not volume.files:
-        kind = Path(volume.source).name.split(".", 1)[-1].upper() if volume.source else "not from a file"
+        name = Path(volume.source).name.lower() if volume.source else ""
+        kind = next((k for suffix, k in FORMATS.items() if name.endswith(suffix)), "not from DICOM files")
         raise DicomResultsError(
-            volume.source or "volume", f"DICOM results need a DICOM source: this series is {kind}, not DICOM"
+            volume.source or "volume", f"DICOM results need a DICOM source series: this one is {kind}"
         )
     try:
         datasets = tuple(pydicom.dcmread(f, stop_before_pixels=True) for f in volume.files)
@@ -85,7 +94,7 @@ def device_observer() -> hd.sr.ObserverContext:
 
 def anonymize(ds: Dataset) -> None:
     """Patient name and ID replaced, birth date and sex emptied (the study UIDs stay: same study)."""
-    ds.PatientName = ANONYMOUS
+    ds.PatientName = f"{ANONYMOUS}^"
     ds.PatientID = ANONYMOUS
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
@@ -128,3 +137,19 @@ def label_of(code) -> str:
 
 PRIVATE_SCHEME = "99RADLENS"
 FINDING_CODES = {"nodule": codes.SCT.Nodule, "mass": codes.SCT.Mass, "lesion": codes.SCT.Lesion}
+
+
+def producer(ds) -> tuple[str, str]:
+    """Who made a derived object, (name, version): the algorithm it names, else its software."""
+    for item in ds.get("SegmentSequence", []):
+        for algo in item.get("SegmentationAlgorithmIdentificationSequence", []):
+            if algo.get("AlgorithmName"):
+                return str(algo.AlgorithmName), str(algo.get("AlgorithmVersion", ""))
+        if item.get("SegmentAlgorithmName"):
+            return str(item.SegmentAlgorithmName), ""
+    software = ds.get("SoftwareVersions", "")
+    version = str(software if isinstance(software, str) else (software[0] if software else ""))
+    for keyword in ("ManufacturerModelName", "Manufacturer"):
+        if ds.get(keyword):
+            return str(ds.get(keyword)), version
+    return f"{ds.get('Modality', 'DICOM')} import", version

@@ -26,6 +26,7 @@ from radlens.inference.dicom_source import (
     device_observer,
     finding_code,
     label_of,
+    producer,
     save,
 )
 from radlens.inference.errors import DicomResultsError
@@ -165,7 +166,7 @@ def read_sr(sr, source: SourceSeries, path: str) -> SrRead:
         raise DicomResultsError(path, f"not a TID 1500 measurement report: {err}") from None
     volume = source.volume
     slices = {str(ds.SOPInstanceUID): z for z, ds in enumerate(source.datasets)}
-    fallback = producer_name(sr)
+    fallback = producer(sr)
     by_uid: dict[str, dict] = {}
     for g in report.get_planar_roi_measurement_groups():
         entry = by_uid.setdefault(str(g.tracking_uid or hd.UID()), {})
@@ -191,7 +192,7 @@ def read_sr(sr, source: SourceSeries, path: str) -> SrRead:
             box = _planar_box(planar.roi, source, slices, path)
         if box is None:
             continue
-        model, version = _algorithm(main) or (fallback, "")
+        model, version = _algorithm(main) or fallback
         models.setdefault(model, ModelRun(model, version, "detection"))
         tail = key.rsplit(":", 1)[-1]
         number = int(tail) if key.startswith("det:") and tail.isdigit() else len(detections) + 1
@@ -211,11 +212,6 @@ def read_sr(sr, source: SourceSeries, path: str) -> SrRead:
             )
         )
     return SrRead(tuple(detections), tuple(models.values()), decisions)
-
-
-def producer_name(ds) -> str:
-    parts = [str(ds.get(k, "") or "") for k in ("ManufacturerModelName", "Manufacturer")]
-    return next((p for p in parts if p), "") or "SR import"
 
 
 def _algorithm(group) -> tuple[str, str] | None:
