@@ -141,14 +141,14 @@ FINDING_CODES = {"nodule": codes.SCT.Nodule, "mass": codes.SCT.Mass, "lesion": c
 
 def producer(ds) -> tuple[str, str]:
     """Who made a derived object, (name, version): the algorithm it names, else its software."""
+    software = ds.get("SoftwareVersions", "")
+    version = str(software if isinstance(software, str) else (software[0] if software else ""))
     for item in ds.get("SegmentSequence", []):
         for algo in item.get("SegmentationAlgorithmIdentificationSequence", []):
             if algo.get("AlgorithmName"):
-                return str(algo.AlgorithmName), str(algo.get("AlgorithmVersion", ""))
+                return str(algo.AlgorithmName), str(algo.get("AlgorithmVersion", version))
         if item.get("SegmentAlgorithmName"):
-            return str(item.SegmentAlgorithmName), ""
-    software = ds.get("SoftwareVersions", "")
-    version = str(software if isinstance(software, str) else (software[0] if software else ""))
+            return str(item.SegmentAlgorithmName), version
     for keyword in ("ManufacturerModelName", "Manufacturer"):
         if ds.get(keyword):
             return str(ds.get(keyword)), version

@@ -13,7 +13,7 @@ from radlens.inference.findings import Component, Detection, Findings, ModelRun,
 SHAPE = (24, 64, 64)
 
 
-def dicom_study(folder) -> Volume:
+def dicom_study(folder, series_uid: str | None = None) -> Volume:
     """The phantom written as a DICOM series and read back (``files`` = one file per slice)."""
     ph = make_chest_ct(1, SHAPE)
     v = ph.volume
@@ -23,7 +23,7 @@ def dicom_study(folder) -> Volume:
         patient_name="SYNTHETIC^PATIENT",
         patient_id="PID-42",
         study_uid=v.study.study_uid,
-        series_uid=v.series_uid,
+        series_uid=series_uid or v.series_uid,
     )
     return load(folder)
 
