@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--model", action="append", metavar="NAME|DIR", help="default: every bundle for the modality")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--dicom", action="store_true", help="also write DICOM SEG + SR + key images into DIR/dicom/")
     p.set_defaults(func=run_infer)
 
     p = sub.add_parser("import", help="import an nnU-Net v2 results folder as a model bundle")

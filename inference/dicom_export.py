@@ -58,7 +58,7 @@ def write_dicom_results(
                 write_seg(maps, _run(models, model), source, path, series_number=number, anonymize=anonymize)
             )
     entries = sr_findings(findings, review, thresholds or {})
-    if entries:
+    if entries:  # highdicom's TID 1500 needs at least one measurement group
         number += 1
         written.append(write_sr(entries, source, out / "SR-findings.dcm", series_number=number, anonymize=anonymize))
         accepted = [e for e in entries if e.decision == "accepted"]

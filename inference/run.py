@@ -39,6 +39,10 @@ def infer_command(args: argparse.Namespace) -> int:
     from radlens.inference.findings import write_findings
 
     volume = load_study(args.path)
+    if args.dicom:  # a NIfTI study is refused before any model runs
+        from radlens.inference.dicom_source import source_series
+
+        source_series(volume)
     bundles = bundles_for(volume, args.model)
     _, note = select_device(args.device)
     if note:
@@ -52,6 +56,11 @@ def infer_command(args: argparse.Namespace) -> int:
         for warning in m.warnings:
             print(f"radlens: warning: {m.name}: {warning}", file=sys.stderr)
     print(f"{len(findings.detections)} detection candidate(s), {len(findings.segmentations)} segmentation(s) → {path}")
+    if args.dicom:
+        from radlens.inference.dicom_export import write_dicom_results
+
+        for written in write_dicom_results(findings, volume, os.path.join(args.out, "dicom")):
+            print(written)
     return 0
 
 

@@ -180,3 +180,41 @@ def test_a_volume_not_from_dicom_is_refused_in_one_line(written):
     with pytest.raises(RadlensError) as err:
         write_dicom_results(findings, nifti, "/tmp/never")
     assert str(err.value) == "/x/ct.nii.gz: DICOM results need a DICOM source series: this one is NIfTI"
+
+
+def test_radlens_infer_dicom_writes_the_objects_into_out_dicom(written, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from inference_helpers import DETECTOR_KWARGS, ct_input, metadata
+
+    from radlens.cli import main
+    from radlens.inference.bundle import save_bundle
+    from radlens.inference.networks import build_network
+
+    volume, _, _ = written
+    torch.manual_seed(0)
+    meta = metadata(
+        "rand-detector",
+        "detection",
+        "centernet3d",
+        DETECTOR_KWARGS,
+        thresholds={"score": 0.0},  # reports every candidate
+        input=ct_input(spacing_zyx=list(volume.spacing_zyx)),  # no resampling: fast
+    )
+    det = save_bundle(tmp_path / "det", build_network("centernet3d", **DETECTOR_KWARGS), meta)
+    out = tmp_path / "run"
+    assert main(["infer", str(volume.source), "--out", str(out), "--model", str(det), "--dicom"]) == 0
+    assert (out / "findings.json").is_file()
+    names = sorted(p.name for p in (out / "dicom").iterdir())
+    assert names == ["KO-key-images.dcm", "SR-findings.dcm"]
+    for p in (out / "dicom").iterdir():
+        assert pydicom.dcmread(p).StudyInstanceUID == pydicom.dcmread(volume.files[0]).StudyInstanceUID
+
+    nifti = tmp_path / "ct.nii.gz"
+    from radlens.imaging.volume_io import write_volume
+
+    write_volume(volume, nifti)
+    capsys.readouterr()
+    assert main(["infer", str(nifti), "--out", str(tmp_path / "n"), "--model", str(det), "--dicom"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"radlens: error: {nifti}: DICOM results need a DICOM source series: this one is NIfTI"
+    assert not (tmp_path / "n").exists()  # refused before any model ran
