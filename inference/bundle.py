@@ -96,6 +96,13 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir("radlens")) / "models"
 
 
+def folder_name_for(name: str) -> str:
+    """A bundle name as a folder name (an imported model's default home under :func:`user_models_dir`)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "imported-model"
+
+
 def search_dirs(extra: tuple[str | os.PathLike, ...] = ()) -> list[Path]:
     """Folders holding bundles, first match wins: explicit ones, then the user's, then the shipped ones."""
     return [*(Path(d) for d in extra), user_models_dir(), builtin_models_dir()]
@@ -200,9 +207,10 @@ def find_bundle(name_or_path: str | os.PathLike, dirs: tuple[str | os.PathLike, 
     """A bundle folder from a path or a bundle name; an nnU-Net results folder is imported on first use."""
     p = Path(name_or_path)
     if p.exists():
+        from radlens.inference.monai_bundle import is_monai_bundle
         from radlens.inference.nnunet_import import imported_bundle, is_nnunet_folder
 
-        return imported_bundle(p) if is_nnunet_folder(p) else p
+        return imported_bundle(p) if is_nnunet_folder(p) or is_monai_bundle(p) else p
     for info in list_bundles(dirs=dirs):
         if info.name == str(name_or_path):
             return info.path

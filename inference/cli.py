@@ -14,11 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG + SR + key images into DIR/dicom/")
     p.set_defaults(func=run_infer)
 
-    p = sub.add_parser("import", help="import an nnU-Net v2 results folder as a model bundle")
-    p.add_argument("path", metavar="PATH", help="the trained-model folder (dataset.json, plans.json, fold_N/)")
+    p = sub.add_parser("import", help="import an nnU-Net v2 results folder or a MONAI bundle as a model bundle")
+    p.add_argument("path", metavar="PATH", help="nnU-Net: dataset.json, plans.json, fold_N/; MONAI: configs/, models/")
     p.add_argument("--out", metavar="BUNDLE", help="default: the user's model folder, named after the dataset")
-    p.add_argument("--folds", nargs="+", metavar="F", help="default: every fold_* with a checkpoint (an ensemble)")
-    p.add_argument("--checkpoint", metavar="FILE", help="default: checkpoint_final.pth, else checkpoint_best.pth")
+    p.add_argument("--folds", nargs="+", metavar="F", help="nnU-Net: default every fold_* (an ensemble)")
+    p.add_argument("--checkpoint", metavar="FILE", help="nnU-Net: default checkpoint_final.pth, else _best")
     p.add_argument("--name", help="the bundle's name (default: DATASET-CONFIGURATION)")
     p.set_defaults(func=run_import)
 

@@ -295,8 +295,8 @@ def run_bundle(
         verdict = applicability.Verdict("refuse", (f"{applicability.REFUSED}: {bundle.name}: {LUNGS_NOT_FOUND}",))
     if not verdict.runs:
         return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), (), ())
-    if bundle.metadata.pipeline == "nnunet":
-        segs, used = yield from _run_nnunet(volume, bundle, device, cancel, batch, amp, lungs)
+    if bundle.metadata.pipeline in ("nnunet", "monai"):
+        segs, used = yield from _run_imported(volume, bundle, device, cancel, batch, amp, lungs)
         return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), (), segs)
     if prepared is None:
         prepared = Preprocess(inp)(volume)
@@ -333,26 +333,39 @@ def run_bundle(
     return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), dets, segs)
 
 
-def _run_nnunet(volume: Volume, bundle: LoadedBundle, device, cancel, batch, amp, lungs):
-    """A model imported from nnU-Net: its own predictor's steps (inference.nnunet), then our findings."""
-    from radlens.inference import nnunet, postprocess
+def _run_imported(volume: Volume, bundle: LoadedBundle, device, cancel, batch, amp, lungs):
+    """A model imported from nnU-Net or MONAI: that tool's own steps around our windows, then our findings."""
+    from radlens.inference import monai_bundle, nnunet, postprocess
 
     labels = list(bundle.labels)
-    label_map, confidence, used = yield from nnunet.run(
-        bundle.network,
-        volume,
-        bundle.metadata.nnunet,
-        len(labels) + 1,
-        device=device,
-        cancel=cancel,
-        what=bundle.name,
-        amp=amp,
-        batch=batch,
-    )
+    meta = bundle.metadata
+    if meta.pipeline == "nnunet":
+        job = nnunet.run(
+            bundle.network,
+            volume,
+            meta.nnunet,
+            len(labels) + 1,
+            device=device,
+            cancel=cancel,
+            what=bundle.name,
+            amp=amp,
+            batch=batch,
+        )
+    else:
+        job = monai_bundle.run(
+            bundle.network, volume, meta.monai, device=device, cancel=cancel, what=bundle.name, amp=amp, batch=batch
+        )
+    label_map, confidence, used = yield from job
     check_cancel(cancel, bundle.name)
     whole = tuple(slice(0, n) for n in volume.shape_zyx)
     segs = postprocess.label_segmentations(
-        label_map, confidence, whole, volume, bundle.name, labels, min_component_ml=bundle.info.min_component_ml,
+        label_map,
+        confidence,
+        whole,
+        volume,
+        bundle.name,
+        labels,
+        min_component_ml=bundle.info.min_component_ml,
         lungs=lungs,
     )
     return segs, used

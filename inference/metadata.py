@@ -18,7 +18,8 @@ from radlens.inference.errors import BundleError
 TASKS = ("detection", "segmentation")
 # How a bundle's input is prepared and its output read: RadLens' own (``input``), or nnU-Net's
 # predictor reproduced step for step (``nnunet``, for models imported from nnU-Net results folders).
-PIPELINES = ("radlens", "nnunet")
+# MONAI's own transforms around RadLens' windows (``monai``, for models imported from MONAI bundles).
+PIPELINES = ("radlens", "nnunet", "monai")
 NORMALIZATIONS = ("ct-clip", "zscore")
 SCALES = ("unit", "zscore")
 # A bundle's sliding windows when its metadata does not say: how far neighbouring windows overlap,
@@ -214,6 +215,7 @@ class BundleMetadata:
     sha256: str = ""
     pipeline: str = PIPELINES[0]
     nnunet: Any = None  # inference.nnunet.NnunetPlan when pipeline == "nnunet"
+    monai: dict[str, Any] = field(default_factory=dict)  # allow-listed transforms when pipeline == "monai"
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -247,6 +249,9 @@ class BundleMetadata:
             from radlens.inference.nnunet import NnunetPlan
 
             plan = NnunetPlan.from_json(meta.get("nnunet"), where)
+        monai_steps = meta.get("monai") or {}
+        if pipeline == "monai" and not all(k in monai_steps for k in ("preprocessing", "inferer", "postprocessing")):
+            raise BundleError(where, "a monai pipeline needs its preprocessing, inferer and postprocessing")
         given = [thresholds[k] for k in ("score", "probability") if _is_number(thresholds.get(k))]
         threshold = float(given[0]) if given else None
         return cls(
@@ -264,6 +269,7 @@ class BundleMetadata:
             sha256=str(meta.get("sha256", "")).lower(),
             pipeline=pipeline,
             nnunet=plan,
+            monai=dict(monai_steps),
             training=dict(meta.get("training") or {}),
             evaluation=dict(meta.get("evaluation") or {}),
             document=meta,

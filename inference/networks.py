@@ -16,6 +16,7 @@ from torch import nn
 
 from radlens.inference.errors import BundleError
 from radlens.inference.metadata import Normalization
+from radlens.inference.monai_bundle import MONAI_NETWORKS
 from radlens.inference.preprocess import NormalizeIntensity
 
 # Detector output channels: 0 = centre heatmap logits, 1..3 = box extent (z, y, x) in voxels of the model grid.
@@ -201,8 +202,18 @@ def build_nnunet(
     return SliceNetwork(network) if is_2d else network
 
 
+def build_monai(target: str, kwargs: dict | None = None) -> nn.Module:
+    """A network of a MONAI bundle's ``network_def``: an allow-listed class of monai.networks.nets, literal kwargs."""
+    from monai.networks import nets
+
+    if target not in MONAI_NETWORKS:
+        raise ValueError(f"network {target!r} is not one RadLens builds ({', '.join(MONAI_NETWORKS)})")
+    return getattr(nets, target)(**dict(kwargs or {}))
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "nnunet": build_nnunet,
+    "monai": build_monai,
     "unet3d-seg": build_unet3d_seg,
     "centernet3d": CenterNet3D,
     "ensemble": Ensemble,

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 import sys
 from pathlib import Path
 
-from radlens.inference.bundle import read_document, save_bundle, user_models_dir
+from radlens.inference.bundle import folder_name_for, read_document, save_bundle, user_models_dir
 from radlens.inference.errors import BundleError
 from radlens.inference.nnunet import CONFIGURATIONS, RESAMPLING_FUNCTION, NnunetPlan
+from radlens.inference.pickled import load_weights_only
 
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth")
 SOURCE = "nnU-Net v2 results folder"
@@ -44,21 +44,8 @@ def _read_json(path: Path) -> dict:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """An nnU-Net checkpoint through weights-only unpickling; anything that would run code is refused."""
-    import numpy as np
-    import torch
-
-    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
-    allowed = [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype]
-    allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    try:
-        with torch.serialization.safe_globals(allowed):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BundleError(path, f"refused: not loadable as weights only ({first[:200]})") from None
-    except OSError as err:
-        raise BundleError(path, f"cannot read: {err.strerror or err}") from None
+    """An nnU-Net checkpoint, opened weights-only (:mod:`radlens.inference.pickled`)."""
+    checkpoint = load_weights_only(path)
     if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
         raise BundleError(path, "not an nnU-Net checkpoint (no network_weights)")
     return checkpoint
@@ -252,17 +239,13 @@ def import_nnunet(
         },
         "evaluation": {"nnunet_validation_dice": validation} if validation else {},
     }
-    target = Path(out) if out is not None else user_models_dir() / _slug(bundle_name)
+    target = Path(out) if out is not None else user_models_dir() / folder_name_for(bundle_name)
     return save_bundle(target, network, metadata)
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "imported-model"
-
-
 def imported_bundle(folder: str | os.PathLike) -> Path:
-    """The bundle for a results folder given to ``--model``: imported into the user's models on first use
-    (with a one-line notice), the earlier import reused afterwards."""
+    """The bundle for an nnU-Net results folder or a MONAI bundle given to ``--model``: imported into the
+    user's models on first use (with a one-line notice), the earlier import reused afterwards."""
     folder = Path(folder).resolve()
     models = user_models_dir()
     if models.is_dir():
@@ -272,5 +255,8 @@ def imported_bundle(folder: str | os.PathLike) -> Path:
                     return bundle
             except BundleError:
                 continue
-    print(f"radlens: importing the nnU-Net model {folder} into {models} (once)", file=sys.stderr)
-    return import_nnunet(folder)
+    from radlens.inference.monai_bundle import import_monai_bundle, is_monai_bundle
+
+    kind = "MONAI bundle" if is_monai_bundle(folder) else "nnU-Net model"
+    print(f"radlens: importing the {kind} {folder} into {models} (once)", file=sys.stderr)
+    return import_monai_bundle(folder) if is_monai_bundle(folder) else import_nnunet(folder)

@@ -83,11 +83,19 @@ def models_command(args: argparse.Namespace) -> int:
 
 
 def import_command(args: argparse.Namespace) -> int:
+    from radlens.inference.monai_bundle import import_monai_bundle, is_monai_bundle
     from radlens.inference.nnunet_import import import_nnunet, is_nnunet_folder
 
-    if not is_nnunet_folder(args.path):
-        raise BundleError(args.path, "not an nnU-Net v2 results folder (needs dataset.json, plans.json and fold_N/)")
-    folder = import_nnunet(args.path, args.out, folds=args.folds, checkpoint=args.checkpoint, name=args.name)
+    if is_nnunet_folder(args.path):
+        folder = import_nnunet(args.path, args.out, folds=args.folds, checkpoint=args.checkpoint, name=args.name)
+    elif is_monai_bundle(args.path):
+        folder = import_monai_bundle(args.path, args.out, name=args.name)
+    else:
+        raise BundleError(
+            args.path,
+            "neither an nnU-Net v2 results folder (dataset.json, plans.json, fold_N/) "
+            "nor a MONAI bundle (configs/metadata.json, configs/inference.json, models/model.pt)",
+        )
     info = bundle_info(folder)
     print(f"imported {info.name} ({info.version}, {info.modality}) → {folder}")
     return 0

@@ -1,12 +1,13 @@
 """Train a real, tiny nnU-Net v2 model with nnU-Net itself, for the import and parity tests.
 
-Run as a script (``python nnunet_tiny_model.py ROOT``) so nnU-Net's environment variables are set
+Run as a script (``python nnunet_tiny_model.py ROOT [FEATURES ITERATIONS]``) so nnU-Net's environment variables are set
 before it is imported and its worker processes can spawn. It writes four SYNTHETIC CT-like cases
 (a body of 40 HU with 300 HU spheres, 3 mm slices of 0.8 mm pixels; labels body and sphere) into
 ROOT/raw, plans and preprocesses them with nnU-Net's own planner, shrinks the plans' network to
 8 base features (a small plan), and trains it with nnUNetTrainer for one epoch of 40 iterations on
 the CPU (about a minute). The results folder is
-ROOT/res/Dataset902_Spheres/nnUNetTrainerTiny__nnUNetPlans__3d_fullres.
+ROOT/res/Dataset902_Spheres/nnUNetTrainerTiny__nnUNetPlans__3d_fullres. bench/nnunet.py builds one
+with nnU-Net's default 32 features for timing. :func:`predict_with_nnunet` is the reference side.
 """
 
 import json
@@ -47,7 +48,7 @@ def write_nifti(array, path, spacing_xyz, origin=(10.0, -20.0, 5.0)):
     sitk.WriteImage(img, path)
 
 
-def main(root: str) -> None:
+def main(root: str, features: int = 8, iterations: int = 40) -> None:
     os.environ.update(nnUNet_raw=f"{root}/raw", nnUNet_preprocessed=f"{root}/pre", nnUNet_results=f"{root}/res")
     raw = f"{root}/raw/{DATASET}"
     os.makedirs(f"{raw}/imagesTr", exist_ok=True)
@@ -73,17 +74,42 @@ def main(root: str) -> None:
     class nnUNetTrainerTiny(nnUNetTrainer):
         def __init__(self, plans, configuration, fold, dataset_json, device):
             super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, 40, 1
+            self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 1, iterations, 1
             self.initial_lr = 0.03
 
     os.environ["nnUNet_n_proc_DA"] = "0"  # noqa: SIM112 (nnU-Net spells it so); augment in this process (set after planning, which divides by it)
     plans = load_json(f"{root}/pre/{DATASET}/nnUNetPlans.json")
-    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] = [8, 16, 32, 64]
+    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    arch["features_per_stage"] = [features * 2**i for i in range(len(arch["features_per_stage"]))]
     plans["continue_training"] = False
     dataset_json = load_json(f"{root}/pre/{DATASET}/dataset.json")
     torch.set_num_threads(2)
     nnUNetTrainerTiny(plans, "3d_fullres", "all", dataset_json, torch.device("cpu")).run_training()
 
 
+def predict_with_nnunet(folder, image):
+    """nnUNetPredictor's label map for one image file, set up as ``initialize_from_trained_model_folder``
+    does; the checkpoint's trainer class lives in this script, so the network comes from nnUNetTrainer's
+    own builder. Returns (label map, the predictor) so a benchmark can call it again."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    plans = PlansManager(load_json(f"{folder}/plans.json"))
+    dataset = load_json(f"{folder}/dataset.json")
+    ck = torch.load(f"{folder}/fold_all/checkpoint_final.pth", map_location="cpu", weights_only=False)
+    config = plans.get_configuration(ck["init_args"]["configuration"])
+    heads = plans.get_label_manager(dataset).num_segmentation_heads
+    network = nnUNetTrainer.build_network_architecture(plans, config, 1, heads, enable_deep_supervision=False)
+    predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+    weights, trainer, mirror = [ck["network_weights"]], ck["trainer_name"], ck["inference_allowed_mirroring_axes"]
+    predictor.manual_initialization(network, plans, config, weights, dataset, trainer, mirror)
+    data, props = SimpleITKIO().read_images([str(image)])
+    return predictor.predict_single_npy_array(data, props), (predictor, data, props)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:4]))

@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from nnunet_tiny_model import DATASET, LABELS, sphere_case, write_nifti  # noqa: E402
+from nnunet_tiny_model import DATASET, LABELS, predict_with_nnunet, sphere_case, write_nifti  # noqa: E402
 
 from radlens.inference import nnunet  # noqa: E402
 from radlens.inference.nnunet_import import import_nnunet, read_checkpoint  # noqa: E402
@@ -50,35 +50,6 @@ def case(tmp_path_factory) -> Path:
     return path
 
 
-def nnunet_prediction(folder: Path, image: Path) -> np.ndarray:
-    """nnUNetPredictor's label map, set up as ``initialize_from_trained_model_folder`` does (the trainer class
-    of the checkpoint lives in the test, so the network comes from nnUNetTrainer's own builder)."""
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    plans = PlansManager(load_json(str(folder / "plans.json")))
-    dataset = load_json(str(folder / "dataset.json"))
-    ck = torch.load(folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    config = plans.get_configuration(ck["init_args"]["configuration"])
-    heads = plans.get_label_manager(dataset).num_segmentation_heads
-    network = nnUNetTrainer.build_network_architecture(plans, config, 1, heads, enable_deep_supervision=False)
-    predictor = nnUNetPredictor(device=torch.device("cpu"), verbose=False, allow_tqdm=False)
-    predictor.manual_initialization(
-        network,
-        plans,
-        config,
-        [ck["network_weights"]],
-        dataset,
-        ck["trainer_name"],
-        ck["inference_allowed_mirroring_axes"],
-    )
-    data, props = SimpleITKIO().read_images([str(image)])
-    return predictor.predict_single_npy_array(data, props)
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
 
@@ -98,7 +69,7 @@ def test_an_imported_nnunet_model_segments_as_nnunets_predictor_does(results_fol
 
     findings = read_findings(tmp_path / "out")
     ours = {s.label: s.mask for s in findings.segmentations}
-    reference = nnunet_prediction(results_folder, case)
+    reference, _ = predict_with_nnunet(results_folder, case)
     assert reference.shape == ours["body"].shape
     for name, value in LABELS.items():
         if value == 0:
