@@ -6,11 +6,23 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("infer", help="run AI models on a study; write findings.json and masks")
+    p = sub.add_parser(
+        "infer", help="run AI models on a study (or each series of a folder); write findings.json and masks"
+    )
     p.add_argument("path", metavar="PATH")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--model", action="append", metavar="NAME|DIR", help="default: every bundle for the modality")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEV[,DEV...]",
+        help="auto, cpu, cuda, cuda:N or mps; several: one worker each",
+    )
+    p.add_argument(
+        "--nnunet-names",
+        action="store_true",
+        help="a folder of studies: name each result folder as nnU-Net names cases",
+    )
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG + SR + key images into DIR/dicom/")
     p.set_defaults(func=run_infer)
 

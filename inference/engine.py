@@ -51,15 +51,16 @@ def select_device(device: str = "auto") -> tuple[str, str]:
     """(device, note): ``auto`` picks CUDA, then MPS, then the CPU; an unavailable choice falls back to the CPU."""
     import torch
 
-    if device not in DEVICES:
-        raise BundleError(f"device {device!r}", f"unknown device (known: {', '.join(DEVICES)})")
-    cuda = torch.cuda.is_available()
+    kind, _, index = str(device).partition(":")
+    if kind not in DEVICES or (index and not (kind == "cuda" and index.isdigit())):
+        raise BundleError(f"device {device!r}", f"unknown device (known: {', '.join(DEVICES)}, cuda:N)")
+    cuda = torch.cuda.is_available() and (not index or int(index) < torch.cuda.device_count())
     mps_backend = getattr(torch.backends, "mps", None)
     mps = bool(mps_backend is not None and mps_backend.is_available())
     if device == "auto":
         return ("cuda" if cuda else "mps" if mps else "cpu"), ""
-    if device == "cuda" and not cuda:
-        return "cpu", "CUDA is not available here; running on the CPU"
+    if kind == "cuda" and not cuda:
+        return "cpu", f"{device} is not available here; running on the CPU"
     if device == "mps" and not mps:
         return "cpu", "MPS is not available here; running on the CPU"
     return device, ""
@@ -219,7 +220,7 @@ def autocast_dtype(device: str):
     """The reduced precision a device runs well: fp16 on CUDA, bf16 on a CPU with native bf16, else None."""
     import torch
 
-    if device == "cuda":
+    if device.startswith("cuda"):
         return torch.float16
     if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16

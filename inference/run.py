@@ -38,6 +38,19 @@ def infer_command(args: argparse.Namespace) -> int:
     from radlens.inference.engine import iter_infer, select_device
     from radlens.inference.findings import write_findings
 
+    devices = [d.strip() for d in args.device.split(",") if d.strip()] or ["auto"]
+    for d in devices:
+        select_device(d)  # an unknown name is refused before anything runs
+    if os.path.isdir(args.path):
+        from radlens.imaging.discovery import scan
+
+        series = scan(args.path)
+        if len(series) > 1 or args.nnunet_names or len(devices) > 1:
+            from radlens.inference.batch import run_batch
+
+            return run_batch(
+                series, args.out, models=args.model, devices=devices, nnunet_names=args.nnunet_names, dicom=args.dicom
+            )
     volume = load_study(args.path)
     if args.dicom:  # a NIfTI study is refused before any model runs
         from radlens.inference.dicom_source import source_series
