@@ -368,6 +368,7 @@ def _run_imported(volume: Volume, bundle: LoadedBundle, device, cancel, batch, a
         labels,
         min_component_ml=bundle.info.min_component_ml,
         lungs=lungs,
+        colours=meta.document.get("colours"),
     )
     return segs, used
 

@@ -125,9 +125,10 @@ class Segmentation:
     components: tuple[Component, ...] = ()
     mask_file: str = ""  # file name beside findings.json (a label map shared by the model's labels)
     mask: np.ndarray | None = None  # bool (z, y, x) on the input grid, when in memory
+    colour: tuple[int, int, int] | None = None  # the model's own display colour for the label, when it has one
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "model": self.model,
             "label": self.label,
             "mask": self.mask_file,
@@ -135,6 +136,9 @@ class Segmentation:
             "volume_ml": round(float(self.volume_ml), 4),
             "components": [c.to_json() for c in self.components],
         }
+        if self.colour is not None:
+            out["colour"] = [int(c) for c in self.colour]
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,6 +248,7 @@ def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
                 s.components,
                 name if s.mask is not None else s.mask_file,
                 s.mask,
+                s.colour,
             )
             for s in items
         ]
@@ -313,6 +318,7 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
                     tuple(Component.from_json(c) for c in s.get("components", [])),
                     s.get("mask", ""),
                     mask,
+                    _colour(s.get("colour")),
                 )
             )
         for c in doc.get("classifications", []):
@@ -340,6 +346,11 @@ def _read_on_grid(volume: Volume, findings: Findings, path: Path) -> np.ndarray:
     if not volume.same_grid(_grid_volume(findings), tol=1e-2):
         raise FindingsError(path, f"{volume.source} is not on the input grid {findings.input['shape_zyx']}")
     return volume.array
+
+
+def _colour(value) -> tuple[int, int, int] | None:
+    ok = isinstance(value, list) and len(value) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in value)
+    return tuple(value) if ok else None
 
 
 def check_matches(findings: Findings, volume: Volume, where: str = "findings") -> None:

@@ -177,6 +177,7 @@ def import_monai_bundle(
 ) -> Path:
     """Write a RadLens bundle from a MONAI bundle folder (default: into the user's models)."""
     from radlens.inference.bundle import folder_name_for, save_bundle, user_models_dir
+    from radlens.inference.colours import read_colour_table
     from radlens.inference.networks import build_network
 
     bundle = Path(bundle)
@@ -226,6 +227,7 @@ def import_monai_bundle(
             "command": f"radlens import {bundle}",
         },
         "evaluation": {"reported_by_the_bundle": meta["performance"]} if meta.get("performance") else {},
+        "colours": read_colour_table(bundle, labels),
     }
     target = Path(out) if out is not None else user_models_dir() / folder_name_for(bundle_name)
     return save_bundle(target, network, metadata)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from radlens.inference.bundle import folder_name_for, read_document, save_bundle, user_models_dir
+from radlens.inference.colours import read_colour_table
 from radlens.inference.errors import BundleError
 from radlens.inference.nnunet import CONFIGURATIONS, RESAMPLING_FUNCTION, NnunetPlan
 from radlens.inference.pickled import load_weights_only
@@ -238,6 +239,7 @@ def import_nnunet(
             "command": f"radlens import {folder}",
         },
         "evaluation": {"nnunet_validation_dice": validation} if validation else {},
+        "colours": read_colour_table(folder, labels),
     }
     target = Path(out) if out is not None else user_models_dir() / folder_name_for(bundle_name)
     return save_bundle(target, network, metadata)

@@ -162,8 +162,11 @@ def label_segmentations(
     *,
     min_component_ml: float = 0.0,
     lungs: Lungs | None = None,
+    colours: dict | None = None,
 ) -> tuple[Segmentation, ...]:
-    """One Segmentation per label from a label map and its probability bytes on the input-grid region ``where``."""
+    """One Segmentation per label from a label map and its probability bytes on the input-grid region ``where``;
+    ``colours``: the model's display colour per label name, where it has them."""
+    colours = colours or {}
     voxel_ml = float(np.prod(source.spacing_zyx)) / 1000.0
     segs = []
     for value, name in enumerate(labels, start=1):
@@ -181,6 +184,7 @@ def label_segmentations(
                 volume_ml=float(np.count_nonzero(sub)) * voxel_ml,
                 components=comps,
                 mask=mask,
+                colour=tuple(colours[name]) if name in colours else None,
             )
         )
     return tuple(segs)

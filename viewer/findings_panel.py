@@ -96,9 +96,22 @@ class LayersPanel(QtWidgets.QWidget):
         note.setStyleSheet("color: #d08000;")
         note.setWordWrap(True)
         outer.addWidget(note)
-        self._box = QtWidgets.QVBoxLayout()
-        outer.addLayout(self._box)
-        outer.addStretch(1)
+        self.search = QtWidgets.QLineEdit()
+        self.search.setPlaceholderText("find a label…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("show only the layers whose label or model contains this text")
+        self.search.textChanged.connect(self._filter)
+        outer.addWidget(self.search)
+        # A model with a hundred labels gives a hundred layers: they scroll.
+        holder = QtWidgets.QWidget()
+        self._box = QtWidgets.QVBoxLayout(holder)
+        self._box.setContentsMargins(0, 0, 0, 0)
+        self._box.addStretch(1)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        scroll.setWidget(holder)
+        outer.addWidget(scroll, 1)
         self.controls: dict[LayerKey, LayerControls] = {}
 
     def set_state(self, state: ViewState | None) -> None:
@@ -114,8 +127,14 @@ class LayersPanel(QtWidgets.QWidget):
         for key, layer in state.layers.items():
             c = LayerControls(layer, self)
             c.changed.connect(self.changed)
-            self._box.addWidget(c)
+            self._box.insertWidget(self._box.count() - 1, c)
             self.controls[key] = c
+        self._filter(self.search.text())
+
+    def _filter(self, text: str) -> None:
+        needle = text.strip().lower()
+        for key, c in self.controls.items():
+            c.setVisible(not needle or needle in key.label.lower() or needle in key.model.lower())
 
 
 class FindingsPanel(QtWidgets.QWidget):

@@ -21,6 +21,18 @@ _PREFIX: dict[Kind, str] = {"detection": "det", "segmentation": "seg", "classifi
 PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
 
 
+def palette_colour(i: int) -> tuple[int, int, int]:
+    """The i-th layer's colour: the six above, then hues a golden angle apart, so a model with a hundred
+    labels (TotalSegmentator's organs) still shows neighbours in different colours."""
+    if i < len(PALETTE):
+        return PALETTE[i]
+    import colorsys
+
+    hue = (i * 0.618033988749895) % 1.0
+    light = (0.55, 0.7, 0.45)[i % 3]
+    return tuple(round(255 * c) for c in colorsys.hls_to_rgb(hue, light, 0.85))
+
+
 class _TextKey:
     """Equal to, and hashed like, its text form (see the module docstring)."""
 
@@ -107,10 +119,12 @@ class FindingRow:
 
 
 def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
-    """One layer per detector label, per mask and per heat map, in that order, each its own colour."""
+    """One layer per detector label, per mask and per heat map, in that order, each its own colour
+    (a model's own colour for a label when its findings carry one)."""
     versions = {m.name: m.version for m in findings.models}
     thresholds = {m.name: m.threshold for m in findings.models}
     data: dict[LayerKey, BoxSet | Volume] = {}
+    own_colours: dict[LayerKey, tuple[int, int, int]] = {}
     groups: dict[LayerKey, list] = {}
     for d in findings.detections:
         groups.setdefault(LayerKey(d.model, "detection", d.label), []).append(d)
@@ -122,7 +136,10 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
         )
     for s in findings.segmentations:
         if s.mask is not None:
-            data[LayerKey(s.model, "segmentation", s.label)] = volume.with_array(np.asarray(s.mask, dtype=bool))
+            key = LayerKey(s.model, "segmentation", s.label)
+            data[key] = volume.with_array(np.asarray(s.mask, dtype=bool))
+            if s.colour is not None:
+                own_colours[key] = tuple(s.colour)
     for c in findings.classifications:
         if c.heatmap is not None:
             heat = volume.with_array(np.asarray(c.heatmap, dtype=np.float32))
@@ -134,7 +151,7 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
             Layer(
                 key,
                 versions.get(key.model, "?"),
-                PALETTE[i % len(PALETTE)],
+                own_colours.get(key, palette_colour(i)),
                 values,
                 opacity=0.8 if key.kind == "detection" else 0.4,
                 threshold=threshold if threshold is not None else 0.5,
