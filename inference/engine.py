@@ -60,7 +60,8 @@ def select_device(device: str = "auto") -> tuple[str, str]:
     if device == "auto":
         return ("cuda" if cuda else "mps" if mps else "cpu"), ""
     if kind == "cuda" and not cuda:
-        return "cpu", f"{device} is not available here; running on the CPU"
+        what = "CUDA" if device == "cuda" else f"CUDA device {index}"
+        return "cpu", f"{what} is not available here; running on the CPU"
     if device == "mps" and not mps:
         return "cpu", "MPS is not available here; running on the CPU"
     return device, ""

@@ -187,6 +187,7 @@ def test_an_out_of_memory_at_batch_one_on_the_cpu_is_reported_not_hidden(tmp_pat
         (False, True, "auto", ("mps", "")),
         (False, False, "auto", ("cpu", "")),
         (False, False, "cuda", ("cpu", "CUDA is not available here; running on the CPU")),
+        (False, False, "cuda:1", ("cpu", "CUDA device 1 is not available here; running on the CPU")),
         (False, False, "mps", ("cpu", "MPS is not available here; running on the CPU")),
         (True, False, "cpu", ("cpu", "")),
     ],
