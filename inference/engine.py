@@ -303,6 +303,9 @@ def run_bundle(
     if prepared is None:
         prepared = Preprocess(inp)(volume)
     check_cancel(cancel, bundle.name)
+    if bundle.metadata.pipeline == "candidates":
+        dets = yield from _run_two_stage(prepared, bundle, device, cancel, lungs)
+        return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), dets, ())
     output, used = yield from sliding_windows(
         bundle.network,
         prepared.image,
@@ -333,6 +336,22 @@ def run_bundle(
             lungs=lungs,
         )
     return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), dets, segs)
+
+
+def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lungs):
+    """Blob candidates (inference.candidates), then the bundle's classifier on two views of each."""
+    from radlens.inference import candidates, postprocess
+
+    yield Progress(0, 1, "finding candidates")
+    found = candidates.find_candidates(prepared.image, candidates.near_lungs(prepared, lungs))
+    check_cancel(cancel, bundle.name)
+    views = candidates.patches(prepared.image, found.centers_zyx)
+    scores = yield from candidates.classify(bundle.network, views, device=device, cancel=cancel, what=bundle.name)
+    keep = scores >= postprocess.SCORE_FLOOR
+    half = np.repeat(found.diameters[keep, None] / 2, 3, axis=1)
+    label = (bundle.labels or ["nodule"])[0]
+    centres = found.centers_zyx[keep]
+    return postprocess.detections_on_input_grid(centres, half, scores[keep], prepared, bundle.name, label)
 
 
 def _run_imported(volume: Volume, bundle: LoadedBundle, device, cancel, batch, amp, lungs):
@@ -419,7 +438,7 @@ def iter_infer(
         yield Progress(base, total, f"{name}: loading" + (f" ({note})" if note else ""))
         bundle = _as_loaded(item)
         key = bundle.input.preprocessing
-        if bundle.metadata.pipeline == "radlens" and key not in cache:  # nnU-Net's prepare their own
+        if bundle.metadata.pipeline in ("radlens", "candidates") and key not in cache:  # nnU-Net's prepare their own
             yield Progress(base + UNITS // 20, total, f"{name}: preparing the volume")
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
 

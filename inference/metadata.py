@@ -19,7 +19,7 @@ TASKS = ("detection", "segmentation")
 # How a bundle's input is prepared and its output read: RadLens' own (``input``), or nnU-Net's
 # predictor reproduced step for step (``nnunet``, for models imported from nnU-Net results folders).
 # MONAI's own transforms around RadLens' windows (``monai``, for models imported from MONAI bundles).
-PIPELINES = ("radlens", "nnunet", "monai")
+PIPELINES = ("radlens", "nnunet", "monai", "candidates")  # candidates: inference.candidates, two stages
 NORMALIZATIONS = ("ct-clip", "zscore")
 SCALES = ("unit", "zscore")
 # A bundle's sliding windows when its metadata does not say: how far neighbouring windows overlap,

@@ -202,6 +202,27 @@ def build_nnunet(
     return SliceNetwork(network) if is_2d else network
 
 
+class NoduleClassifier3D(nn.Module):
+    """The second stage of the two-stage detector (inference.candidates): nodule or not, from two
+    views of a candidate (fine and coarse). Small on purpose: it sees a few hundred patches a scan."""
+
+    def __init__(self, in_channels: int = 2, channels=(8, 16, 32, 64), dropout: float = 0.2):
+        super().__init__()
+        layers, c_in = [], int(in_channels)
+        for c in (int(c) for c in channels):
+            for _ in range(2):
+                layers += [nn.Conv3d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm3d(c), nn.ReLU(inplace=True)]
+                c_in = c
+            layers.append(nn.MaxPool3d(2))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(float(dropout)), nn.Linear(2 * c_in, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
+        return self.head(pooled)
+
+
 def build_monai(target: str, kwargs: dict | None = None) -> nn.Module:
     """A network of a MONAI bundle's ``network_def``: an allow-listed class of monai.networks.nets, literal kwargs."""
     from monai.networks import nets
@@ -216,6 +237,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "monai": build_monai,
     "unet3d-seg": build_unet3d_seg,
     "centernet3d": CenterNet3D,
+    "nodule-classifier3d": NoduleClassifier3D,
     "ensemble": Ensemble,
 }
 

@@ -41,7 +41,6 @@ def decode_detections(
 
     A "nodule" box over :data:`MASS_ABOVE_MM` is labelled "mass"."""
     import torch
-    from monai.data.box_utils import non_max_suppression
 
     out = torch.as_tensor(output).float()
     idx = _heatmap_peaks(out[0], math.log(floor / (1 - floor)))
@@ -52,17 +51,30 @@ def decode_detections(
     idx, scores = idx[order], scores[order]
     sizes = out[1:4][:, idx[:, 0], idx[:, 1], idx[:, 2]].T.clamp(min=1.0)  # (N, 3) model voxels
 
-    centre_model = idx.double().numpy()
-    half = sizes.double().numpy() / 2
+    return detections_on_input_grid(
+        idx.double().numpy(), sizes.double().numpy() / 2, scores.double().numpy(), prep, model, label, nms_iou
+    )
+
+
+def detections_on_input_grid(
+    centre_model: np.ndarray, half_model: np.ndarray, scores: np.ndarray, prep: Prepared, model: str, label: str,
+    nms_iou: float = NMS_IOU,
+) -> tuple[Detection, ...]:
+    """Boxes given on the model grid (centres and half-extents in its voxels) as Detections on the
+    input grid, overlapping ones suppressed; a "nodule" over :data:`MASS_ABOVE_MM` is a "mass"."""
+    from monai.data.box_utils import non_max_suppression
+
+    if not len(scores):
+        return ()
     centre_in = prep.model_index_to_input_index(centre_model)
-    lo_in = prep.model_index_to_input_index(centre_model - half)
-    hi_in = prep.model_index_to_input_index(centre_model + half)
+    lo_in = prep.model_index_to_input_index(centre_model - half_model)
+    hi_in = prep.model_index_to_input_index(centre_model + half_model)
     lo, hi = np.minimum(lo_in, hi_in), np.maximum(lo_in, hi_in)
     spacing = np.asarray(prep.source.spacing_zyx)
     # NMS in millimetres so anisotropic voxels do not skew the overlap. MONAI's corner-corner mode
     # is (x, y, z) ordered; IoU does not care that ours are (z, y, x).
     boxes_mm = np.concatenate([lo * spacing, hi * spacing], axis=1)
-    keep = np.asarray(non_max_suppression(boxes_mm, scores.double().numpy(), nms_thresh=nms_iou))
+    keep = np.asarray(non_max_suppression(boxes_mm, np.asarray(scores, dtype=np.float64), nms_thresh=nms_iou))
 
     shape = np.asarray(prep.source.shape_zyx)
     dets = []

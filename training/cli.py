@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CT: what the input is cropped to first (default body; lungs for a lung model: no findings "
         "outside them and fewer voxels to run on)",
     )
+    p.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="detect: train the classifier of the two-stage detector (shape-based candidates, then a 3D CNN on "
+        "two views of each): what the shipped chest detector is",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
@@ -99,6 +105,14 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.two_stage:
+        from radlens.training import two_stage
+        from radlens.training.config import command_line
+        from radlens.training.errors import TrainingError
+
+        if args.task != "detect":
+            raise TrainingError("--two-stage: the two-stage model is a detector (radlens train detect)")
+        return two_stage.train_command(args, command_line())
     from radlens.training.console import train_command
 
     return train_command(train_config(args))

@@ -277,3 +277,20 @@ def test_the_operating_point_follows_the_validation_split(monkeypatch):
     assert thresholds["min_component_ml"] == pytest.approx(np.pi / 6 * 27 / 1000, abs=1e-5)
     assert table["chosen"]["lesion_precision"] == 1.0 and table["chosen"]["dice_mean"] == 1.0
     assert table["by_min_component_diameter_mm"]["0"]["lesion_precision"] == 0.5
+
+
+def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset, tmp_path):
+    from radlens.inference.bundle import load_bundle
+
+    out = tmp_path / "two-stage"
+    argv = ["train", "detect", str(tiny_dataset), "--out", str(out), "--two-stage", "--epochs", "1",
+            "--iterations", "6", "--batch", "4", "--channels", "4", "8", "--val-fraction", "0.25",
+            "--spacing", "3", "3", "3"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["pipeline"] == "candidates" and meta["arch"] == "nodule-classifier3d"
+    assert meta["training"]["samples"]["positive"] > 0 and meta["training"]["samples"]["negative"] > 0
+    validation = meta["evaluation"]["validation"]
+    assert validation["cases"] == 1 and 0.0 <= validation["cpm"] <= 1.0
+    assert 0.0 <= meta["thresholds"]["score"] <= 1.0
+    assert load_bundle(str(out)).metadata.pipeline == "candidates"

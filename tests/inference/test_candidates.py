@@ -1,0 +1,119 @@
+"""The first stage of the two-stage detector: blobs of every size and density in the lung, by shape."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from radlens.inference.candidates import PATCH, find_candidates, merge_across_scales, patches  # noqa: E402
+
+AIR, LUNG = 0.0, 0.11  # the detector's window: (HU + 1000) / 1400, lung parenchyma about -850 HU
+
+
+def hu(value: float) -> float:
+    return (value + 1000.0) / 1400.0
+
+
+def lung_block(shape=(96, 96, 96)) -> np.ndarray:
+    """A SYNTHETIC block of aerated lung (normalised), with noise."""
+    rng = np.random.default_rng(0)
+    return (np.full(shape, LUNG, dtype=np.float32) + rng.normal(0, 0.004, shape)).astype(np.float32)
+
+
+def add_ball(img, centre, diameter_mm, value):
+    z, y, x = np.indices(img.shape, dtype=np.float32)
+    d = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+    # Partial volume at the edge, as a scanner sees it.
+    frac = np.clip(diameter_mm / 2 + 0.5 - d, 0, 1)
+    img[:] = img * (1 - frac) + value * frac
+
+
+def hit(cands, centre, diameter_mm) -> int:
+    """Rank of the first candidate within the nodule's radius (LUNA16's rule), or -1."""
+    d = np.linalg.norm(cands.centers_zyx - np.asarray(centre), axis=1)
+    where = np.flatnonzero(d <= max(diameter_mm / 2, 1.0))
+    return int(where[0]) if len(where) else -1
+
+
+@pytest.mark.parametrize(
+    ("diameter", "value_hu"),
+    [(3.0, 40.0), (5.0, -550.0), (12.0, 40.0), (20.0, -600.0), (45.0, 30.0)],
+)
+def test_nodules_of_every_size_and_density_are_candidates(diameter, value_hu):
+    img = lung_block((112, 112, 112))
+    centre = (56.0, 56.0, 56.0)
+    add_ball(img, centre, diameter, hu(value_hu))
+    cands = find_candidates(img)
+    assert hit(cands, centre, diameter) == 0  # the strongest candidate
+
+
+def test_a_ball_ranks_above_a_vessel_of_its_calibre():
+    img = lung_block()
+    img[:, 30:34, 28:32] = hu(40.0)  # a 4 mm vessel running through the block along z
+    add_ball(img, (48.0, 64.0, 64.0), 5.0, hu(40.0))
+    cands = find_candidates(img)
+    assert hit(cands, (48.0, 64.0, 64.0), 5.0) == 0
+    on_vessel = np.abs(cands.centers_zyx[:, 2] - 29.5) < 3
+    assert on_vessel.any() and cands.blobness[on_vessel].max() < cands.blobness[0]
+
+
+def test_the_lung_gate_keeps_only_what_it_is_asked_to():
+    img = lung_block()
+    add_ball(img, (48.0, 30.0, 30.0), 8.0, hu(40.0))
+    add_ball(img, (48.0, 70.0, 70.0), 8.0, hu(40.0))
+    cands = find_candidates(img, lambda c, d: c[:, 2] < 50)
+    assert hit(cands, (48.0, 30.0, 30.0), 8.0) >= 0
+    assert hit(cands, (48.0, 70.0, 70.0), 8.0) == -1
+
+
+def test_a_blob_inside_solid_tissue_far_from_air_is_not_a_candidate():
+    img = np.full((96, 96, 96), hu(40.0), dtype=np.float32)
+    add_ball(img, (48.0, 48.0, 48.0), 8.0, hu(300.0))  # bright, but deep in soft tissue: not a lung nodule
+    assert hit(find_candidates(img), (48.0, 48.0, 48.0), 8.0) == -1
+
+
+def test_one_object_seen_at_several_scales_is_one_candidate():
+    img = lung_block()
+    add_ball(img, (48.0, 48.0, 48.0), 14.0, hu(40.0))
+    cands = merge_across_scales(find_candidates(img))
+    near = np.linalg.norm(cands.centers_zyx - 48.0, axis=1) < 3.0
+    assert near.sum() == 1
+
+
+def test_views_are_centred_on_the_candidate_at_two_scales():
+    img = np.zeros((80, 80, 80), dtype=np.float32)
+    img[40, 41, 42] = 1.0
+    views = patches(img, np.array([[40.0, 41.0, 42.0], [0.0, 0.0, 0.0]]))
+    assert views.shape == (2, 2, PATCH, PATCH, PATCH)
+    assert np.unravel_index(np.argmax(views[0, 0]), views[0, 0].shape) == (PATCH // 2,) * 3
+    peak = np.unravel_index(np.argmax(views[0, 1]), views[0, 1].shape)
+    assert all(abs(p - PATCH // 2) <= 1 for p in peak)
+    assert views[1, 0, : PATCH // 2].max() == 0  # outside the image: its minimum
+
+
+def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tmp_path):
+    from inference_helpers import metadata, sphere_ct
+
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.bundle import load_bundle, save_bundle
+    from radlens.inference.engine import run_bundle
+    from radlens.inference.lungs import find_lungs
+    from radlens.inference.networks import build_network
+
+    kwargs = {"in_channels": 2, "channels": [4, 8], "dropout": 0.0}
+    torch.manual_seed(0)
+    inp = {
+        "modality": "CT", "spacing_zyx": [1.0, 1.0, 1.0], "patch_zyx": [32, 32, 32],
+        "normalization": {"kind": "ct-clip", "clip": [-1000, 400], "scale": "unit"}, "crop": "lungs",
+    }  # fmt: skip
+    meta = metadata("two-stage", "detection", "nodule-classifier3d", kwargs, input=inp, pipeline="candidates",
+                    applicability={"body_part": "chest", "region": "lungs"})  # fmt: skip
+    bundle = load_bundle(str(save_bundle(tmp_path / "b", build_network("nodule-classifier3d", **kwargs), meta)))
+    volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
+    findings = run_to_end(run_bundle(volume, bundle))
+    assert findings.models[0].name == "two-stage" and findings.detections
+    lungs = find_lungs(volume)
+    dets = findings.detections
+    assert lungs.touches([d.center_lps for d in dets], [d.diameter_mm for d in dets]).all()
+    nodule = np.asarray(volume.index_to_lps((30, 60, 50)))
+    assert min(np.linalg.norm(np.asarray(d.center_lps) - nodule) for d in findings.detections) <= 4.0

@@ -1,0 +1,229 @@
+"""``radlens train detect DATASET --two-stage``: the classifier of the two-stage nodule detector.
+
+The first stage (:mod:`radlens.inference.candidates`) is fixed geometry; only the second is
+learned: every case is prepared exactly as the engine prepares it (same crop, grid and window),
+its candidates are found, and each becomes a labelled pair of views (a hit by the LUNA16 rule, or
+a false positive of the first stage: a vessel junction, a pleural bump, a fissure). The true
+nodules' own centres, shifted a little, are added as positives, so the classifier learns nodules
+the first stage ranks low as well. Augmentation randomises what a nodule must not be known by:
+orientation, the scanner's HU offset and gain, noise and blur. The threshold is chosen on the
+validation cases' FROC (at most ``FPS_AT_THRESHOLD`` false positives per scan), never on a test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from radlens.imaging.progress import Progress, run_to_end
+from radlens.training.datasets import Case, load_image, load_label, nodules_from_instances, read_dataset
+
+FPS_AT_THRESHOLD = 0.5
+JITTERS = 6  # shifted copies of each true nodule centre
+CLIP_HU = (-1000.0, 400.0)
+
+
+def input_block(spacing_zyx=(1.0, 1.0, 1.0)) -> dict:
+    """The detector's input: an isotropic grid (1 mm: a 3 mm nodule is three voxels), a fixed window
+    that keeps ground glass, the lungs' box."""
+    return {
+        "modality": "CT",
+        "spacing_zyx": [float(s) for s in spacing_zyx],
+        "patch_zyx": [32, 32, 32],
+        "normalization": {"kind": "ct-clip", "clip": list(CLIP_HU), "scale": "unit"},
+        "crop": "lungs",
+    }
+
+
+def _nodules(case: Case):
+    if case.nodules is not None:
+        return case.nodules
+    return nodules_from_instances(load_label(case.label))
+
+
+def case_samples(case: Case, rng: np.random.Generator, spec):
+    """(views, labels, candidate rows) of one case: rows are (score-free) candidates with their hit flags."""
+    from radlens.inference import candidates
+    from radlens.inference.lungs import find_lungs
+    from radlens.inference.preprocess import Preprocess
+
+    volume = load_image(case.image)
+    prep = Preprocess(spec)(volume)
+    lungs = find_lungs(volume)
+    found = candidates.find_candidates(prep.image, candidates.near_lungs(prep, lungs))
+    nodules = _nodules(case)
+    centres_lps = prep.grid.index_to_lps(found.centers_zyx) if len(found) else np.zeros((0, 3))
+    label = np.zeros(len(found), dtype=np.int8)  # 1 hit, 0 false positive, -1 ambiguous (near a nodule's edge)
+    for n in nodules:
+        d = np.linalg.norm(centres_lps - np.asarray(n.center_lps), axis=1)
+        label[(d <= n.diameter_mm / 2 + 3.0) & (label == 0)] = -1
+        label[d <= n.diameter_mm / 2] = 1
+    keep = label >= 0
+    views = [candidates.patches(prep.image, found.centers_zyx[keep])]
+    labels = [label[keep].astype(np.float32)]
+    if nodules:
+        centres = prep.grid.lps_to_index(np.asarray([n.center_lps for n in nodules]))
+        radius = np.asarray([n.diameter_mm for n in nodules]) / 2
+        shifted = np.repeat(centres, JITTERS, axis=0)
+        r = np.repeat(radius, JITTERS)[:, None]
+        shifted = shifted + rng.normal(0, 1, shifted.shape) * np.minimum(0.3 * r, 2.0)
+        views.append(candidates.patches(prep.image, shifted))
+        labels.append(np.ones(len(shifted), dtype=np.float32))
+    return np.concatenate(views).astype(np.float16), np.concatenate(labels), (found, label, nodules, prep)
+
+
+def _augment(x, rng: np.random.Generator):
+    import torch
+
+    flips = [d for d in (2, 3, 4) if rng.random() < 0.5]
+    if flips:
+        x = x.flip(flips)
+    if rng.random() < 0.5:
+        x = x.transpose(3, 4)
+    n = x.shape[0]
+    gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 1, 1, 1, 1)).astype(np.float32))
+    shift = torch.from_numpy(rng.uniform(-0.03, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
+    x = x * gain + shift
+    sigma = torch.from_numpy(rng.uniform(0, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
+    x = x + torch.randn_like(x) * sigma
+    if rng.random() < 0.3:  # a smoother kernel or thicker slices: blur along z
+        x = (x + x.roll(1, 2) + x.roll(-1, 2)) / 3
+    return x
+
+
+def validation_froc(network, rows: list, device: str) -> tuple[float, dict]:
+    """CPM and the FROC of the classifier on the validation cases' candidates (LUNA16's rule)."""
+    from radlens.inference import candidates
+    from radlens.training.metrics import Candidate, Nodule, froc
+
+    scans = []
+    for found, _, nodules, prep in rows:
+        views = candidates.patches(prep.image, found.centers_zyx)
+        scores = run_to_end(candidates.classify(network, views, device=device))
+        lps = prep.grid.index_to_lps(found.centers_zyx) if len(found) else np.zeros((0, 3))
+        cands = [Candidate(tuple(map(float, c)), float(s)) for c, s in zip(lps, scores, strict=True)]
+        scans.append((cands, [Nodule(tuple(n.center_lps), float(n.diameter_mm)) for n in nodules]))
+    result = froc(scans)
+    return result["cpm"], result
+
+
+def train(args: argparse.Namespace, command: str):
+    """A generator (Progress) that trains the classifier and writes the bundle; returns its metadata."""
+    import torch
+
+    from radlens.inference.bundle import save_bundle
+    from radlens.inference.networks import build_network
+    from radlens.training.froc import froc_at_threshold, suggest_threshold
+
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    ds = read_dataset(args.dataset, "detection")
+    cases = ds.train_cases
+    order = rng.permutation(len(cases))
+    n_val = max(1, round(len(cases) * (args.val_fraction or 0.2)))
+    val = [cases[i] for i in order[:n_val]]
+    train_cases = [cases[i] for i in order[n_val:]]
+    from radlens.inference.metadata import InputSpec
+
+    block = input_block(args.spacing or (1.0, 1.0, 1.0))
+    spec = InputSpec.from_json(block)
+    views, labels, val_rows = [], [], []
+    for i, case in enumerate(train_cases + val):
+        yield Progress(i, len(cases), f"candidates of {case.case_id}")
+        v, y, row = case_samples(case, rng, spec)
+        if case in val:
+            val_rows.append(row)
+        else:
+            views.append(v)
+            labels.append(y)
+    x_all = torch.from_numpy(np.concatenate(views))
+    y_all = np.concatenate(labels)
+    pos, neg = np.flatnonzero(y_all == 1), np.flatnonzero(y_all == 0)
+    arch_kwargs = {"in_channels": 2, "channels": list(args.channels or (8, 16, 32, 64)), "dropout": 0.2}
+    network = build_network("nodule-classifier3d", **arch_kwargs)
+    steps = (args.epochs or 40) * (args.iterations or 100)
+    batch = args.batch or 32
+    opt = torch.optim.AdamW(network.parameters(), lr=args.lr or 2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr or 2e-3, total_steps=steps)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    history = []
+    network.train()
+    t0 = time.time()
+    for step in range(steps):
+        # Balanced batches: the first stage gives ~100 false positives per nodule.
+        idx = np.concatenate([rng.choice(pos, batch // 2), rng.choice(neg, batch - batch // 2)])
+        x = _augment(x_all[idx].float(), rng)
+        y = torch.from_numpy(y_all[idx])[:, None]
+        loss = loss_fn(network(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append(float(loss.detach()))
+        if (step + 1) % 50 == 0:
+            yield Progress(step + 1, steps, f"step {step + 1}/{steps}: loss {np.mean(history[-50:]):.4f}")
+    network.eval()
+    cpm, details = validation_froc(network, val_rows, "cpu")
+    threshold = suggest_threshold(details, FPS_AT_THRESHOLD)
+    meta = {
+        "name": Path(args.out).resolve().name,
+        "version": "2.0.0",
+        "task": "detection",
+        "pipeline": "candidates",
+        "description": "two-stage nodule detector: blob candidates of every size (scale-normalised LoG and Hessian "
+        "shape, in and on the lungs), then a 3D CNN on two views of each; trained by radlens train on "
+        + ("SYNTHETIC phantoms" if ds.synthetic else f"the dataset {ds.name}"),
+        "labels": ["nodule"],
+        "arch": "nodule-classifier3d",
+        "arch_kwargs": arch_kwargs,
+        "input": block,
+        "thresholds": {"score": threshold},
+        "applicability": {
+            "body_part": "chest", "region": "lungs", "sequence": "any",
+            "lesion_diameter_mm": [3, 50], "slice_thickness_mm": [0.5, 5.0],
+        },
+        "training": {
+            "dataset": str(ds.root),
+            "dataset_name": ds.name,
+            "layout": ds.layout,
+            "synthetic": ds.synthetic,
+            "data_command": ds.data_command,
+            "command": command,
+            "seed": args.seed,
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "steps": steps,
+            "batch": batch,
+            "lr": args.lr or 2e-3,
+            "seconds": round(time.time() - t0, 1),
+            "samples": {"positive": len(pos), "negative": len(neg)},
+            "split": {"train": [c.case_id for c in train_cases], "validation": [c.case_id for c in val]},
+            "final_loss": float(np.mean(history[-50:])),
+        },
+        "data_sources": [
+            {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
+        ],
+        "evaluation": {
+            "validation": {"cases": len(val), "cpm": cpm, "froc": details, **froc_at_threshold(details, threshold)}
+        },
+    }
+    save_bundle(Path(args.out), network, meta)
+    return meta
+
+
+def train_command(args: argparse.Namespace, command: str) -> int:
+    import sys
+
+    from radlens.imaging.progress import run_showing
+
+    def show(p: Progress) -> None:
+        if p.message:
+            print(p.message, file=sys.stderr, flush=True)
+
+    meta = run_showing(train(args, command), show)
+    print(json.dumps({"bundle": str(args.out), "validation_cpm": meta["evaluation"]["validation"]["cpm"]}))
+    return 0
