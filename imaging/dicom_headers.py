@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from radlens.imaging.calibration import calibrate, us_regions
 from radlens.imaging.dicom_native import (
     FIELD_TAGS,
     FUNCTIONAL_GROUPS,
@@ -38,10 +39,13 @@ from radlens.imaging.dicom_native import (
     walk_header,
 )
 from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.fourd import frame_parameters
 from radlens.imaging.gzipped import inflated
 from radlens.imaging.volume import StudyInfo
 
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
+# Sequences whose content the header needs (the walker keeps only their presence): pydicom reads them.
+NEEDS_PYDICOM = (*FUNCTIONAL_GROUPS, "SequenceOfUltrasoundRegions")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class FrameGeometry:
     positions: np.ndarray | None  # (frames, 3) LPS mm, or None when the header has none
     fallback_spacing_z: float | None  # SpacingBetweenSlices or SliceThickness, only without positions
     warnings: tuple[str, ...] = ()
+    patient_orientation: bool = False  # the orientation is a projection's PatientOrientation, not a slice's
+    calibration: str = ""  # where the pixel size came from, or why there is none (imaging.calibration)
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,16 @@ class Header:
     instance_number: int | None
     echo_number: int | None
     temporal_position: int | None
+    trigger_time: float | None
+    b_value: float | None
+    timed: bool  # a frame time says the frames are over time (FrameTime, FrameTimeVector, CineRate)
     rows: int
     columns: int
     frames: int
     enhanced: bool  # carries functional groups: one file is one stack
     geometry: FrameGeometry
+    # An enhanced object's per-frame parameters that may split repeated positions (imaging.fourd).
+    frame_params: dict = field(default_factory=dict)
 
 
 def read_header(path: str) -> Header:
@@ -89,7 +100,7 @@ def read_header(path: str) -> Header:
     raw = walk_header(path)
     if raw is None and (copy := inflated(path)) != path:  # only a file the walker refuses can be a gzip
         raw = walk_header(copy)
-    if raw is None or any(k in raw for k in FUNCTIONAL_GROUPS):
+    if raw is None or any(k in raw for k in NEEDS_PYDICOM):
         return _read_with_pydicom(path)
     return _header(path, raw, raw.value("MediaStorageSOPClassUID"), raw.pixels, raw.file_size)
 
@@ -180,11 +191,15 @@ def _header_from_dataset(path: str, ds: Dataset, sop_class: str, modality: str) 
         instance_number=_int(path, ds, "InstanceNumber", strict=False),
         echo_number=_int(path, ds, "EchoNumbers", strict=False),
         temporal_position=_int(path, ds, "TemporalPositionIdentifier", strict=False),
+        trigger_time=_float_or_none(_value(ds, "TriggerTime")),
+        b_value=_float_or_none(_value(ds, "DiffusionBValue")),
+        timed=any(_value(ds, k) not in (None, "") for k in ("FrameTime", "FrameTimeVector", "CineRate")),
         rows=rows,
         columns=columns,
         frames=frames,
         enhanced=enhanced,
         geometry=frame_geometry(ds, path, frames),
+        frame_params=frame_parameters(ds, frames) if enhanced and isinstance(ds, Dataset) else {},
     )
 
 
@@ -220,28 +235,30 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
         if value is not None:
             orientation = _floats(path, "ImageOrientationPatient", value, 6)
             break
+    from_patient = False
     if orientation is None:
         orientation = _from_patient_orientation(_value(ds, "PatientOrientation"))
+        from_patient = orientation is not None
     if orientation is not None:
         row, col = orientation[:3], orientation[3:]
         dot = sum(r * c for r, c in zip(row, col, strict=True))
         if not (0.8 < sum(r * r for r in row) < 1.2 and 0.8 < sum(c * c for c in col) < 1.2 and abs(dot) < 0.1):
             raise ImagingError(path, f"invalid ImageOrientationPatient {list(orientation)} (not two unit vectors)")
 
-    pixel_spacing = None
     measures = None
     for source in (first, shared):
         measures = _first_item(source, "PixelMeasuresSequence") if source is not None else None
         if measures is not None:
             break
-    for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing")):
-        if source is not None and _value(source, keyword) is not None:
-            pixel_spacing = _floats(path, keyword, _value(source, keyword), 2)
-            if min(pixel_spacing) > 0:
-                break
-            # A radiograph of unknown calibration is still a radiograph: shown in pixels, said so.
-            warnings.append(f"{keyword} {list(pixel_spacing)} is not a pixel size; ignored")
-            pixel_spacing = None
+    candidates = [
+        (keyword, _floats(path, keyword, _value(source, keyword), 2))
+        for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing"))
+        if source is not None and _value(source, keyword) is not None
+    ]
+    regions = us_regions(ds) if isinstance(ds, Dataset) else ()
+    calibration = calibrate(candidates, _float_or_none(_value(ds, "EstimatedRadiographicMagnificationFactor")), regions)
+    pixel_spacing = calibration.spacing_yx
+    warnings.extend(calibration.warnings)
 
     positions = None
     if len(per_frame) and all(_first_item(f, "PlanePositionSequence") is not None for f in per_frame):
@@ -293,7 +310,9 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
                     break
         if fallback:
             break
-    return FrameGeometry(orientation, pixel_spacing, positions, fallback, tuple(warnings))
+    return FrameGeometry(
+        orientation, pixel_spacing, positions, fallback, tuple(warnings), from_patient, calibration.source
+    )
 
 
 @dataclass(frozen=True)
@@ -495,6 +514,14 @@ def _int(path: str, ds: Dataset, keyword: str, strict: bool = True) -> int | Non
         if strict:
             raise ImagingError(path, f"invalid {keyword} {_short(value)}") from None
         return None
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        number = float(value[0] if isinstance(value, list) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value) -> str:

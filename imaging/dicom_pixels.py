@@ -180,14 +180,15 @@ def _unsupported(err: BaseException) -> bool:
     return isinstance(err, NotImplementedError) or "not support" in text or "unsupported" in text
 
 
-def iter_decoded(path: str, ds: Dataset, n: int):
-    """Every frame of a file through pydicom, in file order (compressed ones one frame at a time)."""
+def iter_decoded(path: str, ds: Dataset, n: int, wanted: set[int] | None = None):
+    """Every frame of a file through pydicom, in file order (compressed ones one frame at a time);
+    with ``wanted``, a compressed file's other frames are not decoded (None is yielded for them)."""
     ts = _transfer_syntax(ds)
     if not ts.is_encapsulated:
         yield from decode_frames(path, ds)
         return
     for i in range(n):
-        yield decode_frames(path, ds, index=i)[0]
+        yield decode_frames(path, ds, index=i)[0] if wanted is None or i in wanted else None
 
 
 def _palette(frame: np.ndarray, ds: Dataset) -> np.ndarray:
