@@ -92,7 +92,7 @@ def iter_load_series(
     array, geometry, ds, invert, files_in_order, warnings = result
     study = series.study if series.study.study_uid or series.study.patient_name else study_info(ds)
     fg = frame_geometry(ds, files[0], frame_count(files[0], ds))
-    presentation = presentation_of(ds, series.kind, array.shape[0], fg.calibration, fg.pixel_spacing is not None)
+    presentation = presentation_of(ds, series.kind, array.shape[0], fg)
     return Volume(
         array=array,
         spacing_zyx=geometry.spacing_zyx,

@@ -58,13 +58,9 @@ def _iter_load_series(series: SeriesInfo, cancel, source: str | None) -> Generat
         check_cancel(cancel, "load")
         part = series.parts[0] if series.parts else series
         volume = read_volume(part.files[0], part.volume_index)
-        if series.parts:  # one 3D volume of a 4D file: named as the part it is
-            volume = dataclasses.replace(
-                volume,
-                series_uid=part.uid,
-                description=part.description,
-                warnings=tuple(dict.fromkeys((*series.warnings, *volume.warnings))),
-            )
+        if part.uid != part.files[0]:  # a later 3D volume of a 4D file: named as the part it is
+            volume = dataclasses.replace(volume, series_uid=part.uid, description=part.description)
+        volume = dataclasses.replace(volume, warnings=tuple(dict.fromkeys((*series.warnings, *volume.warnings))))
         mid = volume.shape_zyx[0] // 2
         yield Progress(1, 1, "loaded", preview=SlicePreview(mid, volume.array[mid].copy(), volume.shape_zyx[0]))
         return volume

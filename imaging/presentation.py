@@ -65,6 +65,7 @@ class Presentation:
     frame_times_ms: tuple[float, ...] = ()  # how long each frame shows (one value: all frames)
     frame_time_source: str = ""  # the header field the timing came from, or why it is a default
     shutter: Shutter | None = None
+    oriented: bool = True  # the header gives an orientation (a projection may give none: no letters then)
 
     def frame_interval_ms(self, frame: int) -> float:
         """How long frame ``frame`` stays on screen when played at the recorded rate."""
@@ -158,17 +159,19 @@ def _inside_polygon(vertices, rows: int, cols: int) -> np.ndarray:
     return inside
 
 
-def presentation_of(ds, kind: str, frames: int, calibration: str, calibrated: bool) -> Presentation:
-    """Everything above from one header (the series' middle file, or its multi-frame file)."""
+def presentation_of(ds, kind: str, frames: int, geometry) -> Presentation:
+    """Everything above from one header (the series' middle file, or its multi-frame file) and its
+    :class:`radlens.imaging.dicom_headers.FrameGeometry`."""
     times, source = frame_timing(ds, frames) if frames > 1 else ((), "")
     return Presentation(
         kind=kind,
-        pixel_unit=MILLIMETRES if calibrated else PIXELS,
-        calibration=calibration,
+        pixel_unit=MILLIMETRES if geometry.pixel_spacing is not None else PIXELS,
+        calibration=geometry.calibration,
         us_regions=us_regions(ds),
         laterality=laterality_of(ds),
         view=str(ds.get("ViewPosition", "") or "").strip().upper(),
         frame_times_ms=times,
         frame_time_source=source,
         shutter=shutter_of(ds),
+        oriented=geometry.orientation is not None,
     )
