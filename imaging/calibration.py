@@ -36,7 +36,9 @@ class Calibration:
     """The in-plane pixel size (row, column) in mm, or None (pixel units), and where it came from."""
 
     spacing_yx: tuple[float, float] | None
-    source: str  # what a reader is told: "PixelSpacing", "ImagerPixelSpacing ÷ magnification 1.1", ...
+    # what a reader is told: "PixelSpacing", "ImagerPixelSpacing ÷ magnification 1.1", ...,
+    # "uncalibrated (PixelSpacing 0\\0): lengths in px"
+    source: str
     warnings: tuple[str, ...] = ()
 
     @property
@@ -78,10 +80,9 @@ def calibrate(
         same = all(other.spacing_yx == r.spacing_yx for other in regions)
         where = "the ultrasound region" if len(regions) == 1 or same else "ultrasound region 1 (others differ)"
         return Calibration(r.spacing_yx, f"{where} (PhysicalDeltaX/Y)", tuple(warnings))
-    reason = "no PixelSpacing, ImagerPixelSpacing or ultrasound calibration in the header"
-    if warnings:
-        reason = "; ".join(warnings)
-    return Calibration(None, f"uncalibrated: {reason}; lengths in pixels", ())
+    zero = [f"{k} {chr(92).join(f'{v:g}' for v in sp)}" for k, sp in candidates if sp is not None]
+    reason = ", ".join(zero) if zero else "no pixel size in the header"
+    return Calibration(None, f"uncalibrated ({reason}): lengths in px", ())
 
 
 def us_regions(ds) -> tuple[UsRegion, ...]:

@@ -48,6 +48,7 @@ from radlens.imaging.dicom_pixels import (
     to_display_colour,
 )
 from radlens.imaging.errors import GeometryError, ImagingError, RadlensError
+from radlens.imaging.kinds import without_slice_notes
 from radlens.imaging.presentation import presentation_of
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.series import SeriesInfo
@@ -107,7 +108,7 @@ def iter_load_series(
         invert=invert,
         source=str(source if source is not None else files[0]),
         files=files_in_order,
-        warnings=_unique((*series.warnings, *warnings)),
+        warnings=_unique(without_slice_notes(series.kind, (*series.warnings, *warnings))),
         presentation=presentation,
     )
 

@@ -51,7 +51,8 @@ def read_dataset(path: str, pixels: bool = True) -> Dataset:
     except Exception as err:  # pydicom raises many kinds on broken files; each is the file's fault
         raise ImagingError(path, f"unreadable DICOM: {one_line(err)}") from None
     if pixels and not any(k in ds for k in _PIXEL_KEYWORDS):
-        if ds.get("Rows") and ds.get("Columns"):
+        sop_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
+        if (ds.get("Rows") and ds.get("Columns")) or "Image Storage" in (UID(sop_class).name or ""):
             raise ImagingError(path, "no pixel data (truncated file?)")
         raise NotAnImageError(path, "no image in this DICOM file")
     meta = getattr(ds, "file_meta", None)

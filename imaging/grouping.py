@@ -20,7 +20,7 @@ import numpy as np
 
 from radlens.imaging.dicom_headers import Header, StackGeometry, stack_geometry
 from radlens.imaging.fourd import label_of, repeats, split_repeats
-from radlens.imaging.kinds import CINE, PROJECTION, PROJECTION_MODALITIES, SET_4D, VOLUME, classify
+from radlens.imaging.kinds import PROJECTION_MODALITIES, SET_4D, VOLUME, classify, without_slice_notes
 from radlens.imaging.series import SeriesInfo
 
 
@@ -297,8 +297,7 @@ def _stack_to_series(stack: _Stack, uid: str, warnings: list[str]) -> tuple[Seri
     )
     if g.pixel_spacing is None:
         warnings.append(g.calibration or "no PixelSpacing in the header: lengths in pixels")
-    if kind in (PROJECTION, CINE):  # no slice geometry: their notes about slices would mislead
-        warnings = [w for w in warnings if not w.startswith(("no ImagePositionPatient", "no ImageOrientationPatient"))]
+    warnings = without_slice_notes(kind, warnings)  # a projection or a cine has no slices to place
     spacing_yx = g.pixel_spacing or (1.0, 1.0)
     info = SeriesInfo(
         uid=uid,

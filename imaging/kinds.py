@@ -63,3 +63,14 @@ def volume_file_kind(depth: int) -> str:
 def one_view(kind: str) -> bool:
     """Whether a series of this kind is read in one view (no coronal or sagittal planes)."""
     return kind in (PROJECTION, CINE)
+
+
+# Notes about slice geometry that mean nothing for frames over time or one projected image.
+_SLICE_NOTES = ("no ImagePositionPatient", "no ImageOrientationPatient")
+
+
+def without_slice_notes(kind: str, warnings) -> list[str]:
+    """``warnings`` less those about slice positions and orientation, for a kind read in one view."""
+    if not one_view(kind):
+        return list(warnings)
+    return [w for w in warnings if not w.startswith(_SLICE_NOTES)]

@@ -88,7 +88,7 @@ def frame_timing(ds, frames: int) -> tuple[tuple[float, ...], str]:
             if keyword == "FrameTime":
                 times = (float(value),)
             elif keyword == "FrameTimeVector":
-                vector = [float(v) for v in (value if isinstance(value, list | tuple) else [value])]
+                vector = [float(v) for v in _as_list(value)]
                 # Entry i is the time from frame i-1 to frame i (the first is 0): frame i shows until i+1.
                 times = tuple(vector[1:] + vector[-1:]) if len(vector) > 1 else ()
             else:

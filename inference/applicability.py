@@ -53,7 +53,7 @@ def sequence_of(description: str) -> str | None:
 def not_a_volume(volume: Volume) -> str | None:
     """Why no volume model (every RadLens model reads CT or MR volumes) fits ``volume``, or None."""
     if volume.kind == PROJECTION:
-        return "this series is a projection (a radiograph: one image of the patient, not slices)"
+        return "this series is a projection (one image of the patient, not slices)"
     if volume.kind == CINE:
         return "this series is a cine (frames over time, not slices)"
     if volume.shape_zyx[0] < MIN_SLICES:

@@ -31,7 +31,7 @@ def series_lines(volume: Volume, plane: str) -> list[str]:
     if side:
         lines.append(side)
     if p.pixel_unit == PIXELS:
-        lines.append("uncalibrated: lengths in px")
+        lines.append(p.calibration or "uncalibrated: lengths in px")
     return lines
 
 

@@ -61,6 +61,7 @@ class _ScaleBar:
 
     def __init__(self):
         self.mm, self.px = 0.0, 0
+        self.unit = "mm"  # "px" on an uncalibrated image, whose scene units are pixels
 
     def set_scale(self, px_per_mm: float) -> None:
         if not math.isfinite(px_per_mm) or px_per_mm <= 0:
@@ -71,7 +72,7 @@ class _ScaleBar:
         self.px = round(self.mm * px_per_mm)
 
     def text(self) -> str:
-        return f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
+        return f"{self.mm:g} {self.unit}" if self.mm >= 1 else f"{self.mm:.1f} {self.unit}"
 
 
 def _no_hover_events(ev, exitOnly: bool = False) -> None:
@@ -146,6 +147,7 @@ class SliceView(pg.GraphicsView):
             self.image_item.clear()
             return
         self.letters = layout.letters(volume, self.plane)
+        self.scale_bar.unit = volume.presentation.pixel_unit
         shutter = layout.shutter_rgba(volume) if self.plane == "axial" else None
         self.shutter_item.setVisible(shutter is not None)
         if shutter is not None:
@@ -321,6 +323,8 @@ class SliceView(pg.GraphicsView):
             self._set_corner("br", self._window_text())
 
     def _window_text(self) -> str:
+        if self.volume.is_rgb:  # colour is shown as it is: no window
+            return self.zoom_text()
         w = self.state.window
         return f"W {w.width:.0f} L {w.level:.0f}{'  inv' if self.state.invert else ''}\n{self.zoom_text()}"
 
