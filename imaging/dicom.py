@@ -31,7 +31,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_voi_lut
 
-from radlens.imaging.dicom_headers import frame_geometry, stack_geometry, study_info
+from radlens.imaging.dicom_headers import frame_geometry, study_info
 from radlens.imaging.dicom_native import FUNCTIONAL_GROUPS, read_native_header
 from radlens.imaging.dicom_pixels import (
     Slab,
@@ -52,6 +52,7 @@ from radlens.imaging.kinds import without_slice_notes
 from radlens.imaging.presentation import presentation_of
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.series import SeriesInfo
+from radlens.imaging.stack_geometry import stack_geometry
 from radlens.imaging.volume import VoiLut, Volume, Window
 
 

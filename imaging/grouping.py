@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from radlens.imaging.dicom_headers import Header, StackGeometry, stack_geometry
+from radlens.imaging.dicom_headers import Header
 from radlens.imaging.fourd import label_of, repeats, split_repeats
 from radlens.imaging.kinds import PROJECTION_MODALITIES, SET_4D, VOLUME, classify, without_slice_notes
 from radlens.imaging.series import SeriesInfo
+from radlens.imaging.stack_geometry import StackGeometry, stack_geometry
 
 
 @dataclass(frozen=True)

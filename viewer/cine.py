@@ -108,10 +108,11 @@ class CineBar(QtWidgets.QWidget):
 
     def interval_ms(self) -> int:
         """The interval of the next tick: the shown frame's recorded time divided by the speed."""
+        speed = SPEEDS[self.speed.currentIndex()]
         if self.volume is None or self.volume.kind != CINE or self.state is None:
-            return SCROLL_MS
+            return max(1, round(SCROLL_MS / speed))
         frame = self.state.slice_index(self.plane())
-        return max(1, round(self.volume.presentation.frame_interval_ms(frame) / SPEEDS[self.speed.currentIndex()]))
+        return max(1, round(self.volume.presentation.frame_interval_ms(frame) / speed))
 
     # -- internals ------------------------------------------------------------------------------
     def _tick(self) -> None:
