@@ -237,7 +237,7 @@ def _split_reason(clusters: list[list[Header]], stacks: list[_Stack]) -> str:
         )
     images = sum(1 for s in stacks if s.note.startswith("image "))
     if images:
-        reasons.append(f"{images} radiographs, one image each")
+        reasons.append(f"{images} single images of a projection modality, each a projection of its own")
     multiframe = sum(s.multiframe and s.set_id is None for s in stacks)
     if multiframe:
         reasons.append(f"{multiframe} multi-frame image(s), each its own stack")
