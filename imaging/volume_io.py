@@ -126,16 +126,10 @@ def read_volume(path: str | os.PathLike, index: int = 0) -> Volume:
     if not is_volume_file(path):
         raise NotAnImageError(path, "not a NIfTI, NRRD or MetaImage file")
     meta = {"source": str(path), "description": path.name}
-    try:
-        if _nibabel_only(path):
-            raise _UseNibabel("")
-        image = sitk.ReadImage(str(path))
-    except (RuntimeError, _UseNibabel) as err:
-        first = _first_line(err) if isinstance(err, RuntimeError) else ""
-        if isinstance(err, RuntimeError) and not _nibabel_may_read(path):
-            raise ImagingError(path, f"cannot read volume: {first}") from None
-        fields = volume_nibabel.read(path, f"{first} (nibabel: " if first else "", index)
-        volume, modality = Volume(**fields, **meta), "OT"
+    image = None if _nibabel_only(path) else _read_itk(path)
+    if image is None or isinstance(image, str):  # a format or a file only nibabel reads
+        why = f"{image} (nibabel: " if image else ""
+        volume, modality = Volume(**volume_nibabel.read(path, why, index), **meta), "OT"
     else:
         modality = _header_modality(image)
         if image.GetDimension() > 3:
@@ -146,8 +140,14 @@ def read_volume(path: str | os.PathLike, index: int = 0) -> Volume:
     return volume.with_array(volume.array, presentation=Presentation(kind=volume_file_kind(volume.shape_zyx[0])))
 
 
-class _UseNibabel(Exception):
-    """A format SimpleITK does not read."""
+def _read_itk(path: Path) -> sitk.Image | str:
+    """The image through SimpleITK, or ITK's first error line for a file nibabel may read instead."""
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        if not _nibabel_may_read(path):
+            raise ImagingError(path, f"cannot read volume: {_first_line(err)}") from None
+        return _first_line(err)
 
 
 def _one_of_4d(image: sitk.Image, index: int) -> sitk.Image:
