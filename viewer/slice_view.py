@@ -143,13 +143,13 @@ class SliceView(pg.GraphicsView):
             self.pixel_mm = plane_pixel_mm(volume, self.plane)
             self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
         self.rebuild_layers()
+        shutter = layout.shutter_rgba(volume) if volume is not None and self.plane == "axial" else None
+        self.shutter_item.setVisible(shutter is not None)  # no shutter of the last study over the next one
         if volume is None:
             self.image_item.clear()
             return
         self.letters = layout.letters(volume, self.plane)
         self.scale_bar.unit = volume.presentation.pixel_unit
-        shutter = layout.shutter_rgba(volume) if self.plane == "axial" else None
-        self.shutter_item.setVisible(shutter is not None)
         if shutter is not None:
             self.shutter_item.setImage(shutter, autoLevels=False, levels=(0, 255))
             self.shutter_item.setTransform(self.image_item.transform())

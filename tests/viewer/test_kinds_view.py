@@ -147,6 +147,8 @@ def test_a_display_shutter_covers_the_film_outside_it(window, qtbot, tmp_path):
 
     assert grey(30, 40) == (0, 0, 0)  # inside the shutter: the (black) image
     assert grey(30, 5) == grey(55, 40) == (128, 128, 128)  # outside: the shutter's presentation value
+    window.set_volume(None)  # the next study shows no shutter of this one
+    assert not axial.shutter_item.isVisible()
 
 
 def test_a_4d_set_gets_a_slider(window, qtbot, tmp_path):
