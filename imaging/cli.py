@@ -53,9 +53,10 @@ def _info_text(report: dict) -> str:
     for s in report["series"]:
         shape = "×".join(str(n) for n in s["shape_zyx"])
         spacing = "×".join(f"{v:.3g}" for v in s["spacing_zyx"])
+        kind = f"4D set of {s['parts']} by {s['dimension']}" if s.get("parts") else s["kind"]
         lines.append(
             f"  {s['modality']:<3} {s['description'] or '(no description)'}: {shape} voxels (z×y×x), "
-            f"{spacing} mm, {s['files']} files  [{s['uid']}]"
+            f"{spacing} mm, {s['files']} files, {kind}  [{s['uid']}]"
         )
         lines.extend(f"    warning: {w}" for w in s["warnings"])
     for skipped in report["skipped"]:

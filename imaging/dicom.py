@@ -21,6 +21,7 @@ Sequence's tables) is carried on the Volume for :mod:`radlens.imaging.windowing`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Generator, Sequence
@@ -30,7 +31,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_voi_lut
 
-from radlens.imaging.dicom_headers import frame_geometry, stack_geometry, study_info
+from radlens.imaging.dicom_headers import frame_geometry, study_info
 from radlens.imaging.dicom_native import FUNCTIONAL_GROUPS, read_native_header
 from radlens.imaging.dicom_pixels import (
     Slab,
@@ -47,8 +48,11 @@ from radlens.imaging.dicom_pixels import (
     to_display_colour,
 )
 from radlens.imaging.errors import GeometryError, ImagingError, RadlensError
+from radlens.imaging.kinds import without_slice_notes
+from radlens.imaging.presentation import presentation_of
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.series import SeriesInfo
+from radlens.imaging.stack_geometry import stack_geometry
 from radlens.imaging.volume import VoiLut, Volume, Window
 
 
@@ -69,13 +73,17 @@ def iter_load_series(
     Yields a Progress with a :class:`SlicePreview` of the middle slice first, then one per few
     slices; raises ``imaging.progress.Cancelled`` when ``cancel`` is set.
     """
+    if series.parts:  # a 4D set: its first part (the viewer offers the others on a slider)
+        volume = yield from iter_load_series(series.parts[0], cancel, source=source)
+        note = f"4D set of {len(series.parts)} stacks by {series.dimension}: {series.part_labels[0]} shown"
+        return dataclasses.replace(volume, warnings=_unique((note, *volume.warnings)))
     files = tuple(str(f) for f in series.files)
     if not files:
         raise ImagingError(series.uid or "series", "no files in the series")
     what = f"loading {series.description or series.uid or files[0]}"
     try:
         if len(files) == 1:
-            result = yield from _load_multiframe(files[0], cancel, what)
+            result = yield from _load_multiframe(files[0], cancel, what, series.frames)
         else:
             result = yield from _load_stack(files, cancel, what)
     except RadlensError:
@@ -85,6 +93,8 @@ def iter_load_series(
         raise ImagingError(where, f"unreadable DICOM: {type(err).__name__}: {one_line(err)}") from None
     array, geometry, ds, invert, files_in_order, warnings = result
     study = series.study if series.study.study_uid or series.study.patient_name else study_info(ds)
+    fg = frame_geometry(ds, files[0], frame_count(files[0], ds))
+    presentation = presentation_of(ds, series.kind, array.shape[0], fg)
     return Volume(
         array=array,
         spacing_zyx=geometry.spacing_zyx,
@@ -99,7 +109,8 @@ def iter_load_series(
         invert=invert,
         source=str(source if source is not None else files[0]),
         files=files_in_order,
-        warnings=_unique((*series.warnings, *warnings)),
+        warnings=_unique(without_slice_notes(series.kind, (*series.warnings, *warnings))),
+        presentation=presentation,
     )
 
 
@@ -202,22 +213,29 @@ def _load_stack(files: Sequence[str], cancel, what: str):
 
 
 def _is_monochrome1(ds: Dataset) -> bool:
-    return str(ds.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1"
+    """Shown inverted: MONOCHROME1 (white is the lowest value), or a Presentation LUT Shape INVERSE."""
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    return photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and shape == "INVERSE")
 
 
-def _load_multiframe(path: str, cancel, what: str):
+def _load_multiframe(path: str, cancel, what: str, subset: Sequence[int] = ()):
     """One file: a single image, a classic multi-frame or an enhanced CT/MR with functional groups.
 
-    Plain uncompressed frames are read from the file straight into their slices (the pixel bytes
-    are never held twice); other encodings are decoded frame by frame by pydicom.
+    ``subset``: only these frames (one part of a 4D set), else all. Plain uncompressed frames are
+    read from the file straight into their slices (the pixel bytes are never held twice); other
+    encodings are decoded frame by frame by pydicom.
     """
     native = read_native_header(path, functional_groups=True)
     ds = read_dataset(path, pixels=native is None)
-    n = frame_count(path, ds)
-    geometry = frame_geometry(ds, path, n)
-    stack = stack_geometry(geometry.orientation, geometry.positions, [None] * n, geometry.fallback_spacing_z, "frames")
-    order = list(stack.order)
-    rescales = frame_rescales(ds, n)
+    total = frame_count(path, ds)
+    geometry = frame_geometry(ds, path, total)
+    chosen = [f for f in subset if 0 <= f < total] or list(range(total))
+    n = len(chosen)
+    positions = geometry.positions[chosen] if geometry.positions is not None else None
+    stack = stack_geometry(geometry.orientation, positions, [None] * n, geometry.fallback_spacing_z, "frames")
+    order = [chosen[i] for i in stack.order]  # file frame numbers in slice order
+    rescales = frame_rescales(ds, total)
     mid_z = n // 2
     mid_frame = order[mid_z]
     z_of = {frame: z for z, frame in enumerate(order)}
@@ -233,11 +251,11 @@ def _load_multiframe(path: str, cancel, what: str):
 
     step = max(1, n // 100)
     done = 1
-    frames = range(n) if native is not None else enumerate(iter_decoded(path, ds, n))
+    frames = range(total) if native is not None else enumerate(iter_decoded(path, ds, total, set(chosen)))
     for item in frames:
         check_cancel(cancel, what)
         i, frame = (item, None) if native is not None else item
-        if i == mid_frame:
+        if i == mid_frame or i not in z_of:
             continue
         if native is not None:
             slab.read_native(z_of[i], path, native, frame=i, rescale=rescales[i])

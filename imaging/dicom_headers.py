@@ -3,8 +3,8 @@
 One home for: reading the header fields discovery needs without touching pixel data
 (:func:`read_header`: :mod:`radlens.imaging.dicom_native`'s walker for plain files, pydicom for the rest,
 both reading the same :data:`imaging.dicom_native.FIELDS` through the same checks), the frame
-geometry of multi-frame and enhanced objects (:func:`frame_geometry`), and ordering a stack of
-positions along the slice normal with its spacing and its defects (:func:`stack_geometry`).
+geometry of multi-frame and enhanced objects (:func:`frame_geometry`); ordering a stack of positions
+along the slice normal is :mod:`radlens.imaging.stack_geometry`.
 Positions decide the order and the spacing; InstanceNumber, SliceThickness and
 SpacingBetweenSlices are only fallbacks, and using one says so in a warning.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from radlens.imaging.calibration import calibrate, us_regions
 from radlens.imaging.dicom_native import (
     FIELD_TAGS,
     FUNCTIONAL_GROUPS,
@@ -38,10 +39,13 @@ from radlens.imaging.dicom_native import (
     walk_header,
 )
 from radlens.imaging.errors import ImagingError, NotAnImageError
+from radlens.imaging.fourd import frame_parameters
 from radlens.imaging.gzipped import inflated
 from radlens.imaging.volume import StudyInfo
 
 _DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (a DICOMDIR)
+# Sequences whose content the header needs (the walker keeps only their presence): pydicom reads them.
+NEEDS_PYDICOM = (*FUNCTIONAL_GROUPS, "SequenceOfUltrasoundRegions")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class FrameGeometry:
     positions: np.ndarray | None  # (frames, 3) LPS mm, or None when the header has none
     fallback_spacing_z: float | None  # SpacingBetweenSlices or SliceThickness, only without positions
     warnings: tuple[str, ...] = ()
+    patient_orientation: bool = False  # the orientation is a projection's PatientOrientation, not a slice's
+    calibration: str = ""  # where the pixel size came from, or why there is none (imaging.calibration)
 
 
 @dataclass(frozen=True)
@@ -71,11 +77,16 @@ class Header:
     instance_number: int | None
     echo_number: int | None
     temporal_position: int | None
+    trigger_time: float | None
+    b_value: float | None
+    timed: bool  # a frame time says the frames are over time (FrameTime, FrameTimeVector, CineRate)
     rows: int
     columns: int
     frames: int
     enhanced: bool  # carries functional groups: one file is one stack
     geometry: FrameGeometry
+    # An enhanced object's per-frame parameters that may split repeated positions (imaging.fourd).
+    frame_params: dict = field(default_factory=dict)
 
 
 def read_header(path: str) -> Header:
@@ -89,7 +100,7 @@ def read_header(path: str) -> Header:
     raw = walk_header(path)
     if raw is None and (copy := inflated(path)) != path:  # only a file the walker refuses can be a gzip
         raw = walk_header(copy)
-    if raw is None or any(k in raw for k in FUNCTIONAL_GROUPS):
+    if raw is None or any(k in raw for k in NEEDS_PYDICOM):
         return _read_with_pydicom(path)
     return _header(path, raw, raw.value("MediaStorageSOPClassUID"), raw.pixels, raw.file_size)
 
@@ -180,11 +191,15 @@ def _header_from_dataset(path: str, ds: Dataset, sop_class: str, modality: str) 
         instance_number=_int(path, ds, "InstanceNumber", strict=False),
         echo_number=_int(path, ds, "EchoNumbers", strict=False),
         temporal_position=_int(path, ds, "TemporalPositionIdentifier", strict=False),
+        trigger_time=_float_or_none(_value(ds, "TriggerTime")),
+        b_value=_float_or_none(_value(ds, "DiffusionBValue")),
+        timed=any(_value(ds, k) not in (None, "") for k in ("FrameTime", "FrameTimeVector", "CineRate")),
         rows=rows,
         columns=columns,
         frames=frames,
         enhanced=enhanced,
         geometry=frame_geometry(ds, path, frames),
+        frame_params=frame_parameters(ds, frames) if enhanced and isinstance(ds, Dataset) else {},
     )
 
 
@@ -220,28 +235,30 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
         if value is not None:
             orientation = _floats(path, "ImageOrientationPatient", value, 6)
             break
+    from_patient = False
     if orientation is None:
         orientation = _from_patient_orientation(_value(ds, "PatientOrientation"))
+        from_patient = orientation is not None
     if orientation is not None:
         row, col = orientation[:3], orientation[3:]
         dot = sum(r * c for r, c in zip(row, col, strict=True))
         if not (0.8 < sum(r * r for r in row) < 1.2 and 0.8 < sum(c * c for c in col) < 1.2 and abs(dot) < 0.1):
             raise ImagingError(path, f"invalid ImageOrientationPatient {list(orientation)} (not two unit vectors)")
 
-    pixel_spacing = None
     measures = None
     for source in (first, shared):
         measures = _first_item(source, "PixelMeasuresSequence") if source is not None else None
         if measures is not None:
             break
-    for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing")):
-        if source is not None and _value(source, keyword) is not None:
-            pixel_spacing = _floats(path, keyword, _value(source, keyword), 2)
-            if min(pixel_spacing) > 0:
-                break
-            # A radiograph of unknown calibration is still a radiograph: shown in pixels, said so.
-            warnings.append(f"{keyword} {list(pixel_spacing)} is not a pixel size; ignored")
-            pixel_spacing = None
+    candidates = [
+        (keyword, _floats(path, keyword, _value(source, keyword), 2))
+        for source, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"), (ds, "ImagerPixelSpacing"))
+        if source is not None and _value(source, keyword) is not None
+    ]
+    regions = us_regions(ds) if isinstance(ds, Dataset) else ()
+    calibration = calibrate(candidates, _float_or_none(_value(ds, "EstimatedRadiographicMagnificationFactor")), regions)
+    pixel_spacing = calibration.spacing_yx
+    warnings.extend(calibration.warnings)
 
     positions = None
     if len(per_frame) and all(_first_item(f, "PlanePositionSequence") is not None for f in per_frame):
@@ -293,113 +310,9 @@ def frame_geometry(ds: Dataset, path: str = "", frames: int | None = None) -> Fr
                     break
         if fallback:
             break
-    return FrameGeometry(orientation, pixel_spacing, positions, fallback, tuple(warnings))
-
-
-@dataclass(frozen=True)
-class StackGeometry:
-    """A stack of slices ordered along the normal: the grid it makes and what is wrong with it."""
-
-    order: tuple[int, ...]  # input indices in slice order
-    spacing_z: float
-    origin_lps: tuple[float, float, float]
-    direction: np.ndarray  # columns: row cosine (x), column cosine (y), normal (z)
-    warnings: tuple[str, ...]
-    duplicates: tuple[int, ...]  # input indices whose position repeats the slice before them in ``order``
-
-
-MAX_GAP_WARNINGS = 8
-
-
-def stack_geometry(
-    orientation,
-    positions,
-    instance_numbers=None,
-    fallback_spacing_z: float | None = None,
-    what: str = "slices",
-) -> StackGeometry:
-    """Order ``positions`` along ``cross(row, column)`` and measure the spacing from them.
-
-    The spacing is the median gap between distinct positions. Gaps of about k× the median are
-    reported as missing slices, other gaps off the median by more than 1 % (and 0.01 mm) as uneven
-    spacing, repeated positions as duplicates, in-plane drift as shear. Without positions the order
-    falls back to ``instance_numbers`` and the spacing to ``fallback_spacing_z``, with a warning.
-    """
-    warnings: list[str] = []
-    if orientation is None:
-        direction = np.eye(3)
-    else:
-        row = np.asarray(orientation[:3], dtype=np.float64)
-        col = np.asarray(orientation[3:], dtype=np.float64)
-        row /= np.linalg.norm(row)
-        col = col - (col @ row) * row
-        col /= np.linalg.norm(col)
-        direction = np.column_stack([row, col, np.cross(row, col)])
-    n = len(positions) if positions is not None else len(instance_numbers or ())
-    if positions is None:
-        keys = list(instance_numbers) if instance_numbers is not None else list(range(n))
-        order = sorted(range(n), key=lambda i: (keys[i] is None, keys[i] if keys[i] is not None else 0, i))
-        if n > 1:
-            by = "InstanceNumber" if instance_numbers is not None and any(k is not None for k in keys) else "file order"
-            source = "SpacingBetweenSlices/SliceThickness" if fallback_spacing_z else "nothing (1 mm assumed)"
-            warnings.append(f"no ImagePositionPatient: {what} ordered by {by}, spacing taken from {source}")
-        return StackGeometry(
-            tuple(order), float(fallback_spacing_z or 1.0), (0.0, 0.0, 0.0), direction, tuple(warnings), ()
-        )
-
-    pos = np.asarray(positions, dtype=np.float64).reshape(n, 3)
-    if orientation is None and n > 1:
-        warnings.append(f"no ImageOrientationPatient: axial {what} assumed")
-    normal = direction[:, 2]
-    along = pos @ normal
-    tie = list(instance_numbers) if instance_numbers is not None else list(range(n))
-    order = sorted(range(n), key=lambda i: (along[i], tie[i] if tie[i] is not None else 0, i))
-    d = along[order]
-    gaps = np.diff(d)
-    duplicate_mask = np.concatenate([[False], gaps < 1e-3])
-    duplicates = tuple(int(order[i]) for i in np.flatnonzero(duplicate_mask))
-    if duplicates:
-        distinct = int((~duplicate_mask).sum())
-        warnings.append(
-            f"duplicate positions: {len(duplicates)} of {n} {what} repeat a position "
-            f"({distinct} distinct positions, e.g. {_fmt_pos(pos[duplicates[0]])} mm)"
-        )
-    unique = d[~duplicate_mask]
-    ugaps = np.diff(unique)
-    if len(ugaps):
-        spacing = float(np.median(ugaps))
-        warnings.extend(_gap_warnings(unique, ugaps, spacing, what))
-    else:
-        spacing = float(fallback_spacing_z or 1.0)
-    drift = pos - pos[order[0]]
-    in_plane = drift - np.outer(drift @ normal, normal)
-    shear = float(np.max(np.linalg.norm(in_plane, axis=1))) if n > 1 else 0.0
-    if shear > 0.1:
-        warnings.append(
-            f"{what} are sheared: positions drift {shear:.3g} mm in-plane over the stack (gantry tilt?); "
-            "the grid assumes no shear"
-        )
-    origin = tuple(float(v) for v in pos[order[0]])
-    return StackGeometry(tuple(order), spacing, origin, direction, tuple(warnings), duplicates)
-
-
-def _gap_warnings(along: np.ndarray, gaps: np.ndarray, spacing: float, what: str) -> list[str]:
-    lines = []
-    for i, gap in enumerate(gaps):
-        if abs(gap - spacing) <= max(0.01, 0.01 * spacing):
-            continue
-        k = round(gap / spacing)
-        where = f"between positions {along[i]:.2f} and {along[i + 1]:.2f} mm along the normal"
-        if k >= 2 and abs(gap - k * spacing) <= 0.1 * spacing:
-            lines.append(
-                f"missing {what}: gap of {gap:.3g} mm {where} is {k}× the {spacing:.3g} mm spacing ({k - 1} missing)"
-            )
-        else:
-            lines.append(f"uneven spacing: gap of {gap:.3g} mm {where} (median {spacing:.3g} mm)")
-    if len(lines) > MAX_GAP_WARNINGS:
-        rest = len(lines) - MAX_GAP_WARNINGS
-        lines = [*lines[:MAX_GAP_WARNINGS], f"... and {rest} more uneven or missing gaps"]
-    return lines
+    return FrameGeometry(
+        orientation, pixel_spacing, positions, fallback, tuple(warnings), from_patient, calibration.source
+    )
 
 
 # -- small parsers ------------------------------------------------------------------------------
@@ -497,6 +410,14 @@ def _int(path: str, ds: Dataset, keyword: str, strict: bool = True) -> int | Non
         return None
 
 
+def _float_or_none(value) -> float | None:
+    try:
+        number = float(value[0] if isinstance(value, list) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _text(value) -> str:
     return "" if value is None else " ".join(str(value).split())
 
@@ -504,10 +425,6 @@ def _text(value) -> str:
 def _short(value) -> str:
     text = repr(str(value)) if not isinstance(value, list | tuple) else repr([str(v) for v in value])
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fmt_pos(p) -> str:
-    return "(" + ", ".join(f"{v:.2f}" for v in p) + ")"
 
 
 def _sop_name(sop_class: str) -> str:

@@ -59,6 +59,13 @@ FIELDS = (
     "InstanceNumber",
     "EchoNumbers",
     "TemporalPositionIdentifier",
+    "TriggerTime",
+    "DiffusionBValue",
+    # frames over time (what makes a cine)
+    "FrameTime",
+    "FrameTimeVector",
+    "CineRate",
+    "RecommendedDisplayFrameRate",
     # the grid
     "Rows",
     "Columns",
@@ -71,6 +78,7 @@ FIELDS = (
     "SliceThickness",
     "SpacingBetweenSlices",
     "GridFrameOffsetVector",
+    "EstimatedRadiographicMagnificationFactor",
     # how the pixels are stored and rescaled (the loader)
     "SamplesPerPixel",
     "PhotometricInterpretation",
@@ -83,6 +91,7 @@ FIELDS = (
     "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
     "ModalityLUTSequence",
+    "SequenceOfUltrasoundRegions",
 )
 FIELD_TAGS = tuple(tag_for_keyword(k) for k in FIELDS)
 _FIELD_OF_TAG = {tag: (k, dictionary_VR(k)) for k, tag in zip(FIELDS, FIELD_TAGS, strict=True)}
@@ -154,7 +163,8 @@ def locate_pixels(fp: BinaryIO, little_endian: bool) -> PixelElement:
 
 def decode(raw: bytes, vr: str, little_endian: bool = True):
     """A raw value as RadLens reads it: ASCII fields as str (a list of str when multi-valued), plain
-    ASCII text as str, a single US as int; ``UNDECODED`` when pydicom must convert it."""
+    ASCII text as str, a single US as int, FD as float (a list when multi-valued); ``UNDECODED`` when
+    pydicom must convert it."""
     if vr in ASCII_VRS:
         parts = [p.strip(" \0") for p in raw.decode("latin-1").split("\\")]
         return parts[0] if len(parts) == 1 else parts
@@ -162,6 +172,9 @@ def decode(raw: bytes, vr: str, little_endian: bool = True):
         return raw.decode("ascii").strip(" \0")
     if vr == "US" and len(raw) == 2:
         return struct.unpack("<H" if little_endian else ">H", raw)[0]
+    if vr == "FD" and raw and len(raw) % 8 == 0:
+        values = struct.unpack(f"{'<' if little_endian else '>'}{len(raw) // 8}d", raw)
+        return values[0] if len(values) == 1 else list(values)
     return UNDECODED
 
 
@@ -355,7 +368,11 @@ class _Walker:
             raise _Unusual
         self.need(value_at + length)
         value = self.buf[value_at : value_at + length]
-        if (expected_vr in TEXT_VRS and not value.isascii()) or (expected_vr == "US" and length != 2):
+        if (
+            (expected_vr in TEXT_VRS and not value.isascii())
+            or (expected_vr == "US" and length != 2)
+            or (expected_vr == "FD" and (not length or length % 8))
+        ):
             raise _Unusual  # a character set to apply, or a value pydicom words better
         elements[keyword] = value
 

@@ -51,7 +51,8 @@ def read_dataset(path: str, pixels: bool = True) -> Dataset:
     except Exception as err:  # pydicom raises many kinds on broken files; each is the file's fault
         raise ImagingError(path, f"unreadable DICOM: {one_line(err)}") from None
     if pixels and not any(k in ds for k in _PIXEL_KEYWORDS):
-        if ds.get("Rows") and ds.get("Columns"):
+        sop_class = str(getattr(ds.get("file_meta"), "MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
+        if (ds.get("Rows") and ds.get("Columns")) or "Image Storage" in (UID(sop_class).name or ""):
             raise ImagingError(path, "no pixel data (truncated file?)")
         raise NotAnImageError(path, "no image in this DICOM file")
     meta = getattr(ds, "file_meta", None)
@@ -180,14 +181,15 @@ def _unsupported(err: BaseException) -> bool:
     return isinstance(err, NotImplementedError) or "not support" in text or "unsupported" in text
 
 
-def iter_decoded(path: str, ds: Dataset, n: int):
-    """Every frame of a file through pydicom, in file order (compressed ones one frame at a time)."""
+def iter_decoded(path: str, ds: Dataset, n: int, wanted: set[int] | None = None):
+    """Every frame of a file through pydicom, in file order (compressed ones one frame at a time);
+    with ``wanted``, a compressed file's other frames are not decoded (None is yielded for them)."""
     ts = _transfer_syntax(ds)
     if not ts.is_encapsulated:
         yield from decode_frames(path, ds)
         return
     for i in range(n):
-        yield decode_frames(path, ds, index=i)[0]
+        yield decode_frames(path, ds, index=i)[0] if wanted is None or i in wanted else None
 
 
 def _palette(frame: np.ndarray, ds: Dataset) -> np.ndarray:

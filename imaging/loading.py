@@ -6,6 +6,7 @@ user can pick one (``imaging.scan`` gives the ``SeriesInfo`` objects to pass ins
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import warnings as pywarnings
@@ -53,9 +54,13 @@ def iter_load(source: Source, cancel: threading.Event | None = None) -> Generato
 
 
 def _iter_load_series(series: SeriesInfo, cancel, source: str | None) -> Generator[Progress, None, Volume]:
-    if len(series.files) == 1 and is_volume_file(series.files[0]):
+    if series.files and is_volume_file(series.files[0]):
         check_cancel(cancel, "load")
-        volume = read_volume(series.files[0])
+        part = series.parts[0] if series.parts else series
+        volume = read_volume(part.files[0], part.volume_index)
+        if part.uid != part.files[0]:  # a later 3D volume of a 4D file: named as the part it is
+            volume = dataclasses.replace(volume, series_uid=part.uid, description=part.description)
+        volume = dataclasses.replace(volume, warnings=tuple(dict.fromkeys((*series.warnings, *volume.warnings))))
         mid = volume.shape_zyx[0] // 2
         yield Progress(1, 1, "loaded", preview=SlicePreview(mid, volume.array[mid].copy(), volume.shape_zyx[0]))
         return volume

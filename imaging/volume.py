@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radlens.imaging.presentation import Presentation
+
 
 @dataclass(frozen=True)
 class Window:
@@ -79,6 +81,9 @@ class Volume:
     source: str = ""
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # Its kind (volume, projection, cine; a 4D set is loaded one part at a time), units, laterality,
+    # frame timing and display shutter (imaging.presentation).
+    presentation: Presentation = field(default_factory=Presentation)
 
     def __post_init__(self) -> None:
         a = self.array
@@ -93,6 +98,10 @@ class Volume:
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.array.shape[:3])  # type: ignore[return-value]
+
+    @property
+    def kind(self) -> str:
+        return self.presentation.kind
 
     @property
     def is_rgb(self) -> bool:

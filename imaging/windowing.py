@@ -90,6 +90,27 @@ def apply_voi_table(image: np.ndarray, lut: VoiLut, invert: bool = False) -> np.
     return _display(lut.table[index] * (255.0 / max(1, 2**lut.bits - 1)), invert)
 
 
+SIGMOID_SPAN = 2.0  # a SIGMOID window is drawn over level ± 2 widths: beyond, it is within 0.03 % of its ends
+
+
+def display_lut(volume: Volume, window: Window, invert: bool) -> tuple[tuple[float, float], np.ndarray | None]:
+    """How a display that maps values through levels and a lookup table (pyqtgraph's ImageItem) shows
+    ``window``: (levels, uint8 table or None for a straight ramp), the same grey as :func:`apply_window`
+    and :func:`apply_voi_table`. The series' VOI LUT table is used while its own window is shown."""
+    if volume.voi_luts and window == table_window(volume.voi_luts[0]):
+        lut = volume.voi_luts[0]
+        levels = (float(lut.first), float(lut.first + len(lut.table)))  # value v → entry v - first
+        table = _display(lut.table * (255.0 / max(1, 2**lut.bits - 1)), invert)
+        return levels, table
+    if window.function == "SIGMOID":
+        width = max(window.width, 1e-6)
+        lo, hi = window.level - SIGMOID_SPAN * width, window.level + SIGMOID_SPAN * width
+        x = lo + (np.arange(1024) + 0.5) * (hi - lo) / 1024  # entry k covers [lo + k·step, lo + (k+1)·step)
+        return (float(lo), float(hi)), apply_window(x, window, invert)
+    ramp = np.arange(256, dtype=np.uint8)
+    return (window.low, window.high), (255 - ramp if invert else None)
+
+
 def _display(scaled: np.ndarray, invert: bool) -> np.ndarray:
     out = np.clip(scaled, 0, 255).astype(np.uint8)
     if invert:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from radlens.imaging.kinds import CINE, PROJECTION
 from radlens.imaging.volume import Volume
 from radlens.inference.metadata import BundleMetadata
 
@@ -49,6 +50,17 @@ def sequence_of(description: str) -> str | None:
     return None
 
 
+def not_a_volume(volume: Volume) -> str | None:
+    """Why no volume model (every RadLens model reads CT or MR volumes) fits ``volume``, or None."""
+    if volume.kind == PROJECTION:
+        return "this series is a projection (one image of the patient, not slices)"
+    if volume.kind == CINE:
+        return "this series is a cine (frames over time, not slices)"
+    if volume.shape_zyx[0] < MIN_SLICES:
+        return "this series is a single image"
+    return None
+
+
 def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
     """How ``metadata``'s bundle may run on ``volume``; the reasons name the model and what differs."""
     want = metadata.input.modality.upper()
@@ -58,8 +70,8 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
         return Verdict("refuse", (f"{REFUSED}: {name} is made for {want}; this series is {have}",))
     if volume.is_rgb:
         return Verdict("refuse", (f"{REFUSED}: {name} reads grey-scale {want}; this series is a colour image",))
-    if volume.shape_zyx[0] < MIN_SLICES:
-        return Verdict("refuse", (f"{REFUSED}: {name} reads {want} volumes; this series is a single image",))
+    if (why := not_a_volume(volume)) is not None:
+        return Verdict("refuse", (f"{REFUSED}: {name} reads {want} volumes; {why}",))
     warnings = []
     if have in ("OT", ""):
         warnings.append(f"the series names no modality: {name} ran on it as {want}")

@@ -68,8 +68,13 @@ class AiPanel(QtWidgets.QWidget):
             return
         self.modality.addItems([*MODALITIES, *([volume.modality] if volume.modality not in MODALITIES else [])])
         self.modality.setCurrentText(volume.modality)
+        from radlens.inference.applicability import not_a_volume
         from radlens.inference.bundle import list_bundles
 
+        if (why := not_a_volume(volume)) is not None:  # every model reads CT or MR volumes
+            self.run_button.setEnabled(False)
+            self.set_status(f"no model offered: {why}; the models read CT and MR volumes")
+            return
         errors: list = []
         for b in list_bundles(volume.modality, dirs=self.model_dirs, errors=errors):
             item = QtWidgets.QListWidgetItem(f"{b.name} {b.version} ({b.task})")

@@ -27,6 +27,7 @@ from radlens.inference.findings import Findings, FindingsError, check_matches, r
 from radlens.viewer import jobs
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
+from radlens.viewer.layout import one_view
 from radlens.viewer.protocols import Runner, Settings, View
 from radlens.viewer.review import load_decisions, save_decisions
 from radlens.viewer.state import Study, ViewState, from_plane
@@ -85,6 +86,7 @@ class Controller:
         self._layout, self._active_plane = "1x3", "axial"  # the user's choice, kept across series
         self._infer: _InferRun | None = None
         self._loading = None  # the source being loaded, for its preview's pixel size and modality
+        self.series_set = None  # the 4D set the shown study is a part of (viewer.phases slides over it)
         self._last_progress = 0.0
         view.ai_panel.set_run_on_open(self.run_on_open())
         view.set_recent(self.recent())
@@ -145,6 +147,7 @@ class Controller:
         self.set_cine(False)
         self.view.set_status(f"Loading {getattr(source, 'description', '') or source} …")
         self._loading = source
+        self.series_set = source if getattr(source, "parts", ()) else None
         self.runner.start("load", functools.partial(jobs.load_volume, source))
 
     def open_demo(self) -> None:
@@ -259,7 +262,7 @@ class Controller:
         state = ViewState.for_volume(volume, window or default_window(volume))
         state.decisions = load_decisions(volume)
         state.layout, state.active_plane = self._layout, self._active_plane
-        if volume.shape_zyx[0] == 1:  # a single image (radiograph, photo): one view, no MPR
+        if one_view(volume):  # a radiograph, a cine, one slice: one view, no MPR
             state.layout, state.active_plane = "single", "axial"
         self.study = study = Study(volume, state)
         self.view.show_volume(study, self.synthetic)
@@ -269,6 +272,17 @@ class Controller:
         self.set_findings(self.results.get(study.key) or _findings_beside(volume))
         if self.run_on_open() and study.key not in self.results:
             self.run_models()
+
+    def show_part(self, volume: Volume) -> None:
+        """Another part of the shown 4D set: on the same grid the slice, window and layout stay."""
+        if self.study is None or volume.shape_zyx != self.study.volume.shape_zyx:
+            self.set_volume(volume)
+            return
+        self.runner.cancel("infer")
+        self._infer = None
+        self.study.volume = volume
+        self.view.show_volume(self.study, self.synthetic)
+        self.set_findings(self.results.get(self.study.key) or _findings_beside(volume))
 
     def set_modality(self, modality: str) -> None:
         """The reader says what the series is: it is reopened as that modality (models, window, units)."""
@@ -359,6 +373,9 @@ class Controller:
         self.view.show_layout(self.layout(), plane)
 
     def toggle_layout(self) -> None:
+        if self.study is not None and one_view(self.study.volume):
+            self.view.set_status(f"a {self.study.volume.kind} is read in one view: it has no other planes")
+            return
         self._layout = "single" if self.layout() == "1x3" else "1x3"
         if self.study is not None:
             self.study.state.layout = self._layout
@@ -371,13 +388,16 @@ class Controller:
     def toggle_cine(self) -> None:
         self.set_cine(not self.cine)
 
-    def cine_step(self) -> None:
-        """The next slice of the active plane, round and round."""
+    def cine_step(self, loop: bool = True) -> None:
+        """The next slice (or frame) of the active plane, round and round; without ``loop`` it stops at the end."""
         if self.study is None:
             self.set_cine(False)
             return
         st = self.study.state
         plane = st.active_plane
+        if not loop and st.slice_index(plane) + 1 >= st.count(plane):
+            self.set_cine(False)
+            return
         st.set_slice(plane, (st.slice_index(plane) + 1) % st.count(plane))
         self.view.redraw("slices")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from radlens.imaging.atomic import atomic_path
 from radlens.imaging.errors import RadlensError
 from radlens.imaging.volume import StudyInfo, Volume, Window
+from radlens.viewer import layout
 from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState, plane_pixel_mm
@@ -28,10 +29,14 @@ def legend_lines(volume: Volume, state: ViewState, plane: str, *, synthetic: boo
     lps = volume.index_to_lps(state.cursor_zyx)
     pos = {"axial": lps[2], "coronal": lps[1], "sagittal": lps[0]}[plane]
     w = state.window
-    lines = [
-        f"RadLens{' — SYNTHETIC data' if synthetic else ''} · {plane} slice {idx + 1}/{n} at {pos:.1f} mm · "
-        f"W {w.width:g} L {w.level:g}{' (inverted)' if state.invert else ''}"
-    ]
+    parts = [f"RadLens{' — SYNTHETIC data' if synthetic else ''}"]
+    if not layout.one_view(volume):
+        parts.append(f"{plane} slice {idx + 1}/{n} at {pos:.1f} mm")
+    elif where := layout.slice_caption(volume, plane, idx, n, pos):  # a film has no slice; a cine has frames
+        parts.append(where.replace("  ", ", "))
+    if not volume.is_rgb:
+        parts.append(f"W {w.width:g} L {w.level:g}{' (inverted)' if state.invert else ''}")
+    lines = [" · ".join(parts)]
     if state.findings is not None and state.findings.models:
         shown = {k.model for k in state.layers if state.shown(k)}
         parts = []

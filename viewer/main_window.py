@@ -15,8 +15,10 @@ from radlens.imaging.progress import Progress
 from radlens.imaging.windowing import presets
 from radlens.viewer.ai_panel import AiPanel
 from radlens.viewer.browser import StudyBrowser
+from radlens.viewer.cine import CineBar
 from radlens.viewer.controller import Controller, key_of
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
+from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.slice_view import SliceView
@@ -72,17 +74,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setObjectName("RadLensMain")
         self.setAcceptDrops(True)
         self.resize(1400, 800)
-        self._cine = QtCore.QTimer(self)
-        self._cine.setInterval(80)
         self.runner = JobRunner(self)
 
         central = QtWidgets.QWidget()
-        grid = QtWidgets.QHBoxLayout(central)
-        grid.setContentsMargins(0, 0, 0, 0)
+        column = QtWidgets.QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        grid = QtWidgets.QHBoxLayout()
         grid.setSpacing(2)
         self.views = {plane: SliceView(plane) for plane in PLANES}
         for v in self.views.values():
             grid.addWidget(v, 1)
+        column.addLayout(grid, 1)
         self.setCentralWidget(central)
 
         self.browser = StudyBrowser()
@@ -115,6 +118,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu = QtWidgets.QMenu("Recent studies", self)
         self.settings = settings or QtCore.QSettings("radlens", "radlens")
         self.controller = Controller(self, self.runner, self.settings)
+        # Under the views: the cine bar (frames at the file's rate) and the 4D slider (viewer.cine, viewer.phases).
+        self.cine_bar = CineBar(self.controller.cine_step)
+        self.phase_bar = PhaseBar(self.controller, self.runner, self.views)
+        column.addWidget(self.cine_bar)
+        column.addWidget(self.phase_bar)
         self._connect(self.controller)
         self._build_menus()
         self.show_layout("1x3", "axial")
@@ -138,7 +146,8 @@ class MainWindow(QtWidgets.QMainWindow):
             v.measured.connect(self.set_status)
         self.runner.progressed.connect(c.on_progress)
         self.runner.finished.connect(c.on_finished)
-        self._cine.timeout.connect(c.cine_step)
+        self.cine_bar.toggled.connect(c.set_cine)
+        self.cine_bar.seek.connect(c.scroll)
         self.browser.load_requested.connect(c.load_source)
         self.layers_panel.changed.connect(c.layer_changed)
         self.layers_panel.all_toggled.connect(c.set_overlays_on)
@@ -187,6 +196,8 @@ class MainWindow(QtWidgets.QMainWindow):
             v.corner_extra = "SYNTHETIC" if synthetic else ""
             v.set_volume(study and study.volume, study and study.state)
         self.ai_panel.set_volume(study and study.volume)
+        self.cine_bar.set_study(study and study.volume, study and study.state)
+        self.phase_bar.set_study(study)
         if study is None:
             self.layers_panel.set_state(None)
             self.findings_panel.set_state(None)
@@ -205,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
             v.set_crosshair_visible(layout != "single")
         for v in self._shown_views():
             v.refresh()
+        self.cine_bar.sync()
 
     def show_findings(self, state: ViewState) -> None:
         for v in self.views.values():
@@ -233,6 +245,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def redraw(self, what: Redraw) -> None:
         """The shown views draw again what changed: the slices (and crosshair), levels, or overlays."""
+        if what == "slices":
+            self.cine_bar.sync()
         for v in self._shown_views():
             if what == "slices":
                 v.refresh(levels=False)
@@ -246,10 +260,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return [v for v in self.views.values() if not v.isHidden()]
 
     def set_cine(self, on: bool) -> None:
-        if on:
-            self._cine.start()
-        else:
-            self._cine.stop()
+        self.cine_bar.set_playing(on)
 
     def set_status(self, text: str, *, error: bool = False) -> None:
         """Bad input never takes the application down: one line, in red, in the status bar."""
@@ -430,6 +441,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/docks", self.saveState())
         self.runner.cancel_all()
-        self._cine.stop()
+        self.cine_bar.set_playing(False)
         self.runner.wait_idle(5000)
         super().closeEvent(ev)

@@ -16,12 +16,13 @@ class RoiStats:
     area_mm2: float
     pixels: int
 
-    def text(self) -> str:
+    def text(self, unit: str = "mm") -> str:
+        """One line; ``unit`` "px" for an uncalibrated image, whose pixels count as 1×1."""
         if not self.pixels:
             return "ROI: empty"
         return (
             f"ROI mean {self.mean:.1f} SD {self.sd:.1f} min {self.minimum:.0f} max {self.maximum:.0f} "
-            f"area {self.area_mm2:.1f} mm²"
+            f"area {self.area_mm2:.1f} {unit}²"
         )
 
 

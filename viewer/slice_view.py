@@ -14,13 +14,13 @@ import numpy as np
 
 from radlens.imaging.geometry import extract_plane
 from radlens.imaging.volume import Volume
+from radlens.imaging.windowing import display_lut
+from radlens.viewer import layout
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.measure import ellipse_stats
 from radlens.viewer.overlays import boxes_on_slice, heat_lut, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
-from radlens.viewer.state import ViewState, orientation_letters, plane_pixel_mm, to_plane
-
-INVERT_LUT = np.arange(255, -1, -1, dtype=np.uint8)
+from radlens.viewer.state import ViewState, plane_pixel_mm, to_plane
 
 
 class _ViewBox(pg.ViewBox):
@@ -61,6 +61,7 @@ class _ScaleBar:
 
     def __init__(self):
         self.mm, self.px = 0.0, 0
+        self.unit = "mm"  # "px" on an uncalibrated image, whose scene units are pixels
 
     def set_scale(self, px_per_mm: float) -> None:
         if not math.isfinite(px_per_mm) or px_per_mm <= 0:
@@ -71,7 +72,7 @@ class _ScaleBar:
         self.px = round(self.mm * px_per_mm)
 
     def text(self) -> str:
-        return f"{self.mm:g} mm" if self.mm >= 1 else f"{self.mm:.1f} mm"
+        return f"{self.mm:g} {self.unit}" if self.mm >= 1 else f"{self.mm:.1f} {self.unit}"
 
 
 def _no_hover_events(ev, exitOnly: bool = False) -> None:
@@ -105,6 +106,9 @@ class SliceView(pg.GraphicsView):
         self.setCentralItem(self.vb)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.vb.addItem(self.image_item)
+        self.shutter_item = pg.ImageItem(axisOrder="row-major")  # a DICOM display shutter, over the image
+        self.shutter_item.setZValue(5)
+        self.vb.addItem(self.shutter_item)
         self.mask_items: dict[str, pg.ImageItem] = {}
         self.heat_items: dict[str, pg.ImageItem] = {}
         self.box_items: list[QtWidgets.QGraphicsRectItem] = []
@@ -139,10 +143,16 @@ class SliceView(pg.GraphicsView):
             self.pixel_mm = plane_pixel_mm(volume, self.plane)
             self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
         self.rebuild_layers()
+        shutter = layout.shutter_rgba(volume) if volume is not None and self.plane == "axial" else None
+        self.shutter_item.setVisible(shutter is not None)  # no shutter of the last study over the next one
         if volume is None:
             self.image_item.clear()
             return
-        self.letters = orientation_letters(volume, self.plane)
+        self.letters = layout.letters(volume, self.plane)
+        self.scale_bar.unit = volume.presentation.pixel_unit
+        if shutter is not None:
+            self.shutter_item.setImage(shutter, autoLevels=False, levels=(0, 255))
+            self.shutter_item.setTransform(self.image_item.transform())
         self.refresh()
         self.fit()
 
@@ -180,17 +190,18 @@ class SliceView(pg.GraphicsView):
         if st is None or vol is None:
             return
         idx = st.slice_index(self.plane)
-        w = st.window
+        # The window's VOI function (SIGMOID) or the series' VOI LUT table, as levels and a table.
+        grey_levels, lut = display_lut(vol, st.window, st.invert)
         if image and idx != self.shown_index:
             self.image_item.setImage(
                 extract_plane(vol, self.plane, idx).image,
                 autoLevels=False,
-                levels=None if vol.is_rgb else (w.low, w.high),
+                levels=None if vol.is_rgb else grey_levels,
             )
             self.shown_index = idx
         elif levels and not vol.is_rgb:
-            self.image_item.setLevels((w.low, w.high))
-        self.image_item.setLookupTable(INVERT_LUT if st.invert and not vol.is_rgb else None)
+            self.image_item.setLevels(grey_levels)
+        self.image_item.setLookupTable(None if vol.is_rgb else lut)
         if overlays and idx != self._overlays_at:
             self._draw_overlays(idx)
             self._overlays_at = idx
@@ -287,14 +298,13 @@ class SliceView(pg.GraphicsView):
         if self.corner_extra:
             tl.insert(0, self.corner_extra)
         self._set_corner("tl", "\n".join(t for t in tl if t))
-        single = vol.shape_zyx[0] == 1  # a radiograph or one slice: no plane, no slice number
-        tr = [vol.modality, vol.description, "" if single else self.plane]
+        tr = [vol.modality, vol.description, *layout.series_lines(vol, self.plane)]
         if st.overlays_on and st.layers:
             models = sorted({f"{layer.key.model} v{layer.version}" for k, layer in st.layers.items() if st.shown(k)})
             if models:
                 tr += ["AI, machine-generated:", *models]
         self._set_corner("tr", "\n".join(t for t in tr if t))
-        self._set_corner("bl", "" if single else f"{self.plane} {idx + 1}/{n}  {pos:.1f} mm")
+        self._set_corner("bl", layout.slice_caption(vol, self.plane, idx, n, pos))
         self._set_corner("br", self._window_text())
 
     def zoom(self) -> float:
@@ -313,6 +323,8 @@ class SliceView(pg.GraphicsView):
             self._set_corner("br", self._window_text())
 
     def _window_text(self) -> str:
+        if self.volume.is_rgb:  # colour is shown as it is: no window
+            return self.zoom_text()
         w = self.state.window
         return f"W {w.width:.0f} L {w.level:.0f}{'  inv' if self.state.invert else ''}\n{self.zoom_text()}"
 
@@ -423,12 +435,15 @@ class SliceView(pg.GraphicsView):
         self.measured.emit(self.measurement_text(p0.x(), p0.y(), p1.x(), p1.y()))
 
     def measurement_text(self, x0: float, y0: float, x1: float, y1: float) -> str:
+        one_view = layout.one_view(self.volume)
+        if self.tool == "ruler" and one_view:  # px when uncalibrated; ultrasound by its regions
+            return layout.measure_text(self.volume, self.scene_to_pixel(x0, y0), self.scene_to_pixel(x1, y1))
         if self.tool == "ruler":
             return f"length {math.hypot(x1 - x0, y1 - y0):.1f} mm"
         img = np.asarray(extract_plane(self.volume, self.plane, self.state.slice_index(self.plane)).image)
         r0, c0 = self.scene_to_pixel(min(x0, x1), min(y0, y1))
         r1, c1 = self.scene_to_pixel(max(x0, x1), max(y0, y1))
-        return ellipse_stats(img, (r0, c0, r1, c1), self.pixel_mm).text()
+        return ellipse_stats(img, (r0, c0, r1, c1), self.pixel_mm).text(self.volume.presentation.pixel_unit)
 
     def clear_measurement(self) -> None:
         if self.measure_item is not None:

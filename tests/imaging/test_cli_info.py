@@ -54,4 +54,4 @@ def test_info_text_and_exit_zero_when_all_paths_are_good(tmp_path):
     proc = _radlens("info", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == f"{tmp_path}: 1 series"
-    assert "CT  synthetic head: 3×8×8 voxels (z×y×x), 1×0.5×0.5 mm, 3 files" in proc.stdout
+    assert "CT  synthetic head: 3×8×8 voxels (z×y×x), 1×0.5×0.5 mm, 3 files, volume" in proc.stdout

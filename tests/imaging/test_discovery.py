@@ -104,15 +104,23 @@ def test_duplicate_position_keeps_one_file_and_lists_the_other(tmp_path):
     assert skipped.reason.startswith("same position as ")
 
 
-def test_repeated_positions_split_by_acquisition(tmp_path):
+def test_repeated_positions_are_a_4d_set_split_by_acquisition(tmp_path):
     uid = "1.2.3.99"
     write_stack(tmp_path, [0.0, 3.0, 6.0], series_uid=uid, acquisition_number=1, prefix="a")
     write_stack(tmp_path, [0.0, 3.0, 6.0], series_uid=uid, acquisition_number=2, prefix="b")
-    series = scan(tmp_path)
-    assert [s.uid for s in series] == [uid, f"{uid}.2"]
-    for s, prefix in zip(series, "ab", strict=True):
-        assert s.shape_zyx[0] == 3 and all(Path(f).name.startswith(prefix) for f in s.files)
-        assert any("positions repeat across acquisition 1, acquisition 2" in w for w in s.warnings)
+    (series,) = scan(tmp_path)
+    assert (series.uid, series.kind, series.dimension) == (uid, "4d", "acquisition")
+    assert series.part_labels == ("acquisition 1", "acquisition 2")
+    assert [p.uid for p in series.parts] == [uid, f"{uid}.2"]
+    for part, prefix in zip(series.parts, "ab", strict=True):
+        assert part.kind == "volume" and part.shape_zyx[0] == 3
+        assert all(Path(f).name.startswith(prefix) for f in part.files)
+    assert series.warnings[0] == "4D set: 2 stacks of 3 slices at the same positions, one per acquisition"
+    assert describe(tmp_path)["series"][0] | {"warnings": []} == {
+        "uid": uid, "modality": "CT", "description": "synthetic", "shape_zyx": [3, 8, 8],
+        "spacing_zyx": [3.0, 0.5, 0.5], "files": 6, "kind": "4d", "parts": 2, "dimension": "acquisition",
+        "warnings": [],
+    }  # fmt: skip
 
 
 def test_two_series_in_one_folder(tmp_path):
@@ -397,13 +405,13 @@ def test_a_radiograph_with_zero_pixel_spacing_opens_with_the_reason(tmp_path, mo
     """pydicom-data's RG1 chest CRs say PixelSpacing 0\\0: the image is still shown, uncalibrated."""
     from radlens.imaging.loading import load
 
-    monkeypatch.setenv("RADLENS_DICOM_FAST", fast)
+    monkeypatch.setattr(dicom_native, "FAST", fast == "1")
     write_slice(tmp_path / "cr.dcm", position=None, orientation=None, pixel_spacing=(0.0, 0.0), modality="CR", value=7)
     (series,) = scan(tmp_path)
     volume = load(series)
     assert volume.shape_zyx == (1, 8, 8) and (volume.array == 7).all()
-    assert any("PixelSpacing [0.0, 0.0] is not a pixel size" in w for w in volume.warnings)
-    assert any("1 mm pixels assumed" in w for w in volume.warnings)
+    assert "uncalibrated (PixelSpacing 0\\0): lengths in px" in volume.warnings
+    assert (series.kind, volume.kind, volume.presentation.pixel_unit) == ("projection", "projection", "px")
 
 
 @pytest.mark.parametrize("fast", ["1", "0"])
@@ -417,7 +425,7 @@ def test_a_radiographs_letters_come_from_its_patient_orientation(tmp_path, monke
     from radlens.imaging.loading import load
     from radlens.viewer.state import orientation_letters
 
-    monkeypatch.setenv("RADLENS_DICOM_FAST", fast)
+    monkeypatch.setattr(dicom_native, "FAST", fast == "1")
     path = write_slice(tmp_path / "cr.dcm", position=None, orientation=None, modality="CR")
     ds = pydicom.dcmread(path)
     ds.PatientOrientation = codes
