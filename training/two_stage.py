@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,35 +48,49 @@ def _nodules(case: Case):
     return nodules_from_instances(load_label(case.label))
 
 
-def case_samples(case: Case, rng: np.random.Generator, spec):
-    """(views, labels, candidate rows) of one case: rows are (score-free) candidates with their hit flags."""
+def case_samples(case: Case, seed: int, spec, cache_dir: Path) -> dict:
+    """One case's candidates as the classifier sees them, kept in ``cache_dir`` until the bundle is
+    written (the slow part of a run: a run killed before then reads them back when restarted).
+
+    ``views`` of every candidate, their LPS centres and labels (1 hit by LUNA16's rule, 0 a false
+    positive of the first stage, -1 ambiguous: near a nodule's edge); ``jittered`` views of the true
+    nodules' own centres, shifted a little; the nodules themselves."""
+    from radlens.imaging.atomic import atomic_path
     from radlens.inference import candidates
     from radlens.inference.lungs import find_lungs
     from radlens.inference.preprocess import Preprocess
 
+    cached = cache_dir / f"{case.case_id}.npz"
+    if cached.is_file():
+        with np.load(cached) as f:
+            return dict(f)
     volume = load_image(case.image)
     prep = Preprocess(spec)(volume)
-    lungs = find_lungs(volume)
-    found = candidates.find_candidates(prep.image, candidates.near_lungs(prep, lungs))
+    found = candidates.find_candidates(prep.image, candidates.near_lungs(prep, find_lungs(volume)))
     nodules = _nodules(case)
     centres_lps = prep.grid.index_to_lps(found.centers_zyx) if len(found) else np.zeros((0, 3))
-    label = np.zeros(len(found), dtype=np.int8)  # 1 hit, 0 false positive, -1 ambiguous (near a nodule's edge)
+    label = np.zeros(len(found), dtype=np.int8)
     for n in nodules:
         d = np.linalg.norm(centres_lps - np.asarray(n.center_lps), axis=1)
         label[(d <= n.diameter_mm / 2 + 3.0) & (label == 0)] = -1
         label[d <= n.diameter_mm / 2] = 1
-    keep = label >= 0
-    views = [candidates.patches(prep.image, found.centers_zyx[keep])]
-    labels = [label[keep].astype(np.float32)]
-    if nodules:
-        centres = prep.grid.lps_to_index(np.asarray([n.center_lps for n in nodules]))
-        radius = np.asarray([n.diameter_mm for n in nodules]) / 2
-        shifted = np.repeat(centres, JITTERS, axis=0)
-        r = np.repeat(radius, JITTERS)[:, None]
-        shifted = shifted + rng.normal(0, 1, shifted.shape) * np.minimum(0.3 * r, 2.0)
-        views.append(candidates.patches(prep.image, shifted))
-        labels.append(np.ones(len(shifted), dtype=np.float32))
-    return np.concatenate(views).astype(np.float16), np.concatenate(labels), (found, label, nodules, prep)
+    nodule_lps = np.asarray([n.center_lps for n in nodules], dtype=np.float64).reshape(-1, 3)
+    nodule_mm = np.asarray([n.diameter_mm for n in nodules], dtype=np.float64)
+    shifted = np.repeat(prep.grid.lps_to_index(nodule_lps), JITTERS, axis=0) if len(nodules) else np.zeros((0, 3))
+    r = np.repeat(nodule_mm / 2, JITTERS)[:, None]
+    rng = np.random.default_rng([seed, zlib.crc32(case.case_id.encode())])  # the same shifts after a restart
+    shifted = shifted + rng.normal(0, 1, shifted.shape) * np.minimum(0.3 * r, 2.0)
+    sample = {
+        "views": candidates.patches(prep.image, found.centers_zyx).astype(np.float16),
+        "centres_lps": centres_lps,
+        "labels": label,
+        "jittered": candidates.patches(prep.image, shifted).astype(np.float16),
+        "nodule_lps": nodule_lps,
+        "nodule_mm": nodule_mm,
+    }
+    with atomic_path(cached, ".npz") as tmp:
+        np.savez(tmp, **sample)
+    return sample
 
 
 def _augment(x, rng: np.random.Generator):
@@ -96,18 +112,17 @@ def _augment(x, rng: np.random.Generator):
     return x
 
 
-def validation_froc(network, rows: list, device: str) -> tuple[float, dict]:
+def validation_froc(network, samples: list[dict], device: str) -> tuple[float, dict]:
     """CPM and the FROC of the classifier on the validation cases' candidates (LUNA16's rule)."""
     from radlens.inference import candidates
     from radlens.training.metrics import Candidate, Nodule, froc
 
     scans = []
-    for found, _, nodules, prep in rows:
-        views = candidates.patches(prep.image, found.centers_zyx)
-        scores = run_to_end(candidates.classify(network, views, device=device))
-        lps = prep.grid.index_to_lps(found.centers_zyx) if len(found) else np.zeros((0, 3))
-        cands = [Candidate(tuple(map(float, c)), float(s)) for c, s in zip(lps, scores, strict=True)]
-        scans.append((cands, [Nodule(tuple(n.center_lps), float(n.diameter_mm)) for n in nodules]))
+    for s in samples:
+        scores = run_to_end(candidates.classify(network, s["views"].astype(np.float32), device=device))
+        cands = [Candidate(tuple(map(float, c)), float(p)) for c, p in zip(s["centres_lps"], scores, strict=True)]
+        nodules = [Nodule(tuple(map(float, c)), float(d)) for c, d in zip(s["nodule_lps"], s["nodule_mm"], strict=True)]
+        scans.append((cands, nodules))
     result = froc(scans)
     return result["cpm"], result
 
@@ -132,15 +147,17 @@ def train(args: argparse.Namespace, command: str):
 
     block = input_block(args.spacing or (1.0, 1.0, 1.0))
     spec = InputSpec.from_json(block)
-    views, labels, val_rows = [], [], []
+    cache_dir = Path(args.out) / "candidates" / "x".join(f"{v:g}" for v in spec.spacing_zyx)
+    views, labels, val_samples = [], [], []
     for i, case in enumerate(train_cases + val):
         yield Progress(i, len(cases), f"candidates of {case.case_id}")
-        v, y, row = case_samples(case, rng, spec)
+        sample = case_samples(case, args.seed, spec, cache_dir)
         if case in val:
-            val_rows.append(row)
+            val_samples.append(sample)
         else:
-            views.append(v)
-            labels.append(y)
+            keep = sample["labels"] >= 0
+            views += [sample["views"][keep], sample["jittered"]]
+            labels += [sample["labels"][keep].astype(np.float32), np.ones(len(sample["jittered"]), np.float32)]
     x_all = torch.from_numpy(np.concatenate(views))
     y_all = np.concatenate(labels)
     pos, neg = np.flatnonzero(y_all == 1), np.flatnonzero(y_all == 0)
@@ -168,7 +185,7 @@ def train(args: argparse.Namespace, command: str):
         if (step + 1) % 50 == 0:
             yield Progress(step + 1, steps, f"step {step + 1}/{steps}: loss {np.mean(history[-50:]):.4f}")
     network.eval()
-    cpm, details = validation_froc(network, val_rows, "cpu")
+    cpm, details = validation_froc(network, val_samples, "cpu")
     threshold = suggest_threshold(details, FPS_AT_THRESHOLD)
     meta = {
         "name": Path(args.out).resolve().name,
@@ -212,6 +229,7 @@ def train(args: argparse.Namespace, command: str):
         },
     }
     save_bundle(Path(args.out), network, meta)
+    shutil.rmtree(Path(args.out) / "candidates", ignore_errors=True)  # the bundle is complete: not shipped
     return meta
 
 
