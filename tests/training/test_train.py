@@ -294,3 +294,20 @@ def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset
     assert validation["cases"] == 1 and 0.0 <= validation["cpm"] <= 1.0
     assert 0.0 <= meta["thresholds"]["score"] <= 1.0
     assert load_bundle(str(out)).metadata.pipeline == "candidates"
+
+
+def test_two_stage_candidates_survive_a_killed_run(tiny_dataset, tmp_path, monkeypatch):
+    import numpy as np
+
+    from radlens.inference import candidates
+    from radlens.inference.metadata import InputSpec
+    from radlens.training import two_stage
+    from radlens.training.datasets import read_dataset
+
+    case = read_dataset(tiny_dataset, "detection").train_cases[0]
+    spec = InputSpec.from_json(two_stage.input_block((3.0, 3.0, 3.0)))
+    first = two_stage.case_samples(case, 1, spec, tmp_path)
+    assert len(first["nodule_mm"]) and len(first["jittered"]) == two_stage.JITTERS * len(first["nodule_mm"])
+    monkeypatch.setattr(candidates, "find_candidates", lambda *a, **k: pytest.fail("searched again"))
+    again = two_stage.case_samples(case, 1, spec, tmp_path)
+    assert sorted(first) == sorted(again) and all(np.array_equal(first[k], again[k]) for k in first)
