@@ -106,7 +106,7 @@ def associate(node: Node, local: LocalAE, contexts, *, roles=(), handlers=()):
 def _why_not(assoc, node: Node, timeout_s: float) -> str:
     if assoc.is_rejected and assoc.acceptor.primitive is not None:
         p = assoc.acceptor.primitive
-        return f"association rejected ({p.result_str.lower()}, by the {p.source_str}): {p.reason_str}"
+        return f"association rejected by the {p.source_str} ({p.result_str.split()[-1].lower()}): {p.reason_str}"
     try:  # pynetdicom only logs why it could not connect; ask the network once more for the reason
         socket.create_connection((node.host, node.port), timeout=timeout_s).close()
     except OSError as err:

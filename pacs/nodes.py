@@ -175,8 +175,11 @@ def _typed(cls, item, where: str) -> dict:
         elif want == "str" and isinstance(value, str):
             out[key] = value.strip()
         else:
-            raise PacsError(where, f"{key} {value!r}: must be a {'number' if want == 'float' else want}")
+            raise PacsError(where, f"{key} {value!r}: must be {_TYPE_NAMES[want]}")
     return out
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string"}
 
 
 def _only(item: dict, allowed: set[str], where: str) -> None:

@@ -29,7 +29,9 @@ STOW_BATCH = 16  # instances per STOW-RS request: progress between requests, mem
 def client(node: Node, local: LocalAE) -> DICOMwebClient:
     if node.kind != "dicomweb":
         raise PacsError(node, "is a DIMSE node: DICOMweb needs a URL")
-    return DICOMwebClient(url=node.url, timeout=local.timeout_s)
+    web = DICOMwebClient(url=node.url, timeout=local.timeout_s)
+    web.set_http_retry_params(retry=False)  # an unreachable node is said at once; the user retries
+    return web
 
 
 @contextmanager
