@@ -82,7 +82,14 @@ class PacsConfig:
     def to_json(self) -> dict:
         return {
             "local": asdict(self.local),
-            "nodes": [{k: v for k, v in asdict(n).items() if v not in ("", 0) or k == "name"} for n in self.nodes],
+            "nodes": [
+                {
+                    k: v
+                    for k, v in asdict(n).items()
+                    if (v not in ("", 0) or k == "name") and (k != "retrieve" or n.host)
+                }
+                for n in self.nodes
+            ],
         }
 
     def with_nodes(self, nodes) -> PacsConfig:

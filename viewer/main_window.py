@@ -16,6 +16,7 @@ from radlens.imaging.windowing import presets
 from radlens.viewer.ai_panel import AiPanel
 from radlens.viewer.browser import StudyBrowser
 from radlens.viewer.controller import Controller, key_of
+from radlens.viewer.dicom_actions import DicomActions
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
 from radlens.viewer.protocols import Redraw
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
@@ -117,6 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.controller = Controller(self, self.runner, self.settings)
         self._connect(self.controller)
         self._build_menus()
+        self.dicom = DicomActions(self)  # File ▸ Export to DICOM / Open DICOM results, and the PACS menu
         self.show_layout("1x3", "axial")
         self._restore_layout()
 
