@@ -4,6 +4,9 @@ or opened from files (another tool's SEG) show as layers, with the review an SR 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -70,7 +73,7 @@ def test_export_to_dicom_writes_seg_sr_with_the_review_key_images_and_the_view(w
 
 
 def test_a_study_opened_from_nifti_says_dicom_export_needs_a_dicom_source(window, study, monkeypatch):
-    volume, folder = study
+    volume, _ = study
     window.set_volume(volume)
     window.set_findings(make_findings(volume))
     monkeypatch.setattr("radlens.viewer.dicom_actions.DicomExportDialog.exec", lambda self: 0 / 0)  # never opens
@@ -139,3 +142,36 @@ def test_another_tools_seg_opened_from_a_file_shows_as_its_layer(window, qtbot, 
         f"DICOM results: nothing new; 1 refused: {tmp_path / 'other.dcm'}: references series 1.2.3.4, "
         f"not {volume.series_uid}"
     )
+
+
+def test_radlens_export_dicom_is_the_png_as_an_anonymised_secondary_capture(qapp, tmp_path, capsys):
+    """The same rendering as the PNG, BurnedInAnnotation YES, no patient with --anonymize; dciodvfy (when
+    installed) finds no error in it; a NIfTI study or a .png name is refused in one line."""
+    from radlens.cli import main
+    from radlens.inference.findings import write_findings
+    from radlens.viewer.export import rgb_array
+    from radlens.viewer.qt import QtGui
+
+    volume = _dicom_ct(tmp_path / "ct")
+    write_findings(make_findings(volume), tmp_path / "run")
+    args = ["export", str(tmp_path / "ct"), "--findings", str(tmp_path / "run"), "--finding", "1", "--anonymize"]
+    assert main([*args, "--out", str(tmp_path / "view.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "view.dcm"), "--dicom"]) == 0
+    sc = pydicom.dcmread(tmp_path / "view.dcm")
+    np.testing.assert_array_equal(sc.pixel_array, rgb_array(QtGui.QImage(str(tmp_path / "view.png"))))
+    assert (sc.BurnedInAnnotation, sc.PatientName, sc.PatientID) == ("YES", "ANONYMOUS^", "ANONYMOUS")
+    assert sc.StudyInstanceUID == pydicom.dcmread(volume.files[0]).StudyInstanceUID
+    assert "nodule-detector v1.0.0" in sc.ImageComments and "PID-7" not in str(sc)
+    checker = shutil.which("dciodvfy")
+    if checker is not None:
+        out = subprocess.run([checker, str(tmp_path / "view.dcm")], capture_output=True, text=True, timeout=60)
+        assert not [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "view2.png"), "--dicom"]) == 1
+    assert (
+        capsys.readouterr().err
+        == f"radlens: error: {tmp_path / 'view2.png'}: --dicom writes a Secondary Capture; name it .dcm\n"
+    )
+    with capsys.disabled():  # which checker ran, in the test log
+        print(f"conformance checker: {checker or 'pydicom only (dciodvfy not installed)'}")
