@@ -136,5 +136,5 @@ def run_send(args: argparse.Namespace) -> int:
     config = _config(args)
     node = config.node(args.node)
     sent = run_with_progress(iter_send(node, config.local, args.paths, check=not args.no_check), f"send to {node.name}")
-    print(f"{node}: {sent} instances stored")
+    print(f"{node}: {sent} instance{'' if sent == 1 else 's'} stored")
     return 0

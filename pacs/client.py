@@ -105,15 +105,24 @@ def dicom_files(paths) -> list[Path]:
     return out
 
 
-def check_references(node: Node, local: LocalAE, paths: list[Path]) -> None:
-    """Results (SEG, SR, KOS, RTSTRUCT) must join their source series on the node: each series they
-    reference is sent with them or already held there, in the same study; else one line says which not."""
+def read_headers(paths: list[Path]) -> dict[Path, pydicom.Dataset]:
+    """Each file's header (no pixels); a file that is not DICOM, or has no file meta, is refused by name."""
     headers = {}
     for path in paths:
         try:
-            headers[path] = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            syntax = ds.file_meta.TransferSyntaxUID
         except Exception as err:  # any file at all may be named: it is refused, not a traceback
-            raise PacsError(path, f"not a readable DICOM file: {type(err).__name__}: {err}") from None
+            raise PacsError(path, f"not a DICOM file to send: {type(err).__name__}: {err}") from None
+        if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID") or not syntax:
+            raise PacsError(path, "not a DICOM file to send: no SOP class, instance UID or transfer syntax")
+        headers[path] = ds
+    return headers
+
+
+def check_references(node: Node, local: LocalAE, headers: dict[Path, pydicom.Dataset]) -> None:
+    """Results (SEG, SR, KOS, RTSTRUCT) must join their source series on the node: each series they
+    reference is sent with them or already held there, in the same study; else one line says which not."""
     sending = {str(ds.get("SeriesInstanceUID", "")) for ds in headers.values()}
     held: dict[str, bool] = {}
     for path, ds in headers.items():
@@ -122,9 +131,8 @@ def check_references(node: Node, local: LocalAE, paths: list[Path]) -> None:
         study = str(ds.get("StudyInstanceUID", ""))
         for series in sorted(referenced_series(ds) - sending):
             if series not in held:
-                held[series] = bool(
-                    find(node, local, Query("series", {"StudyInstanceUID": study, "SeriesInstanceUID": series}))
-                )
+                query = Query("series", {"StudyInstanceUID": study, "SeriesInstanceUID": series})
+                held[series] = bool(find(node, local, query))
             if not held[series]:
                 raise PacsError(
                     path,
@@ -138,7 +146,9 @@ def iter_send(
     """Send files (C-STORE or STOW-RS); results are checked against the node first (``check_references``)."""
     files = dicom_files(paths)
     yield Progress(0, len(files), f"{node}: checking {len(files)} files")
+    headers = read_headers(files)
     if check:
-        check_references(node, local, files)
-    run = web.iter_stow if node.kind == "dicomweb" else dimse.iter_store
-    return (yield from run(node, local, files, cancel))
+        check_references(node, local, headers)
+    if node.kind == "dicomweb":
+        return (yield from web.iter_stow(node, local, files, cancel))
+    return (yield from dimse.iter_store(node, local, headers, cancel))

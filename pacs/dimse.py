@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 from pydicom import uid as uids
 from pydicom.dataset import Dataset
-from pynetdicom import AE, AllStoragePresentationContexts, build_role, evt
+from pynetdicom import AE, AllStoragePresentationContexts, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -215,6 +215,8 @@ def iter_get(
 ) -> Generator[Progress, None, None]:
     """C-GET: the PACS sends the instances back over our own association, as C-STOREs we accept."""
     classes = sorted({m["SOPClassUID"] for m in instances if m.get("SOPClassUID")})
+    if not classes:  # the PACS did not say: offer the common storage classes
+        classes = [cx.abstract_syntax for cx in StoragePresentationContexts[: MAX_CONTEXTS - 1]]
     if len(classes) >= MAX_CONTEXTS:
         raise PacsError(node, f"C-GET: {len(classes)} SOP classes in one retrieve (at most {MAX_CONTEXTS - 1})")
     contexts = [(StudyRootQueryRetrieveInformationModelGet, UNCOMPRESSED)]
@@ -253,11 +255,11 @@ def iter_move(
 
 
 # -- sending -------------------------------------------------------------------------------------------
-def iter_store(node: Node, local: LocalAE, paths: list[Path], cancel) -> Generator[Progress, None, int]:
-    """C-STORE every file over one association; a refused instance stops the send with its reason."""
-    headers = [(p, pydicom.dcmread(p, stop_before_pixels=True)) for p in paths]
+def iter_store(node: Node, local: LocalAE, headers: dict[Path, Dataset], cancel) -> Generator[Progress, None, int]:
+    """C-STORE every file (``headers``: path → its header) over one association; a refused instance stops
+    the send with its reason."""
     wanted: dict[str, set[str]] = {}
-    for _, ds in headers:
+    for ds in headers.values():
         syntax = str(ds.file_meta.TransferSyntaxUID)
         wanted.setdefault(str(ds.SOPClassUID), set()).add(syntax)
     contexts = []
@@ -270,7 +272,7 @@ def iter_store(node: Node, local: LocalAE, paths: list[Path], cancel) -> Generat
     if len(contexts) > MAX_CONTEXTS:
         raise PacsError(node, f"C-STORE: {len(contexts)} kinds of object in one send (at most {MAX_CONTEXTS})")
     with associate(node, local, contexts) as assoc:
-        for i, (path, _) in enumerate(headers, start=1):
+        for i, path in enumerate(headers, start=1):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"C-STORE to {node}")
             try:

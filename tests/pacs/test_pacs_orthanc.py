@@ -210,7 +210,10 @@ def test_results_whose_series_the_pacs_does_not_hold_are_refused_in_one_line(
     assert code == 1 and len(err) == 1
     assert err[0].startswith(f"radlens: error: {tmp_path / 'moved.dcm'}: references series 1.2.3.4.5, which orthanc")
     assert err[0].endswith("send that series first")
-    assert len(orthanc.get("/instances")) == before
+    (tmp_path / "notes.txt").write_text("not an image")
+    code, _, err = _cli(capsys, "pacs", "send", "orthanc", str(tmp_path / "notes.txt"), "--config", config)
+    assert code == 1 and err[0].startswith(f"radlens: error: {tmp_path / 'notes.txt'}: not a DICOM file to send:")
+    assert len(err) == 1 and len(orthanc.get("/instances")) == before
 
 
 @pytest.mark.parametrize("node", ["dimse", "web"])
