@@ -37,7 +37,7 @@ class DicomActions(QtCore.QObject):
         self.window = window
         self.runner = window.runner
         self.dialog = None  # the query dialog, made on first use
-        self._then: dict[int, tuple[Callable, tuple]] = {}  # job id → what to do with its result
+        self._then: dict[int, tuple[str, Callable, tuple]] = {}  # job id → (channel, what to do with its result)
         self._add_menus()
         self.runner.progressed.connect(self.on_progress)
         self.runner.finished.connect(self.on_finished)
@@ -67,8 +67,9 @@ class DicomActions(QtCore.QObject):
 
     # -- jobs ----------------------------------------------------------------------------------------
     def _start(self, channel: str, factory, then: Callable, *payload) -> int:
-        job_id = self.runner.start(channel, factory)
-        self._then[job_id] = (then, payload)
+        job_id = self.runner.start(channel, factory)  # a job it replaces in the channel reports nothing more
+        self._then = {j: t for j, t in self._then.items() if t[0] != channel}
+        self._then[job_id] = (channel, then, payload)
         return job_id
 
     @QtCore.Slot(object)
@@ -94,7 +95,7 @@ class DicomActions(QtCore.QObject):
             if self.dialog is not None and ev.channel in QUERY_CHANNELS:
                 self.dialog.show_message(ev.error or f"{ev.channel}: cancelled", error=bool(ev.error))
             return
-        fn, payload = then
+        _, fn, payload = then
         fn(ev.result, *payload)
 
     def _pacs(self, node_name: str):
