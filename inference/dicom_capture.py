@@ -78,6 +78,8 @@ def write_screenshot(
     sc.BurnedInAnnotation = "YES"
     sc.Laterality = ""  # unknown (type 2C in General Series; a screenshot shows no paired organ)
     sc.ImageComments = description[:10240]
+    if not description.isascii():  # the legend's "·" and "—": UTF-8 for every text of the object
+        sc.SpecificCharacterSet = "ISO_IR 192"
     sc.ConversionType = "SYN"
     if source_slice is not None:  # the slice it shows
         item = Dataset()

@@ -15,6 +15,7 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 
+from radlens.imaging.dicom_references import referenced_series
 from radlens.imaging.volume import Volume
 from radlens.inference.dicom_rtstruct import read_rtstruct
 from radlens.inference.dicom_seg import read_seg
@@ -109,18 +110,6 @@ def read_one(path, source: SourceSeries) -> tuple[list[ModelRun], list[Detection
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise DicomResultsError(path, f"malformed {modality}: {type(err).__name__}: {err}") from None
     return [ModelRun(name, version, "segmentation")], [], segs, {}
-
-
-def referenced_series(ds) -> set[str]:
-    """The series a SEG, SR or RTSTRUCT says it was derived from."""
-    uids = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", []) if "SeriesInstanceUID" in s}
-    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
-        for study in ds.get(keyword, []):
-            uids |= {str(s.SeriesInstanceUID) for s in study.get("ReferencedSeriesSequence", [])}
-    for frame in ds.get("ReferencedFrameOfReferenceSequence", []):
-        for study in frame.get("RTReferencedStudySequence", []):
-            uids |= {str(s.SeriesInstanceUID) for s in study.get("RTReferencedSeriesSequence", [])}
-    return uids
 
 
 def check_references(ds, source: SourceSeries, path: str) -> None:

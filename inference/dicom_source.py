@@ -51,14 +51,19 @@ class SourceSeries:
         return str(self.datasets[0].SeriesInstanceUID)
 
 
-def source_series(volume: Volume) -> SourceSeries:
-    """The volume's DICOM headers; a volume that did not come from DICOM is refused in one line."""
+def require_dicom(volume: Volume) -> None:
+    """Refuse, in one line, a volume that did not come from DICOM files (no headers are read)."""
     if not volume.files:
         name = Path(volume.source).name.lower() if volume.source else ""
         kind = next((k for suffix, k in FORMATS.items() if name.endswith(suffix)), "not from DICOM files")
         raise DicomResultsError(
             volume.source or "volume", f"DICOM results need a DICOM source series: this one is {kind}"
         )
+
+
+def source_series(volume: Volume) -> SourceSeries:
+    """The volume's DICOM headers; a volume that did not come from DICOM is refused in one line."""
+    require_dicom(volume)
     try:
         datasets = tuple(pydicom.dcmread(f, stop_before_pixels=True) for f in volume.files)
     except (OSError, pydicom.errors.InvalidDicomError) as err:

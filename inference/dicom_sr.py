@@ -159,7 +159,8 @@ class SrRead:
 
 def read_sr(sr, source: SourceSeries, path: str) -> SrRead:
     """TID 1500 planar and volumetric ROIs as detections on the source grid (segment components skipped:
-    the SEG carries them), pairing a planar and a volumetric group by their tracking UID."""
+    the SEG carries them), pairing a planar and a volumetric group by their tracking UID. An SR holds
+    what was reported, so its models' threshold is 0: every finding in it shows."""
     try:
         report = hd.sr.MeasurementReport.from_sequence(sr.ContentSequence and [sr], copy=False)
     except (ValueError, AttributeError, TypeError) as err:
@@ -193,7 +194,7 @@ def read_sr(sr, source: SourceSeries, path: str) -> SrRead:
         if box is None:
             continue
         model, version = _algorithm(main) or fallback
-        models.setdefault(model, ModelRun(model, version, "detection"))
+        models.setdefault(model, ModelRun(model, version, "detection", threshold=0.0))
         tail = key.rsplit(":", 1)[-1]
         number = int(tail) if key.startswith("det:") and tail.isdigit() else len(detections) + 1
         if decision and not key:

@@ -64,7 +64,6 @@ class Lungs:
         return tuple(dataclasses.replace(d, id=i) for i, d in enumerate(kept, start=1))
 
 
-
 NOT_FOUND = "no lungs found in this series, and a lung model's findings must lie in the lungs"
 
 
@@ -116,4 +115,3 @@ def _find_lungs(volume: Volume, step_mm: float) -> Lungs | None:
     distance = ndimage.distance_transform_edt(~mask, sampling=spacing).astype(np.float32)
     grid = volume.with_array(mask.astype(np.uint8), spacing_zyx=tuple(spacing))
     return Lungs(grid, distance, total)
-

@@ -15,7 +15,13 @@ import sys
 from radlens.imaging.errors import RadlensError
 
 # Package → subcommands it registers. The viewer's "view" is the default subcommand.
-_COMMAND_MODULES = ("radlens.viewer.cli", "radlens.imaging.cli", "radlens.inference.cli", "radlens.training.cli")
+_COMMAND_MODULES = (
+    "radlens.viewer.cli",
+    "radlens.imaging.cli",
+    "radlens.inference.cli",
+    "radlens.training.cli",
+    "radlens.pacs.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

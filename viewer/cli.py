@@ -11,9 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--demo", action="store_true", help="open the synthetic demo studies with AI overlays")
     p.set_defaults(func=run_view)
 
-    p = sub.add_parser("export", help="render a slice with its overlays to PNG, headless")
+    p = sub.add_parser("export", help="render a slice with its overlays to PNG (or DICOM), headless")
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--out", required=True, metavar="FILE.png|FILE.dcm")
     p.add_argument("--findings", metavar="DIR", help="folder holding findings.json (from radlens infer)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--slice", type=int, metavar="N")
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", default="all", metavar="all|none|MODEL,...")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="output size in pixels")
     p.add_argument("--anonymize", action="store_true", help="no patient identifiers in text or metadata")
+    p.add_argument("--dicom", action="store_true", help="write DICOM Secondary Capture (FILE.dcm) instead of PNG")
     p.set_defaults(func=run_export)
 
 

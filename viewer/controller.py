@@ -169,7 +169,7 @@ class Controller:
         return True
 
     def cancel_loading(self) -> None:
-        for channel in ("scan", "load", "demo", "thumbs"):
+        for channel in ("scan", "load", "demo", "thumbs", "retrieve", "send", "dicom-export", "dicom-results"):
             self.runner.cancel(channel)
         self.view.show_progress(None)
         self.view.set_status("cancelled")

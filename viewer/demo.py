@@ -26,6 +26,7 @@ SHAPES = {"chest-ct": (256, 384, 384), "brain-mr": None}
 def demo_root() -> Path:
     """The cache folder, keyed by the phantom code and the sizes: a changed phantom is rewritten, never stale."""
     from radlens import imaging
+
     digest = hashlib.sha256()
     for source in sorted(Path(imaging.__file__).parent.glob("phantom*.py")):
         digest.update(source.read_bytes())

@@ -12,6 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 from radlens.imaging.atomic import atomic_path
 from radlens.imaging.errors import RadlensError
 from radlens.imaging.volume import StudyInfo, Volume, Window
@@ -104,6 +106,13 @@ def render_study(
         p.drawText(80 + 132, y + 11, "1")
     p.end()
     return out, legend
+
+
+def rgb_array(image: QtGui.QImage) -> np.ndarray:
+    """A QImage as an (rows, columns, 3) uint8 RGB array (what Secondary Capture stores)."""
+    rgb = image.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    rows = np.frombuffer(rgb.constBits(), np.uint8, rgb.sizeInBytes()).reshape(rgb.height(), rgb.bytesPerLine())
+    return rows[:, : 3 * rgb.width()].reshape(rgb.height(), rgb.width(), 3).copy()
 
 
 def _wrap(lines: list[str], fm: QtGui.QFontMetrics, width: int) -> list[str]:
@@ -233,10 +242,27 @@ def export_command(args: argparse.Namespace) -> int:
             raise RadlensError(f"--slice {args.slice}: the {plane} plane has slices 0..{n - 1}")
         state.set_slice(plane, args.slice)
     size = tuple(args.size) if args.size else default_size(volume, plane)
+    if args.dicom:
+        from radlens.inference.dicom_source import require_dicom
+
+        require_dicom(volume)  # before any rendering: a NIfTI study is refused in one line
+        if Path(args.out).suffix.lower() != ".dcm":
+            raise RadlensError(f"{args.out}: --dicom writes a Secondary Capture; name it .dcm")
     image, legend = render_study(volume, state, plane, size, anonymize=args.anonymize)
-    out = save_png(image, args.out, legend, anonymize=args.anonymize, study=volume.study)
+    if args.dicom:
+        out = save_capture(image, legend, volume, args.out, plane, state, anonymize=args.anonymize)
+    else:
+        out = save_png(image, args.out, legend, anonymize=args.anonymize, study=volume.study)
     print(out)
     return 0
+
+
+def save_capture(image, legend, volume: Volume, path, plane: str, state: ViewState, *, anonymize: bool) -> Path:
+    """The rendering as DICOM Secondary Capture; an axial one references the slice it shows."""
+    from radlens.viewer.dicom_jobs import Capture, write_capture
+
+    axial = state.slice_index("axial") if plane == "axial" else None
+    return write_capture(Capture(rgb_array(image), " | ".join(legend), axial), volume, path, anonymize=anonymize)
 
 
 class ExportDialog(QtWidgets.QDialog):

@@ -17,6 +17,7 @@ from radlens.viewer.ai_panel import AiPanel
 from radlens.viewer.browser import StudyBrowser
 from radlens.viewer.cine import CineBar
 from radlens.viewer.controller import Controller, key_of
+from radlens.viewer.dicom_actions import DicomActions
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
 from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
@@ -125,6 +126,7 @@ class MainWindow(QtWidgets.QMainWindow):
         column.addWidget(self.phase_bar)
         self._connect(self.controller)
         self._build_menus()
+        self.dicom = DicomActions(self)  # File ▸ Export to DICOM / Open DICOM results, and the PACS menu
         self.show_layout("1x3", "axial")
         self._restore_layout()
 
