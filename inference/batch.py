@@ -4,8 +4,9 @@ Why: the users of nnU-Net and MONAI run their models over a whole cohort. Each s
 PATH gets OUT/NAME/ (findings.json and masks, written atomically, so an interrupted run leaves whole
 folders only); a folder whose findings.json already holds every requested model's run is skipped,
 so a rerun finishes what is left. With several devices (``--device cuda:0,cuda:1``) the series are
-dealt round-robin to one spawned process per device. Across machines, run one ``radlens infer`` per
-machine on its share of the studies (torchrun or the cluster's scheduler decides the shares).
+dealt round-robin to one spawned process per device. Across machines, each ``radlens infer`` takes its
+share with ``--shard K/N`` (torchrun's RANK/WORLD_SIZE, a SLURM array's task id and count): every
+K-th of the series in a fixed order, so N runs cover the cohort once without talking to each other.
 """
 
 from __future__ import annotations
@@ -65,18 +66,24 @@ def jobs_in(series: list[SeriesInfo], nnunet_names: bool) -> list[Job]:
     return jobs
 
 
-def is_done(folder: Path, models: list[str] | None) -> bool:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` → (K, N), 0 ≤ K < N; anything else is refused with the reason."""
+    from radlens.inference.errors import BundleError
+
+    k, _, n = str(text).partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise BundleError(f"--shard {text}", "expected K/N with 0 ≤ K < N (e.g. 0/4 for the first of four)")
+    return int(k), int(n)
+
+
+def is_done(folder: Path, names: list[str]) -> bool:
     """Whether ``folder`` holds a findings.json with a run of every named model (any model when none are named)."""
     try:
         doc = json.loads((folder / "findings.json").read_text())
     except (OSError, ValueError):
         return False
     ran = {m.get("name") for m in doc.get("models", []) if isinstance(m, dict)}
-    if not models:
-        return bool(ran)
-    from radlens.inference.bundle import bundle_info, find_bundle
-
-    return all(bundle_info(find_bundle(m)).name in ran for m in models)
+    return all(n in ran for n in names) if names else bool(ran)
 
 
 def run_jobs(jobs: list[Job], out: Path, models: list[str] | None, device: str, threads: int, dicom: bool) -> int:
@@ -120,13 +127,21 @@ def run_batch(
     devices: list[str],
     nnunet_names: bool = False,
     dicom: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> int:
-    """Every series into OUT/NAME/, skipping finished ones; returns the exit status (1 if any failed)."""
+    """Every series of the shard into OUT/NAME/, skipping finished ones; the exit status (1 if any failed)."""
+    from radlens.inference.bundle import bundle_info, find_bundle
+
     out = Path(out)
-    jobs = jobs_in(series, nnunet_names)
-    todo = [j for j in jobs if not is_done(out / j.name, models)]
+    # Once, here: a foreign model folder is imported before any worker starts, and workers get bundle folders.
+    models = [str(find_bundle(m)) for m in models] if models else None
+    names = [bundle_info(m).name for m in models or ()]
+    k, n = shard
+    jobs = jobs_in(series, nnunet_names)[k::n]
+    todo = [j for j in jobs if not is_done(out / j.name, names)]
     skipped = len(jobs) - len(todo)
-    print(f"{len(jobs)} series: {skipped} done already, {len(todo)} to run on {', '.join(devices)}", flush=True)
+    share = f" (shard {k}/{n})" if n > 1 else ""
+    print(f"{len(jobs)} series{share}: {skipped} done already, {len(todo)} to run on {', '.join(devices)}", flush=True)
     if not todo:
         return 0
     threads = max(1, (os.cpu_count() or 1) // len(devices))

@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a folder of studies: name each result folder as nnU-Net names cases",
     )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="a folder of studies: only every N-th series from the K-th (one of N machines; K from 0)",
+    )
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG + SR + key images into DIR/dicom/")
     p.set_defaults(func=run_infer)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +126,9 @@ class Segmentation:
     mask_file: str = ""  # file name beside findings.json (a label map shared by the model's labels)
     mask: np.ndarray | None = None  # bool (z, y, x) on the input grid, when in memory
     colour: tuple[int, int, int] | None = None  # the model's own display colour for the label, when it has one
+    # The model's label map (z, y, x) on the input grid, shared by its segmentations, when in memory:
+    # ``label_map == label_value`` is ``mask``. One array for a model's hundred labels (viewer, writer).
+    label_map: np.ndarray | None = None
 
     def to_json(self) -> dict:
         out = {
@@ -233,25 +236,18 @@ def write_findings(findings: Findings, folder: str | os.PathLike) -> Path:
         by_model.setdefault(s.model, []).append(s)
     for model, items in by_model.items():
         name = f"{model}.nii.gz"
-        if any(s.mask is not None for s in items):
-            labels = np.zeros(shape, dtype=np.uint8)
-            for s in items:
-                if s.mask is not None:
-                    labels[s.mask.astype(bool)] = s.label_value
+        with_mask = [s for s in items if s.mask is not None]
+        if with_mask:
+            shared = with_mask[0].label_map
+            if shared is not None and all(s.label_map is shared for s in with_mask):
+                labels = shared  # the model's own label map: no pass per label
+            else:
+                top = max(s.label_value for s in with_mask)
+                labels = np.zeros(shape, dtype=np.uint8 if top < 256 else np.uint16)
+                for s in with_mask:
+                    labels[np.asarray(s.mask, dtype=bool)] = s.label_value
             write_volume(grid, folder / name, labels)
-        segs += [
-            Segmentation(
-                s.model,
-                s.label,
-                s.label_value,
-                s.volume_ml,
-                s.components,
-                name if s.mask is not None else s.mask_file,
-                s.mask,
-                s.colour,
-            )
-            for s in items
-        ]
+        segs += [replace(s, mask_file=name) if s.mask is not None else s for s in items]
     classes = []
     for c in findings.classifications:
         name = c.heatmap_file
@@ -302,13 +298,18 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
         )
         segs, classes = [], []
         shape = tuple(findings.input["shape_zyx"])
-        cache: dict[str, np.ndarray] = {}
+        from scipy import ndimage
+
+        cache: dict[str, tuple[np.ndarray, list]] = {}
         for s in doc.get("segmentations", []):
-            mask = None
+            mask = label_map = None
             if load_arrays and s.get("mask"):
                 if s["mask"] not in cache:
-                    cache[s["mask"]] = _read_on_grid(read_volume(path.parent / s["mask"]), findings, path)
-                mask = cache[s["mask"]] == int(s["label_value"])
+                    label_map = _read_on_grid(read_volume(path.parent / s["mask"]), findings, path)
+                    label_map = label_map.astype(np.uint16 if label_map.max(initial=0) > 255 else np.uint8)
+                    cache[s["mask"]] = label_map, ndimage.find_objects(label_map)
+                label_map, boxes = cache[s["mask"]]
+                mask = _label_mask(label_map, boxes, int(s["label_value"]))
             segs.append(
                 Segmentation(
                     s["model"],
@@ -319,6 +320,7 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
                     s.get("mask", ""),
                     mask,
                     _colour(s.get("colour")),
+                    label_map,
                 )
             )
         for c in doc.get("classifications", []):
@@ -339,6 +341,29 @@ def read_findings(folder: str | os.PathLike, *, load_arrays: bool = True) -> Fin
     except (KeyError, TypeError, ValueError, AssertionError) as err:
         raise FindingsError(path, f"malformed findings: {type(err).__name__}: {err}") from None
     return Findings(findings.input, findings.device, findings.models, findings.detections, tuple(segs), tuple(classes))
+
+
+def empty_mask(shape_zyx) -> np.ndarray:
+    """A full-grid boolean mask of False whose memory is taken only where it is written.
+
+    Why: a model with a hundred labels (TotalSegmentator's organs) has a hundred full-grid masks, most
+    of each False; on anonymous memory pages that are never written stay unmapped, so the masks
+    together take about their labels' bounding boxes instead of a hundred volumes (np.zeros may
+    reuse, and so touch, heap memory).
+    """
+    import mmap
+
+    n = int(np.prod(shape_zyx))
+    return np.frombuffer(mmap.mmap(-1, max(1, n)), dtype=bool, count=n).reshape(tuple(shape_zyx))
+
+
+def _label_mask(label_map: np.ndarray, boxes: list, value: int) -> np.ndarray:
+    """``label_map == value``, written only inside the label's box (``find_objects``): :func:`empty_mask`."""
+    mask = empty_mask(label_map.shape)
+    box = boxes[value - 1] if 0 < value <= len(boxes) else None
+    if box is not None:
+        mask[box] = label_map[box] == value
+    return mask
 
 
 def _read_on_grid(volume: Volume, findings: Findings, path: Path) -> np.ndarray:

@@ -42,6 +42,16 @@ POSTPROCESSING = (
     "KeepLargestConnectedComponentd",
 )
 INFERERS = ("SlidingWindowInferer", "SimpleInferer")
+# The inferer's arguments that shape the result, and those that only say where and how it runs (RadLens
+# decides that itself; a bundle often gives them as ``$torch.device(...)``, so they are dropped unread).
+INFERER_ARGS = ("roi_size", "sw_batch_size", "overlap", "mode", "sigma_scale", "padding_mode", "cval")
+INFERER_RUNTIME = (
+    "device", "sw_device", "progress", "cache_roi_weight_map", "cpu_thresh", "buffer_steps", "buffer_dim",
+    "_requires_", "_disabled_", "_desc_",
+)  # fmt: skip
+PADDING = {"constant": "constant", "replicate": "edge", "reflect": "reflect", "circular": "wrap"}
+# Arguments MONAI once took and later dropped, which model-zoo configs still carry: left out, as MONAI ignored them.
+DROPPED_ARGS = {"SwinUNETR": ("img_size",)}
 # Steps RadLens does itself: reading (the Volume is already in memory) and writing (findings are its output).
 SKIPPED = ("LoadImaged", "EnsureChannelFirstd", "SaveImaged")
 PREFIXES = ("monai.networks.nets.", "monai.transforms.", "monai.inferers.")
@@ -74,7 +84,7 @@ def _resolve(value, config: dict, where: str, path: Path, seen=()):
             if ref == "preprocessing":
                 return {"_ref_": "preprocessing"}  # Invertd's transform: the preprocessing RadLens built
             node = config
-            for part in ref.split("::"):
+            for part in ref.replace("::", "#").split("#"):  # MONAI's id separator; "::" in older bundles
                 node = node.get(part) if isinstance(node, dict) else (node[int(part)] if part.isdigit() else None)
                 if node is None:
                     raise BundleError(path, f"{where}: reference {value!r} names nothing in the config")
@@ -120,6 +130,29 @@ def _transforms(section, allowed, where: str, config: dict, path: Path) -> list[
     return out
 
 
+def _inferer(config: dict, path: Path) -> dict:
+    """The inferer's result-shaping arguments as literal data; where it runs is RadLens' choice."""
+    block = config.get("inferer")
+    block = _resolve(block, config, "inferer", path) if isinstance(block, str) else block
+    if block is None:
+        return {"_target_": "SimpleInferer"}
+    if not isinstance(block, dict):
+        raise BundleError(path, "inferer must be an object with a _target_")
+    target = _target_name(block.get("_target_"), INFERERS, "inferer", path)
+    unknown = sorted(set(block) - {"_target_", *INFERER_ARGS, *INFERER_RUNTIME})
+    if unknown:
+        raise BundleError(
+            path, f"inferer: {', '.join(unknown)} not supported (RadLens honours {', '.join(INFERER_ARGS)})"
+        )
+    out = {
+        "_target_": target,
+        **_resolve({k: v for k, v in block.items() if k in INFERER_ARGS}, config, "inferer", path),
+    }
+    if str(out.get("padding_mode", "constant")) not in PADDING:
+        raise BundleError(path, f"inferer.padding_mode {out['padding_mode']!r} is not one of {', '.join(PADDING)}")
+    return out
+
+
 def read_inference_config(bundle: str | os.PathLike) -> dict:
     """The four sections of configs/inference.json as allow-listed literal data."""
     path = Path(bundle) / "configs" / "inference.json"
@@ -138,14 +171,13 @@ def read_inference_config(bundle: str | os.PathLike) -> dict:
     net = _resolve(config["network_def"], config, "network_def", path)
     if not isinstance(net, dict) or "_target_" not in net:
         raise BundleError(path, "network_def needs a _target_")
-    network = {"target": _target_name(net["_target_"], MONAI_NETWORKS, "network_def", path)}
-    network["kwargs"] = {k: v for k, v in net.items() if not k.startswith("_")}
-    inferer = _resolve(config.get("inferer"), config, "inferer", path) or {"_target_": "SimpleInferer"}
-    inferer = {**inferer, "_target_": _target_name(inferer.get("_target_"), INFERERS, "inferer", path)}
+    target = _target_name(net["_target_"], MONAI_NETWORKS, "network_def", path)
+    dropped = DROPPED_ARGS.get(target, ())
+    network = {"target": target, "kwargs": {k: v for k, v in net.items() if not k.startswith("_") and k not in dropped}}
     return {
         "network": network,
         "preprocessing": _transforms(config["preprocessing"], PREPROCESSING, "preprocessing", config, path),
-        "inferer": {k: v for k, v in inferer.items() if k not in ("_requires_", "_disabled_")},
+        "inferer": _inferer(config, path),
         "postprocessing": _transforms(config.get("postprocessing", []), POSTPROCESSING, "postprocessing", config, path),
     }
 
@@ -213,7 +245,7 @@ def import_monai_bundle(
         "input": {
             "modality": modality,
             "spacing_zyx": _spacing_zyx(settings["preprocessing"]),
-            "patch_zyx": [int(v) for v in (settings["inferer"].get("roi_size") or [96, 96, 96])][::-1],
+            "patch_zyx": roi_size(settings["inferer"], (96, 96, 96))[::-1],
             "crop": None,
         },
         "applicability": {"modality": modality, "body_part": "any", "sequence": "any"},
@@ -280,8 +312,9 @@ def run(
     data = pre({"image": image})
     x = data["image"]
     inferer = settings["inferer"]
-    roi = [int(v) for v in inferer.get("roi_size") or x.shape[1:]]
-    padded, unpad = _pad_like_monai(x[0].numpy(), roi)
+    image_shape = tuple(x.shape[1:])
+    roi = roi_size(inferer, image_shape)
+    padded, unpad = _pad_like_monai(x[0].numpy(), roi, inferer)
     output, used = yield from sliding_windows(
         network,
         padded,
@@ -290,9 +323,9 @@ def run(
         cancel=cancel,
         what=what,
         amp=amp,
-        overlap=float(inferer.get("overlap", 0.25)),
         batch=batch or int(inferer.get("sw_batch_size", 1)),
         blend="gaussian" if inferer.get("mode") == "gaussian" else "constant",
+        grid=_grid(padded.shape, roi, inferer),
     )
     logits = output[(slice(None), *unpad)]
     # As MetaTensors, like the inferer's output, so Invertd takes the image's transforms for them.
@@ -309,13 +342,46 @@ def run(
     pred = torch.as_tensor(data["pred"]).float()
     labels = pred.argmax(dim=0) if pred.shape[0] > 1 else pred[0].round()
     confidence = torch.as_tensor(data["confidence"])[0].clamp(0, 1)
-    label_map = np.transpose(labels.numpy().astype(np.uint8), (2, 1, 0))
+    label_map = np.transpose(labels.numpy().astype(np.uint8 if pred.shape[0] <= 256 else np.uint16), (2, 1, 0))
     confidence = np.transpose(np.round(confidence.numpy() * 255).astype(np.uint8), (2, 1, 0))
     return label_map, confidence, used
 
 
-def _pad_like_monai(image: np.ndarray, roi) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """SlidingWindowInferer's padding of an image smaller than the window: zeros, split evenly, odd extra after."""
-    from radlens.inference.nnunet import pad_to_patch
+def _per_axis(value, n: int) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value] * n
 
-    return pad_to_patch(image, roi)
+
+def roi_size(inferer: dict, image_shape) -> list[int]:
+    """The window, as MONAI's ``fall_back_tuple`` reads ``roi_size``: one number for every axis, and a
+    non-positive entry (or a SimpleInferer) meaning the image's own size along that axis."""
+    roi = _per_axis(inferer.get("roi_size") or 0, len(image_shape))
+    return [int(r) if int(r) > 0 else int(s) for r, s in zip(roi, image_shape, strict=True)]
+
+
+def _pad_like_monai(image: np.ndarray, roi, inferer: dict) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """SlidingWindowInferer's padding of an image smaller than the window: split evenly, odd extra after,
+    with its ``padding_mode`` (``cval`` where constant)."""
+    pads = [(max(0, r - s) // 2, max(0, r - s) - max(0, r - s) // 2) for s, r in zip(image.shape, roi, strict=True)]
+    if not any(a or b for a, b in pads):
+        return image, tuple(slice(None) for _ in image.shape)
+    mode = PADDING[str(inferer.get("padding_mode", "constant"))]
+    extra = {"constant_values": float(inferer.get("cval", 0.0))} if mode == "constant" else {}
+    unpad = tuple(slice(a, a + s) for (a, _), s in zip(pads, image.shape, strict=True))
+    return np.pad(image, pads, mode=mode, **extra), unpad
+
+
+def _grid(shape, roi, inferer: dict):
+    """SlidingWindowInferer's windows (its scan interval per axis) and its blend (MONAI's Gaussian with the
+    bundle's ``sigma_scale``, centred on the window)."""
+    from radlens.inference.engine import WindowGrid, window_profile, window_starts
+
+    overlap = _per_axis(inferer.get("overlap", 0.25), len(shape))
+    starts = [window_starts(s, r, float(o)) for s, r, o in zip(shape, roi, overlap, strict=True)]
+    if inferer.get("mode") != "gaussian":
+        return WindowGrid.from_starts(shape, roi, starts, [window_profile(r, "constant") for r in roi])
+    sigma = _per_axis(inferer.get("sigma_scale", 0.125), len(shape))
+    profiles = [
+        np.exp(-0.5 * ((np.arange(r) - (r - 1) / 2.0) / (float(s) * r)) ** 2).astype(np.float32)
+        for r, s in zip(roi, sigma, strict=True)
+    ]
+    return WindowGrid.from_starts(shape, roi, starts, profiles)

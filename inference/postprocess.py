@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from radlens.imaging.volume import Volume
-from radlens.inference.findings import Component, Detection, Segmentation
+from radlens.inference.findings import Component, Detection, Segmentation, empty_mask
 from radlens.inference.lungs import Lungs
 from radlens.inference.preprocess import Prepared
 
@@ -177,26 +177,41 @@ def label_segmentations(
     colours: dict | None = None,
 ) -> tuple[Segmentation, ...]:
     """One Segmentation per label from a label map and its probability bytes on the input-grid region ``where``;
-    ``colours``: the model's display colour per label name, where it has them."""
+    ``colours``: the model's display colour per label name, where it has them.
+
+    Each label is worked on inside its own bounding box (one ``find_objects`` pass finds them all), so a
+    model with a hundred labels (TotalSegmentator's organs) costs about what one label map costs: a
+    label's full-grid mask is written only inside its box (:func:`~radlens.inference.findings.empty_mask`:
+    the rest takes no memory), and the segmentations share the model's label map of what was kept.
+    """
     colours = colours or {}
     voxel_ml = float(np.prod(source.spacing_zyx)) / 1000.0
+    boxes = ndimage.find_objects(lab, max_label=len(labels)) if lab.size else []
+    label_map = np.zeros(source.shape_zyx, dtype=np.uint8 if len(labels) < 256 else np.uint16)
     segs = []
     for value, name in enumerate(labels, start=1):
-        sub = drop_small_components(lab == value, min_component_ml / voxel_ml)
-        if lungs is not None:
-            sub = _keep_touching_lungs(sub, prob, where, source, voxel_ml, lungs)
-        mask = np.zeros(source.shape_zyx, dtype=bool)
-        mask[where] = sub
-        comps = _components(sub, prob, where, source, voxel_ml)
+        box = boxes[value - 1] if value - 1 < len(boxes) else None
+        mask = empty_mask(source.shape_zyx)
+        comps, count = (), 0
+        if box is not None:
+            at = tuple(slice(w.start + b.start, w.start + b.stop) for w, b in zip(where, box, strict=True))
+            sub = drop_small_components(lab[box] == value, min_component_ml / voxel_ml)
+            if lungs is not None:
+                sub = _keep_touching_lungs(sub, prob[box], at, source, voxel_ml, lungs)
+            mask[at] = sub
+            label_map[at][sub] = value
+            comps = _components(sub, prob[box], at, source, voxel_ml)
+            count = int(np.count_nonzero(sub))
         segs.append(
             Segmentation(
                 model=model,
                 label=name,
                 label_value=value,
-                volume_ml=float(np.count_nonzero(sub)) * voxel_ml,
+                volume_ml=float(count) * voxel_ml,
                 components=comps,
                 mask=mask,
                 colour=tuple(colours[name]) if name in colours else None,
+                label_map=label_map,
             )
         )
     return tuple(segs)

@@ -45,11 +45,18 @@ def infer_command(args: argparse.Namespace) -> int:
         from radlens.imaging.discovery import scan
 
         series = scan(args.path)
-        if len(series) > 1 or args.nnunet_names or len(devices) > 1:
-            from radlens.inference.batch import run_batch
+        if len(series) > 1 or args.nnunet_names or len(devices) > 1 or args.shard:
+            from radlens.inference.batch import parse_shard, run_batch
 
+            shard = parse_shard(args.shard) if args.shard else (0, 1)
             return run_batch(
-                series, args.out, models=args.model, devices=devices, nnunet_names=args.nnunet_names, dicom=args.dicom
+                series,
+                args.out,
+                models=args.model,
+                devices=devices,
+                nnunet_names=args.nnunet_names,
+                dicom=args.dicom,
+                shard=shard,
             )
     volume = load_study(args.path)
     if args.dicom:  # a NIfTI study is refused before any model runs

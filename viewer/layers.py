@@ -7,6 +7,7 @@ its text form, so a decision read back from that file finds its finding without 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,9 @@ from radlens.inference.findings import Findings
 Kind = Literal["detection", "segmentation", "classification"]
 SHOWN_AS: dict[Kind, str] = {"detection": "boxes", "segmentation": "mask", "classification": "heatmap"}
 _PREFIX: dict[Kind, str] = {"detection": "det", "segmentation": "seg", "classification": "heat"}
+# Up to this many labels a model's masks are drawn one image each; beyond, from the model's label map
+# as one image (a hundred organs cost what one costs: bench/labels.py).
+MASK_IMAGES_UP_TO = 8
 PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
 
 
@@ -89,10 +93,11 @@ class Layer:
     key: LayerKey
     version: str
     colour: tuple[int, int, int]
-    data: BoxSet | Volume  # boxes, or a mask (bool) / heat map (float) wrapped as a Volume
+    data: BoxSet | Volume  # boxes, or a mask (bool) / label map / heat map (float) wrapped as a Volume
     visible: bool = True
     opacity: float = 0.5
     threshold: float = 0.0
+    value: int | None = None  # a mask kept in its model's label map (``data``, shared): the label's value there
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,8 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
     thresholds = {m.name: m.threshold for m in findings.models}
     data: dict[LayerKey, BoxSet | Volume] = {}
     own_colours: dict[LayerKey, tuple[int, int, int]] = {}
+    label_values: dict[LayerKey, int] = {}
+    label_maps: dict[int, Volume] = {}  # one Volume per model's label map, shared by its labels' layers
     groups: dict[LayerKey, list] = {}
     for d in findings.detections:
         groups.setdefault(LayerKey(d.model, "detection", d.label), []).append(d)
@@ -134,10 +141,16 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
             np.array([d.box_zyx for d in dets], dtype=np.int64).reshape(-1, 6),
             np.array([d.score for d in dets], dtype=np.float64),
         )
+    per_model = Counter(s.model for s in findings.segmentations if s.label_map is not None)
     for s in findings.segmentations:
         if s.mask is not None:
             key = LayerKey(s.model, "segmentation", s.label)
-            data[key] = volume.with_array(np.asarray(s.mask, dtype=bool))
+            if s.label_map is not None and per_model[s.model] > MASK_IMAGES_UP_TO:
+                if id(s.label_map) not in label_maps:
+                    label_maps[id(s.label_map)] = volume.with_array(s.label_map)
+                data[key], label_values[key] = label_maps[id(s.label_map)], s.label_value
+            else:
+                data[key] = volume.with_array(np.asarray(s.mask, dtype=bool))
             if s.colour is not None:
                 own_colours[key] = tuple(s.colour)
     for c in findings.classifications:
@@ -155,6 +168,7 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
                 values,
                 opacity=0.8 if key.kind == "detection" else 0.4,
                 threshold=threshold if threshold is not None else 0.5,
+                value=label_values.get(key),
             )
         )
     return layers

@@ -17,7 +17,8 @@ HEAT_FLOOR = 0.1  # heat below this is transparent so the anatomy stays readable
 
 
 def layer_slice(layer: Layer, plane: str, index: int) -> np.ndarray:
-    """A mask or heat map layer's 2D slice, oriented exactly like the image's."""
+    """A mask or heat map layer's 2D slice, oriented exactly like the image's (a label map's slice
+    for a layer drawn from its model's label map, :func:`labels_rgba`)."""
     return extract_plane(layer.data, plane, index).image
 
 
@@ -52,6 +53,44 @@ def mask_rgba(mask: np.ndarray, color: tuple[int, int, int]) -> tuple[np.ndarray
     rgba[..., :3] = color
     rgba[..., 3] = np.where(m, np.where(inner, FILL_ALPHA, 255), 0).astype(np.uint8)
     return rgba, r0, c0
+
+
+def label_luts(layers, shown) -> tuple[np.ndarray, np.ndarray]:
+    """Per label value of one label map, the RGBA (packed in a uint32, native order) of its fill and of
+    its outline, from its layers' colour, visibility (``shown(key)``) and opacity; value 0 and hidden
+    labels transparent."""
+    n = max((layer.value for layer in layers), default=0) + 1
+    fill = np.zeros((n, 4), dtype=np.uint8)
+    edge = np.zeros((n, 4), dtype=np.uint8)
+    for layer in layers:
+        if shown(layer.key):
+            fill[layer.value] = (*layer.colour, round(FILL_ALPHA * layer.opacity))
+            edge[layer.value] = (*layer.colour, round(255 * layer.opacity))
+    return fill.view(np.uint32)[:, 0], edge.view(np.uint32)[:, 0]
+
+
+def labels_rgba(labels: np.ndarray, fill: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """A label map slice as one colour image: each shown label filled and outlined as :func:`mask_rgba`
+    draws a mask, opacity included, cropped to the shown labels: (rgba, row0, col0), or None.
+    ``fill``/``edge``: :func:`label_luts`. One pass over the slice, whatever the number of labels.
+    """
+    lab = np.asarray(labels)
+    if lab.size and lab.max() >= len(fill):  # values no layer names: transparent
+        lab = np.where(lab < len(fill), lab, 0)
+    shown = edge.take(lab) != 0
+    rows = np.flatnonzero(shown.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(shown.any(axis=0))
+    r0, c0 = int(rows[0]), int(cols[0])
+    lab = lab[r0 : rows[-1] + 1, c0 : cols[-1] + 1]
+    inner = np.zeros(lab.shape, dtype=bool)  # the crop's border is outline: nothing shown lies beyond it
+    core = lab[1:-1, 1:-1]
+    inner[1:-1, 1:-1] = (
+        (core == lab[:-2, 1:-1]) & (core == lab[2:, 1:-1]) & (core == lab[1:-1, :-2]) & (core == lab[1:-1, 2:])
+    )
+    packed = np.where(inner, fill.take(lab), edge.take(lab))
+    return packed.view(np.uint8).reshape(*lab.shape, 4), r0, c0
 
 
 def heat_lut(colormap) -> np.ndarray:

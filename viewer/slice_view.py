@@ -18,7 +18,7 @@ from radlens.imaging.windowing import display_lut
 from radlens.viewer import layout
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.measure import ellipse_stats
-from radlens.viewer.overlays import boxes_on_slice, heat_lut, layer_slice, mask_rgba
+from radlens.viewer.overlays import boxes_on_slice, heat_lut, label_luts, labels_rgba, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
 from radlens.viewer.state import ViewState, plane_pixel_mm, to_plane
 
@@ -111,6 +111,7 @@ class SliceView(pg.GraphicsView):
         self.vb.addItem(self.shutter_item)
         self.mask_items: dict[str, pg.ImageItem] = {}
         self.heat_items: dict[str, pg.ImageItem] = {}
+        self.label_items: dict[int, tuple[pg.ImageItem, list[LayerKey]]] = {}  # one per model's label map
         self.box_items: list[QtWidgets.QGraphicsRectItem] = []
         self.box_labels: list[pg.TextItem] = []
         self.visible_boxes: list[tuple[LayerKey, int, float, tuple[int, int, int, int]]] = []
@@ -167,13 +168,17 @@ class SliceView(pg.GraphicsView):
     def rebuild_layers(self) -> None:
         """The state's layers were replaced (new findings): one image item per mask and heat map."""
         self._overlays_at = -1
-        for item in (*self.mask_items.values(), *self.heat_items.values()):
+        labelled = [item for item, _ in self.label_items.values()]
+        for item in (*self.mask_items.values(), *self.heat_items.values(), *labelled):
             self.vb.removeItem(item)
-        self.mask_items, self.heat_items = {}, {}
+        self.mask_items, self.heat_items, self.label_items = {}, {}, {}
         self._set_boxes([])
         lut = heat_lut(pg.colormap.get("inferno"))
-        for key in self.state.layers if self.state is not None else ():
+        for key, layer in self.state.layers.items() if self.state is not None else ():
             if key.kind == "detection":
+                continue
+            if layer.value is not None and id(layer.data) in self.label_items:
+                self.label_items[id(layer.data)][1].append(key)
                 continue
             heat = key.kind == "classification"
             item = pg.ImageItem(axisOrder="row-major")
@@ -182,7 +187,10 @@ class SliceView(pg.GraphicsView):
             if heat:
                 item.setLookupTable(lut)
             self.vb.addItem(item)
-            (self.heat_items if heat else self.mask_items)[key] = item
+            if layer.value is not None:
+                self.label_items[id(layer.data)] = (item, [key])
+            else:
+                (self.heat_items if heat else self.mask_items)[key] = item
 
     # -- drawing ---------------------------------------------------------------------------------
     def refresh(self, *, image: bool = True, levels: bool = True, overlays: bool = True) -> None:
@@ -229,6 +237,15 @@ class SliceView(pg.GraphicsView):
             rmm, cmm = self.pixel_mm
             item.setTransform(QtGui.QTransform(cmm, 0, 0, rmm, c0 * cmm, r0 * rmm))
             item.setOpacity(layer.opacity)
+        for item, keys in self.label_items.values():
+            layers = [st.layers[k] for k in keys]
+            piece = labels_rgba(layer_slice(layers[0], self.plane, idx), *label_luts(layers, st.shown))
+            item.setVisible(piece is not None)
+            if piece is not None:
+                rgba, r0, c0 = piece
+                item.setImage(rgba, autoLevels=False, levels=(0, 255))
+                rmm, cmm = self.pixel_mm
+                item.setTransform(QtGui.QTransform(cmm, 0, 0, rmm, c0 * cmm, r0 * rmm))
         for key, item in self.heat_items.items():
             shown = st.shown(key)
             item.setVisible(shown)

@@ -1,13 +1,15 @@
 """Train a real, tiny nnU-Net v2 model with nnU-Net itself, for the import and parity tests.
 
-Run as a script (``python nnunet_tiny_model.py ROOT [FEATURES ITERATIONS]``) so nnU-Net's environment variables are set
-before it is imported and its worker processes can spawn. It writes four SYNTHETIC CT-like cases
-(a body of 40 HU with 300 HU spheres, 3 mm slices of 0.8 mm pixels; labels body and sphere) into
-ROOT/raw, plans and preprocesses them with nnU-Net's own planner, shrinks the plans' network to
-8 base features (a small plan), and trains it with nnUNetTrainer for one epoch of 40 iterations on
-the CPU (about a minute). The results folder is
-ROOT/res/Dataset902_Spheres/nnUNetTrainerTiny__nnUNetPlans__3d_fullres. bench/nnunet.py builds one
-with nnU-Net's default 32 features for timing. :func:`predict_with_nnunet` is the reference side.
+Run as a script (``python nnunet_tiny_model.py ROOT [FEATURES ITERATIONS [CONFIGURATION ...]]``) so nnU-Net's
+environment variables are set before it is imported and its worker processes can spawn. It writes four
+SYNTHETIC CT-like cases (a body of 40 HU with 300 HU spheres, 3 mm slices of 0.8 mm pixels; labels body
+and sphere) into ROOT/raw, plans and preprocesses them with nnU-Net's own planner, shrinks the plans'
+network to 8 base features (a small plan), and trains each configuration (default 3d_fullres) with
+nnUNetTrainer for one epoch of 40 iterations on the CPU (about a minute each). The results folders are
+ROOT/res/Dataset902_Spheres/nnUNetTrainerTiny__nnUNetPlans__CONFIGURATION. nnU-Net's residual-encoder
+planner (nnUNetPlannerResEncM) plans the same data too, untrained: its plans are
+ROOT/pre/Dataset902_Spheres/nnUNetResEncUNetMPlans.json. bench/nnunet.py builds a 3d_fullres model with
+nnU-Net's default 32 features for timing. :func:`predict_with_nnunet` is the reference side.
 """
 
 import json
@@ -48,7 +50,7 @@ def write_nifti(array, path, spacing_xyz, origin=(10.0, -20.0, 5.0)):
     sitk.WriteImage(img, path)
 
 
-def main(root: str, features: int = 8, iterations: int = 40) -> None:
+def main(root: str, features: int = 8, iterations: int = 40, configurations=("3d_fullres",)) -> None:
     os.environ.update(nnUNet_raw=f"{root}/raw", nnUNet_preprocessed=f"{root}/pre", nnUNet_results=f"{root}/res")
     raw = f"{root}/raw/{DATASET}"
     os.makedirs(f"{raw}/imagesTr", exist_ok=True)
@@ -69,7 +71,9 @@ def main(root: str, features: int = 8, iterations: int = 40) -> None:
 
     extract_fingerprints([902], num_processes=1, check_dataset_integrity=False, clean=True, verbose=False)
     plan_experiments([902])
-    preprocess([902], configurations=("3d_fullres",), num_processes=(1,), verbose=False)
+    plan_experiments([902], experiment_planner_class_name="nnUNetPlannerResEncM")
+    configurations = tuple(configurations)
+    preprocess([902], configurations=configurations, num_processes=(1,) * len(configurations), verbose=False)
 
     class nnUNetTrainerTiny(nnUNetTrainer):
         def __init__(self, plans, configuration, fold, dataset_json, device):
@@ -79,12 +83,14 @@ def main(root: str, features: int = 8, iterations: int = 40) -> None:
 
     os.environ["nnUNet_n_proc_DA"] = "0"  # noqa: SIM112 (nnU-Net spells it so); augment in this process (set after planning, which divides by it)
     plans = load_json(f"{root}/pre/{DATASET}/nnUNetPlans.json")
-    arch = plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-    arch["features_per_stage"] = [features * 2**i for i in range(len(arch["features_per_stage"]))]
-    plans["continue_training"] = False
+    for configuration in configurations:
+        arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
+        arch["features_per_stage"] = [min(features * 2**i, 320) for i in range(len(arch["features_per_stage"]))]
     dataset_json = load_json(f"{root}/pre/{DATASET}/dataset.json")
     torch.set_num_threads(2)
-    nnUNetTrainerTiny(plans, "3d_fullres", "all", dataset_json, torch.device("cpu")).run_training()
+    for configuration in configurations:
+        fresh = {**plans, "continue_training": False}  # the trainer pops it
+        nnUNetTrainerTiny(fresh, configuration, "all", dataset_json, torch.device("cpu")).run_training()
 
 
 def predict_with_nnunet(folder, image):
@@ -112,4 +118,4 @@ def predict_with_nnunet(folder, image):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *(int(a) for a in sys.argv[2:4]))
+    main(sys.argv[1], *(int(a) for a in sys.argv[2:4]), *([sys.argv[4:]] if sys.argv[4:] else []))

@@ -51,3 +51,17 @@ def test_an_unknown_device_is_refused_before_anything_runs(cohort, tmp_path, cap
     assert radlens(["infer", str(images), "--out", str(tmp_path / "o"), "--model", model, "--device", "cuda:x"]) == 1
     assert "device 'cuda:x': unknown device" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_shards_split_the_cohort_between_machines_without_overlap(cohort, tmp_path, capsys):
+    images, model = cohort
+    out = tmp_path / "out"
+    for k, expected in ((1, ["lung_b"]), (0, ["lung_a", "lung_b", "lung_c"])):
+        assert (
+            radlens(["infer", str(images), "--out", str(out), "--model", model, "--nnunet-names", "--shard", f"{k}/2"])
+            == 0
+        )
+        assert sorted(p.name for p in out.iterdir()) == expected
+    assert "2 series (shard 0/2): 0 done already, 2 to run" in capsys.readouterr().out
+    assert radlens(["infer", str(images), "--out", str(out), "--model", model, "--shard", "2/2"]) == 1
+    assert "--shard 2/2: expected K/N with 0 ≤ K < N" in capsys.readouterr().err

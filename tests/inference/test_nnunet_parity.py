@@ -1,9 +1,9 @@
 """nnU-Net v2 results folders run in RadLens as nnU-Net's own predictor runs them.
 
-The model is real: nnU-Net plans, preprocesses and trains it here (tests/inference/nnunet_tiny_model.py,
-SYNTHETIC data, about a minute on two cores). Parity is the contract: the same label map as
-``nnUNetPredictor`` with Dice ≥ 0.99 per label, on a case whose spacing differs from the training
-data, so the resampling runs both ways.
+The models are real: nnU-Net plans, preprocesses and trains a 3d_fullres and a 2d model here
+(tests/inference/nnunet_tiny_model.py, SYNTHETIC data, about a minute each on two cores). Parity is
+the contract: the same label map as ``nnUNetPredictor`` with Dice ≥ 0.99 per label, on a case whose
+spacing differs from the training data, so the resampling runs both ways.
 """
 
 import json
@@ -31,14 +31,18 @@ from radlens.inference.nnunet_import import import_nnunet, read_checkpoint  # no
 
 
 @pytest.fixture(scope="module")
-def results_folder(tmp_path_factory) -> Path:
+def nnunet_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("nnunet")
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    done = subprocess.run(
-        [sys.executable, str(HERE / "nnunet_tiny_model.py"), str(root)], capture_output=True, text=True, env=env
-    )
+    script = [sys.executable, str(HERE / "nnunet_tiny_model.py"), str(root), "8", "40", "3d_fullres", "2d"]
+    done = subprocess.run(script, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return root / "res" / DATASET / "nnUNetTrainerTiny__nnUNetPlans__3d_fullres"
+    return root
+
+
+@pytest.fixture(scope="module")
+def results_folder(nnunet_root) -> Path:
+    return nnunet_root / "res" / DATASET / "nnUNetTrainerTiny__nnUNetPlans__3d_fullres"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +56,17 @@ def case(tmp_path_factory) -> Path:
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def assert_parity(ours: dict, reference: np.ndarray) -> None:
+    """Dice ≥ 0.99 per label between RadLens' masks (by label name) and nnU-Net's label map."""
+    assert reference.shape == ours["body"].shape
+    for name, value in LABELS.items():
+        if value == 0:
+            continue
+        theirs = reference == value
+        assert np.count_nonzero(theirs) > 100, f"the tiny model predicts no {name}: parity would be vacuous"
+        assert dice(ours[name], theirs) >= 0.99, name
 
 
 @pytest.mark.slow
@@ -70,13 +85,27 @@ def test_an_imported_nnunet_model_segments_as_nnunets_predictor_does(results_fol
     findings = read_findings(tmp_path / "out")
     ours = {s.label: s.mask for s in findings.segmentations}
     reference, _ = predict_with_nnunet(results_folder, case)
-    assert reference.shape == ours["body"].shape
-    for name, value in LABELS.items():
-        if value == 0:
-            continue
-        theirs = reference == value
-        assert np.count_nonzero(theirs) > 100, f"the tiny model predicts no {name}: parity would be vacuous"
-        assert dice(ours[name], theirs) >= 0.99, name
+    assert_parity(ours, reference)
+
+
+@pytest.mark.slow
+def test_a_2d_nnunet_model_segments_slice_by_slice_as_nnunet_does(nnunet_root, case, tmp_path, capsys):
+    folder = nnunet_root / "res" / DATASET / "nnUNetTrainerTiny__nnUNetPlans__2d"
+    bundle = tmp_path / "bundle"
+    assert radlens(["import", str(folder), "--out", str(bundle), "--checkpoint", "checkpoint_best.pth"]) == 0
+    assert "imported Dataset902_Spheres-2d" in capsys.readouterr().out
+    meta = json.loads((bundle / "metadata.json").read_text())
+    assert meta["training"]["checkpoint"] == "checkpoint_best.pth" and meta["nnunet"]["configuration"] == "2d"
+    assert radlens(["infer", str(case), "--model", str(bundle), "--out", str(tmp_path / "out")]) == 0
+    from radlens.inference.findings import read_findings
+
+    ours = {s.label: s.mask for s in read_findings(tmp_path / "out").segmentations}
+    # nnU-Net's side from the same checkpoint: checkpoint_best.pth in place of checkpoint_final.pth.
+    reference_folder = tmp_path / "reference"
+    shutil.copytree(folder, reference_folder)
+    shutil.copy(folder / "fold_all" / "checkpoint_best.pth", reference_folder / "fold_all" / "checkpoint_final.pth")
+    reference, _ = predict_with_nnunet(reference_folder, case)
+    assert_parity(ours, reference)
 
 
 @pytest.mark.slow
@@ -151,6 +180,59 @@ def test_plans_name_only_allow_listed_networks_and_blocks():
     kwargs = {"conv_op": "builtins.eval"}
     with pytest.raises(BundleError, match=r"conv_op 'builtins.eval' is not an allowed building block"):
         build_network("nnunet", network_class="PlainConvUNet", arch_kwargs=kwargs, block_names=["conv_op"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("configuration", ["3d_fullres", "2d"])
+def test_a_residual_encoder_unet_imports_from_its_best_checkpoint(nnunet_root, results_folder, configuration, tmp_path):
+    """nnU-Net's residual-encoder plans (nnUNetPlannerResEncM, planned on the same data): the network RadLens
+    builds through its allow-list computes what nnU-Net's own builder's network computes with those weights."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    from radlens.inference.bundle import load_bundle
+
+    plans = load_json(str(nnunet_root / "pre" / DATASET / "nnUNetResEncUNetMPlans.json"))
+    arch = plans["configurations"][configuration]["architecture"]
+    assert arch["network_class_name"].endswith("ResidualEncoderUNet")
+    arch["arch_kwargs"]["features_per_stage"] = [4 * 2**i for i in range(arch["arch_kwargs"]["n_stages"])]
+    torch.manual_seed(0)
+    theirs = get_network_from_plans(
+        arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"], 1, 3, deep_supervision=False
+    ).eval()
+    folder = tmp_path / "resenc"
+    (folder / "fold_0").mkdir(parents=True)
+    shutil.copy(results_folder / "dataset.json", folder / "dataset.json")
+    (folder / "plans.json").write_text(json.dumps(plans))
+    checkpoint = {
+        "network_weights": theirs.state_dict(),
+        "init_args": {"configuration": configuration},
+        "trainer_name": "nnUNetTrainer",
+        "inference_allowed_mirroring_axes": (0, 1, 2) if configuration == "3d_fullres" else (0, 1),
+        "current_epoch": 1,
+    }
+    torch.save(checkpoint, folder / "fold_0" / "checkpoint_best.pth")  # no checkpoint_final.pth: the best is taken
+
+    bundle = load_bundle(import_nnunet(folder, tmp_path / "bundle"))
+    training = bundle.metadata.document["training"]
+    assert training["checkpoint"] == "checkpoint_best.pth" and training["configuration"] == configuration
+    patch = plans["configurations"][configuration]["patch_size"]
+    x = torch.randn(1, 1, *patch)
+    with torch.inference_mode():
+        if configuration == "2d":  # a 2D network runs on one-slice windows
+            torch.testing.assert_close(bundle.network(x[:, :, None])[:, :, 0], theirs(x))
+        else:
+            torch.testing.assert_close(bundle.network(x), theirs(x))
+
+
+@pytest.mark.parametrize("configuration", ["3d_lowres", "3d_cascade_fullres"])
+def test_low_resolution_and_cascade_models_are_refused_as_not_supported_yet(configuration, tmp_path, capsys):
+    checkpoint = {"network_weights": {}, "init_args": {"configuration": configuration}}
+    folder = _results_folder(tmp_path, checkpoint=checkpoint)
+    assert radlens(["import", str(folder), "--out", str(tmp_path / "bundle")]) == 1
+    error = capsys.readouterr().err
+    assert f"configuration '{configuration}' is not supported yet (supported: 2d, 3d_fullres)" in error
+    assert error.startswith("radlens: error: ") and not (tmp_path / "bundle").exists()
 
 
 def test_windows_gaussian_and_resampling_are_nnunets():
