@@ -7,6 +7,7 @@ a Segmentation/Classification may also carry its array, so the viewer needs no f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, replace
@@ -177,25 +178,30 @@ class Findings:
         return cls(input=input_block(volume), device=device)
 
     def merged(self, other: Findings) -> Findings:
-        """These findings plus another run's on the same series (detection ids renumbered)."""
-        start = max((d.id for d in self.detections), default=0)
-        dets = tuple(
-            Detection(
-                start + i + 1,
-                *(
-                    getattr(d, f)
-                    for f in ("model", "label", "score", "box_zyx", "center_zyx", "center_lps", "diameter_mm")
-                ),
-            )
-            for i, d in enumerate(other.detections)
-        )
+        """These findings plus another run's on the same series. A model that ran again replaces its
+        earlier results instead of adding a second copy; detection ids are renumbered after the kept ones."""
+        again = {m.name for m in other.models}
+        kept = self.without(again)
+        start = max((d.id for d in kept.detections), default=0)
+        dets = tuple(dataclasses.replace(d, id=start + i + 1) for i, d in enumerate(other.detections))
         return Findings(
             self.input,
             other.device,
-            self.models + other.models,
-            self.detections + dets,
-            self.segmentations + other.segmentations,
-            self.classifications + other.classifications,
+            kept.models + other.models,
+            kept.detections + dets,
+            kept.segmentations + other.segmentations,
+            kept.classifications + other.classifications,
+        )
+
+    def without(self, models: set[str]) -> Findings:
+        """These findings less every result of ``models``."""
+        return Findings(
+            self.input,
+            self.device,
+            tuple(m for m in self.models if m.name not in models),
+            tuple(d for d in self.detections if d.model not in models),
+            tuple(s for s in self.segmentations if s.model not in models),
+            tuple(c for c in self.classifications if c.model not in models),
         )
 
     def to_json(self) -> dict:

@@ -29,7 +29,7 @@ from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.layout import one_view
 from radlens.viewer.protocols import Runner, Settings, View
-from radlens.viewer.review import load_decisions, save_decisions
+from radlens.viewer.review import load_review, save_review
 from radlens.viewer.state import Study, ViewState, from_plane
 
 RECENT_MAX = 10
@@ -260,7 +260,7 @@ class Controller:
             self.view.show_volume(None, self.synthetic)
             return
         state = ViewState.for_volume(volume, window or default_window(volume))
-        state.decisions = load_decisions(volume)
+        state.review = load_review(volume)
         state.layout, state.active_plane = self._layout, self._active_plane
         if one_view(volume):  # a radiograph, a cine, one slice: one view, no MPR
             state.layout, state.active_plane = "single", "axial"
@@ -295,8 +295,11 @@ class Controller:
     def set_findings(self, findings: Findings | None) -> None:
         if self.study is None:
             return
-        self.study.state.set_findings(findings, self.study.volume)
-        self.view.show_findings(self.study.state)
+        st = self.study.state
+        st.set_findings(findings, self.study.volume)
+        if st.review.legacy and st.review.adopt_legacy(st.rows):
+            self._save_review()
+        self.view.show_findings(st)
 
     # -- reading -----------------------------------------------------------------------------------
     def scroll(self, plane: str, delta: int) -> None:
@@ -428,23 +431,26 @@ class Controller:
         row = self.study.state.step_finding(delta)
         if row is not None:
             self.view.show_selection(self.study.state)
-            self.view.set_status(f"{row.model}: {row.label} {row.size}")
+            self.view.set_status(f"{row.label} {row.size} ({row.model})")
 
     def decide(self, key: FindingKey, decision: str) -> None:
         """Accept, reject or undecide a finding; the review file beside the study is rewritten."""
         if self.study is None:
             return
         st = self.study.state
-        if decision:
-            st.decisions[str(key)] = decision
-        else:
-            st.decisions.pop(str(key), None)
-        try:
-            path = save_decisions(self.study.volume, st.decisions)
-            self.view.set_status(f"review saved: {path.name}")
-        except OSError as err:
-            self.view.set_status(f"cannot save the review: {err}", error=True)
+        row = st.row(key)
+        if row is None:
+            return
+        st.review.decide(row, decision)
+        self._save_review()
         self.view.show_rows(st)
+
+    def _save_review(self) -> None:
+        try:
+            path = save_review(self.study.volume, self.study.state.review)
+            self.view.set_status(f"review saved: {path.name}")
+        except RadlensError as err:
+            self.view.set_status(f"cannot save the review: {err}", error=True)
 
     # -- AI ----------------------------------------------------------------------------------------
     def run_models(self, bundles=None) -> None:

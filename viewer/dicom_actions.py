@@ -16,10 +16,10 @@ from pathlib import Path
 
 from radlens.imaging.errors import RadlensError
 from radlens.inference.findings import Findings
+from radlens.inference.lesions import component_key, detection_key
 from radlens.viewer import dicom_jobs
 from radlens.viewer.dicom_jobs import Arrived, Capture
 from radlens.viewer.jobs import JobEvent
-from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 
 QUERY_CHANNELS = ("pacs-echo", "pacs-find", "pacs-series", "retrieve")
@@ -230,7 +230,8 @@ class DicomActions(QtCore.QObject):
             return None
         st = study.state
         thresholds = {k: st.threshold(k) for k in st.layers if k.kind == "detection"}
-        return dicom_jobs.reviewed(study.findings, st.decisions, thresholds), dict(st.decisions)
+        decisions = st.review.by_finding_id(st.rows)  # a lesion's decision on each of its findings
+        return dicom_jobs.reviewed(study.findings, decisions, thresholds), decisions
 
     def capture(self, *, anonymize: bool) -> Capture:
         """The active plane as the user sees it, with its legend, for a Secondary Capture."""
@@ -346,14 +347,13 @@ class DicomActions(QtCore.QObject):
             start = max((d.id for d in base.detections), default=0)  # merged renumbers the new detections
             renamed = {}
             for i, d in enumerate(new.detections):
-                layer = LayerKey(d.model, "detection", d.label)
-                renamed[str(FindingKey(layer, d.id))] = str(FindingKey(layer, start + i + 1))
+                renamed[detection_key(d.model, d.id)] = detection_key(d.model, start + i + 1)
             for s in new.segmentations:
-                layer = LayerKey(s.model, "segmentation", s.label)
-                renamed.update({str(FindingKey(layer, c.id)): str(FindingKey(layer, c.id)) for c in s.components})
+                renamed.update({component_key(s.model, s.label, c.id): component_key(s.model, s.label, c.id)
+                                for c in s.components})  # fmt: skip
             for k, decision in imported.decisions.items():
-                if k in renamed:  # the reader's decisions an SR carried, on the findings they were about
-                    study.state.decisions.setdefault(renamed[k], decision)
+                if k in renamed:  # the reader's decisions an SR carried: found on their lesions by id, then kept
+                    study.state.review.legacy.setdefault(renamed[k], decision)  # by position (viewer.review)
             self.window.controller.results[study.key] = merged
             self.window.controller.set_findings(merged)
         names = ", ".join(sorted(keep)) or "nothing new"

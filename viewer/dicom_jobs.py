@@ -20,7 +20,8 @@ import numpy as np
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.imaging.volume import Volume
 from radlens.inference.findings import Findings
-from radlens.viewer.layers import FindingKey, LayerKey
+from radlens.inference.lesions import detection_key
+from radlens.viewer.layers import LayerKey
 
 PREVIEW_INTERVAL_S = 0.25  # at most this often a received slice is decoded for the preview
 CAPTURE_SERIES_NUMBER = 950  # a screenshot's series in the study, after the AI results' 901...
@@ -121,7 +122,7 @@ def reviewed(findings: Findings, decisions: Mapping[str, str], thresholds: Mappi
         d
         for d in findings.detections
         if d.score >= thresholds.get(LayerKey(d.model, "detection", d.label), 0.0)
-        or str(FindingKey(LayerKey(d.model, "detection", d.label), d.id)) in decisions
+        or detection_key(d.model, d.id) in decisions
     )
     return dataclasses.replace(findings, detections=kept)
 

@@ -230,11 +230,11 @@ def export_command(args: argparse.Namespace) -> int:
     if args.finding is not None:
         if findings is None:
             raise RadlensError("--finding: needs --findings DIR")
-        detections = [r.key for r in state.rows if r.layer.kind == "detection"]
-        key = next((k for k in detections if k.number == args.finding), None)
+        ids = sorted(fid for r in state.rows for _, fid, _ in r.boxes)
+        key = next((r.key for r in state.rows if any(fid == args.finding for _, fid, _ in r.boxes)), None)
         if key is None:
-            ids = ", ".join(str(k.number) for k in detections)
-            raise RadlensError(f"--finding {args.finding}: no such detection (ids: {ids or 'none'})")
+            shown = ", ".join(map(str, ids))
+            raise RadlensError(f"--finding {args.finding}: no such detection (ids: {shown or 'none'})")
         state.select(key)
     elif args.slice is not None:
         n = state.count(plane)

@@ -142,7 +142,7 @@ class FindingsPanel(QtWidgets.QWidget):
     decided = QtCore.Signal(object, str)  # FindingKey, accepted | rejected | ""
 
     # What a reader scans first on the left; the long model name last, where the table stretches.
-    COLUMNS = ("label", "score", "size", "slice", "review", "model")
+    COLUMNS = ("label", "score", "size", "volume", "mean", "slice", "review", "models")
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -175,15 +175,19 @@ class FindingsPanel(QtWidgets.QWidget):
         if state is None:
             return
         rows = state.visible_rows()
+        unit = " HU" if state.findings is not None and state.findings.input.get("modality") == "CT" else ""
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
+            lesion = r.lesion
             values = {
                 "label": r.label,
                 "score": "" if r.score is None else f"{r.score:.2f}",
                 "size": r.size,
+                "volume": "" if lesion is None or lesion.volume_ml is None else f"{lesion.volume_ml:.2f} ml",
+                "mean": "" if lesion is None or lesion.mean_value is None else f"{lesion.mean_value:.0f}{unit}",
                 "slice": str(r.center_zyx[0] + 1),
-                "review": state.decisions.get(r.key, ""),
-                "model": r.model,
+                "review": state.decision(r),
+                "models": ", ".join(f"{m} {s:.2f}" for m, s in r.scores),
             }
             for j, text in enumerate(values[c] for c in self.COLUMNS):
                 self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))

@@ -1,8 +1,8 @@
 """Layers and findings as typed values (no Qt): the keys that name them and one record per layer.
 
-Keys are built here only, and code reads their fields instead of parsing text. A key's text form
-("det:nodule-detector:nodule", "det:nodule-detector:1") is what the review file stores; a key equals
-its text form, so a decision read back from that file finds its finding without a parser.
+Keys are built here only, and code reads their fields instead of parsing text. A key equals its text
+form ("det:nodule-detector:nodule", "lesion:nodule:12.0,-40.5,101.0:8.4mm"), so it can stand in a
+dict or a file name. A finding's review decision is matched by position (viewer.review), not by key.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from radlens.imaging.volume import Volume
 from radlens.inference.findings import Findings
+from radlens.inference.lesions import Lesion, fuse
 
 Kind = Literal["detection", "segmentation", "classification"]
 SHOWN_AS: dict[Kind, str] = {"detection": "boxes", "segmentation": "mask", "classification": "heatmap"}
@@ -63,18 +64,27 @@ class LayerKey(_TextKey):
 
 @dataclass(frozen=True, eq=False)
 class FindingKey(_TextKey):
-    """One finding: a detection (by id), a segmented component (by id) or a study's classification."""
+    """One finding: a lesion, named by its label, where it is (LPS mm) and its size, so that the name
+    survives reruns and restarts; or a study's classification, named by its model and label."""
 
-    layer: LayerKey
-    number: int | None = None
+    label: str
+    center_lps: tuple[float, float, float] | None = None  # a lesion's (rounded to 0.1 mm)
+    size_mm: float = 0.0
+    model: str = ""  # a classification's
+
+    @classmethod
+    def of_lesion(cls, lesion: Lesion) -> FindingKey:
+        return cls(lesion.label, tuple(round(v, 1) for v in lesion.center_lps), round(lesion.size_mm, 1))
+
+    @property
+    def kind(self) -> str:
+        return "lesion" if self.center_lps is not None else "classification"
 
     def __str__(self) -> str:
-        model, label = self.layer.model, self.layer.label
-        if self.layer.kind == "detection":
-            return f"det:{model}:{self.number}"
-        if self.layer.kind == "segmentation":
-            return f"seg:{model}:{label}:{self.number}"
-        return f"cls:{model}:{label}"
+        if self.center_lps is None:
+            return f"cls:{self.model}:{self.label}"
+        x, y, z = self.center_lps
+        return f"lesion:{self.label}:{x:.1f},{y:.1f},{z:.1f}:{self.size_mm:.1f}mm"
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,27 +110,41 @@ class Layer:
     value: int | None = None  # a mask kept in its model's label map (``data``, shared): the label's value there
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FindingRow:
-    """A row of the findings panel: one detection, one segmented component, or one classification."""
+    """A row of the findings panel: one lesion (every model's view of it fused), or one classification."""
 
     key: FindingKey
-    score: float | None
+    scores: tuple[tuple[str, float], ...]  # (model, score), one per model that found it
     size: str
     center_zyx: tuple[int, int, int]
     box_zyx: tuple[int, int, int, int, int, int] | None
-
-    @property
-    def layer(self) -> LayerKey:
-        return self.key.layer
-
-    @property
-    def model(self) -> str:
-        return self.key.layer.model
+    lesion: Lesion | None = None
+    boxes: tuple[tuple[LayerKey, int, float], ...] = ()  # its detections: (layer, id, score)
+    masked: bool = False  # a segmenter outlined it
 
     @property
     def label(self) -> str:
-        return self.key.layer.label
+        return self.key.label
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(m for m, _ in self.scores)
+
+    @property
+    def model(self) -> str:
+        return ", ".join(self.models)
+
+    @property
+    def score(self) -> float | None:
+        return max((s for _, s in self.scores), default=None)
+
+    @property
+    def legacy_keys(self) -> tuple[str, ...]:
+        """Its findings' keys in the review files before lesions were fused (``radlens.review/1``)."""
+        if self.lesion is None:
+            return (str(self.key),)
+        return tuple(m.legacy_key for m in self.lesion.members)
 
 
 def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
@@ -175,21 +199,31 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
 
 
 def finding_rows(findings: Findings, volume: Volume) -> list[FindingRow]:
+    """One row per lesion (inference.lesions fuses the models' boxes and components), then one per
+    classification."""
     rows = []
-    for d in findings.detections:
-        key = FindingKey(LayerKey(d.model, "detection", d.label), d.id)
-        centre = tuple(round(v) for v in d.center_zyx)
-        rows.append(FindingRow(key, d.score, f"{d.diameter_mm:.1f} mm", centre, tuple(d.box_zyx)))
-    for s in findings.segmentations:
-        layer = LayerKey(s.model, "segmentation", s.label)
-        for comp in s.components:
-            z0, y0, x0, z1, y1, x1 = comp.box_zyx
-            centre = ((z0 + z1 - 1) // 2, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2)
-            key = FindingKey(layer, comp.id)
-            rows.append(FindingRow(key, comp.mean_probability, f"{comp.volume_ml:.2f} ml", centre, tuple(comp.box_zyx)))
+    for lesion in fuse(findings, volume):
+        boxes = tuple(
+            (LayerKey(m.model, "detection", m.label), m.number, m.score)
+            for m in lesion.members
+            if m.kind == "detection"
+        )
+        size = f"{lesion.long_mm:.1f} × {lesion.short_mm:.1f} mm"
+        rows.append(
+            FindingRow(
+                FindingKey.of_lesion(lesion),
+                tuple((m.model, m.score) for m in lesion.members),
+                size,
+                tuple(round(v) for v in lesion.center_zyx),
+                lesion.box_zyx,
+                lesion,
+                boxes,
+                any(m.kind == "segmentation" for m in lesion.members),
+            )
+        )
     nz, ny, nx = volume.shape_zyx
     for cl in findings.classifications:
         z = int(np.argmax(cl.per_slice)) if cl.per_slice else nz // 2
-        key = FindingKey(LayerKey(cl.model, "classification", cl.label))
-        rows.append(FindingRow(key, cl.probability, "study", (z, ny // 2, nx // 2), None))
+        key = FindingKey(cl.label, model=cl.model)
+        rows.append(FindingRow(key, ((cl.model, cl.probability),), "study", (z, ny // 2, nx // 2), None))
     return rows

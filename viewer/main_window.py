@@ -397,7 +397,7 @@ class MainWindow(QtWidgets.QMainWindow):
         keep_cursor, keep_sel = list(st.cursor_zyx), st.selected
         out = []
         for row in st.rows:
-            if st.decisions.get(row.key) == "accepted":
+            if st.decision(row) == "accepted":
                 st.select(row.key)
                 name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(row.key))
                 out.append(self.export_view(Path(folder) / f"{name}.png", plane="axial", keep_view=False))

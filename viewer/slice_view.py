@@ -16,7 +16,7 @@ from radlens.imaging.geometry import extract_plane
 from radlens.imaging.volume import Volume
 from radlens.imaging.windowing import display_lut
 from radlens.viewer import layout
-from radlens.viewer.layers import FindingKey, LayerKey
+from radlens.viewer.layers import LayerKey
 from radlens.viewer.measure import ellipse_stats
 from radlens.viewer.overlays import boxes_on_slice, heat_lut, label_luts, labels_rgba, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
@@ -273,6 +273,7 @@ class SliceView(pg.GraphicsView):
             self.box_labels.append(text)
         rmm, cmm = self.pixel_mm
         st = self.state
+        chosen = st.selected_boxes() if st is not None else set()
         for i, (rect, text) in enumerate(zip(self.box_items, self.box_labels, strict=True)):
             if i >= len(boxes):
                 rect.setVisible(False)
@@ -280,7 +281,7 @@ class SliceView(pg.GraphicsView):
                 continue
             key, fid, score, (r0, c0, r1, c1) = boxes[i]
             layer = st.layers[key]
-            selected = st.selected == FindingKey(key, fid)
+            selected = (key, fid) in chosen
             color = QtGui.QColor(*layer.colour, int(255 * layer.opacity))
             pen = QtGui.QPen(color, 3 if selected else 2)
             pen.setCosmetic(True)

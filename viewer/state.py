@@ -15,6 +15,7 @@ from radlens.imaging.geometry import z_rows_reversed
 from radlens.imaging.volume import Volume, Window
 from radlens.inference.findings import Findings
 from radlens.viewer.layers import FindingKey, FindingRow, Layer, LayerKey, build_layers, finding_rows
+from radlens.viewer.review import Review
 
 AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 # LPS letter for the positive direction of each patient axis, and for the negative one.
@@ -96,7 +97,7 @@ class ViewState:
     findings: Findings | None = None
     layers: dict[LayerKey, Layer] = field(default_factory=dict)
     rows: list[FindingRow] = field(default_factory=list)
-    decisions: dict[str, str] = field(default_factory=dict)  # finding key's text → accepted | rejected
+    review: Review = field(default_factory=Review)
     selected: FindingKey | None = None
 
     def __post_init__(self) -> None:
@@ -145,6 +146,8 @@ class ViewState:
                 layer.visible, layer.opacity, layer.threshold = before.visible, before.opacity, before.threshold
             self.layers[layer.key] = layer
         self.rows = finding_rows(findings, volume)
+        if self.selected is not None and self.row(self.selected) is None:
+            self.selected = None
 
     def shown(self, key: LayerKey) -> bool:
         layer = self.layers.get(key)
@@ -155,13 +158,28 @@ class ViewState:
         return layer.threshold if layer is not None else 0.0
 
     def visible_rows(self) -> list[FindingRow]:
-        """Findings above their layer's threshold (what the panel lists and N/P walk through)."""
-        return [
-            r for r in self.rows if r.score is None or r.layer.kind != "detection" or r.score >= self.threshold(r.layer)
-        ]
+        """Findings a reader is shown (the panel lists them, N/P walk through them): a lesion that a
+        segmenter outlined, or that a detector scored at or above its layer's threshold."""
+        return [r for r in self.rows if self.row_shown(r)]
+
+    def row_shown(self, row: FindingRow) -> bool:
+        if row.lesion is None or row.masked:
+            return True
+        return any(score >= self.threshold(layer) for layer, _, score in row.boxes)
+
+    def row(self, key: FindingKey | None) -> FindingRow | None:
+        return next((r for r in self.rows if r.key == key), None)
+
+    def selected_boxes(self) -> set[tuple[LayerKey, int]]:
+        """The detections of the selected lesion (drawn thicker)."""
+        row = self.row(self.selected)
+        return {(layer, fid) for layer, fid, _ in row.boxes} if row is not None else set()
+
+    def decision(self, row: FindingRow) -> str:
+        return self.review.decision_for(row)
 
     def select(self, key: FindingKey) -> FindingRow | None:
-        row = next((r for r in self.rows if r.key == key), None)
+        row = self.row(key)
         if row is not None:
             self.selected = key
             self.set_cursor(row.center_zyx)

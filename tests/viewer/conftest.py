@@ -72,6 +72,11 @@ def make_findings(volume: Volume) -> Findings:
     )
 
 
+def key_of_detection(state, detection_id: int = 1):
+    """The key of the finding row (a fused lesion) that holds the detector's detection ``detection_id``."""
+    return next(r.key for r in state.rows if any(fid == detection_id for _, fid, _ in r.boxes))
+
+
 @pytest.fixture
 def study(tmp_path):
     """(volume as read back from disk, folder holding findings.json beside it)."""

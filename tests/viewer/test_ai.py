@@ -109,3 +109,22 @@ def test_the_reader_says_what_a_series_without_a_modality_is_and_the_fitting_mod
     assert "brain-mr-lesion-segmenter" in [b.name for b in panel.selected_bundles()]
     assert window.windowTitle().endswith("(MR)")
     assert "set to MR by the reader" in window.message.text()
+
+
+def test_running_the_models_twice_leaves_one_finding_per_lesion(window, qtbot, tmp_path, models):
+    window.ai_panel.model_dirs = (models,)
+    vol = _volume(tmp_path)
+    window.set_volume(vol)
+    panel = window.ai_panel
+    _only_test_bundles(panel)
+    seen = []
+    for _ in range(2):
+        qtbot.mouseClick(panel.run_button, QtCore.Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=120000)
+        st = window.study.state
+        seen.append(([str(r.key) for r in st.rows], window.findings_panel.table.rowCount()))
+    findings = window.controller.results[vol.series_uid]
+    assert sorted(m.name for m in findings.models) == ["rand-detector", "rand-segmenter"]
+    assert seen[1] == seen[0]  # the same findings, not a second copy of each
+    boxes = [(layer, fid) for r in window.study.state.rows for layer, fid, _ in r.boxes]
+    assert len(boxes) == len(set(boxes)) == len(findings.detections)  # each box is in exactly one finding

@@ -14,9 +14,9 @@ from radlens.imaging.windowing import preset, presets
 from radlens.inference.findings import Detection, Findings, ModelRun, input_block
 from radlens.viewer.controller import KEYMAP, Controller
 from radlens.viewer.jobs import JobEvent
-from radlens.viewer.layers import FindingKey, LayerKey
+from radlens.viewer.layers import LayerKey
 from radlens.viewer.protocols import AiView, BrowserView, View
-from tests.viewer.conftest import make_ct, make_findings
+from tests.viewer.conftest import key_of_detection, make_ct, make_findings
 
 DETECTOR = LayerKey("nodule-detector", "detection", "nodule")
 SEGMENTER = LayerKey("nodule-segmenter", "segmentation", "nodule")
@@ -138,7 +138,8 @@ def test_results_of_several_runs_merge_and_are_kept_per_series(ctl):
     kept = ctl.results["1.2.3.a"]
     assert [m.name for m in kept.models] == ["det-a", "det-b"]
     assert [d.id for d in kept.detections] == [1, 2]  # renumbered, so both keys stay distinct
-    assert {str(r.key) for r in ctl.study.state.rows} == {"det:det-a:1", "det:det-b:2"}
+    (row,) = ctl.study.state.rows  # both detectors found the same nodule: one finding
+    assert row.scores == (("det-a", 0.9), ("det-b", 0.8))
     ctl.set_volume(None)
     ctl.settings.setValue("run_on_open", "true")
     ctl.set_volume(vol)  # the kept results come back; nothing runs again
@@ -223,7 +224,7 @@ def test_thresholds_filter_the_rows_and_n_walks_the_findings(ctl):
     ctl.layer_changed(DETECTOR)
     assert ctl.view.names() == ["redraw", "redraw", "show_rows"]
     ctl.actions()[KEYMAP["N"]]()
-    assert ctl.study.state.selected == FindingKey(DETECTOR, 1)
+    assert ctl.study.state.selected == key_of_detection(ctl.study.state)
     assert ctl.view.names()[-2:] == ["show_selection", "set_status"]
     assert ctl.study.state.cursor_zyx == [20, 24, 40]
 
@@ -231,14 +232,17 @@ def test_thresholds_filter_the_rows_and_n_walks_the_findings(ctl):
 def test_a_decision_is_saved_beside_the_study(ctl, study):
     volume, folder = study
     ctl.set_volume(volume)
-    ctl.decide(FindingKey(DETECTOR, 1), "accepted")
-    assert ctl.study.state.decisions == {"det:nodule-detector:1": "accepted"}
+    st = ctl.study.state
+    key = key_of_detection(st)
+    ctl.decide(key, "accepted")
+    assert st.decision(st.row(key)) == "accepted"
     assert ctl.view.last("set_status")[1][0].startswith("review saved: radlens-review-")
     assert list(folder.glob("radlens-review-*.json"))
     ctl.set_volume(volume)
-    assert ctl.study.state.decisions == {"det:nodule-detector:1": "accepted"}
-    ctl.decide(FindingKey(DETECTOR, 1), "")
-    assert ctl.study.state.decisions == {}
+    st = ctl.study.state
+    assert [st.decision(r) for r in st.rows] == ["accepted", "", ""]
+    ctl.decide(key, "")
+    assert [st.decision(r) for r in st.rows] == ["", "", ""]
 
 
 def test_a_load_preview_clears_the_old_study_and_shows_one_slice(ctl):
@@ -279,3 +283,57 @@ def test_cine_steps_the_active_plane_and_stops_without_a_study(ctl):
     ctl.set_volume(None)
     ctl.cine_step()
     assert not ctl.cine and ctl.view.last("set_cine")[1] == (False,)
+
+
+def test_rerunning_models_leaves_one_finding_per_lesion_and_decisions_stay_on_their_lesion(ctl, tmp_path):
+    vol = dataclasses.replace(make_ct(), series_uid="1.2.3.r", source=str(tmp_path / "ct.nii.gz"))
+    ctl.set_volume(vol)
+    full = make_findings(vol)
+    detector = Findings(full.input, "cpu", full.models[:1], full.detections)
+    segmenter = Findings(full.input, "cpu", full.models[1:2], (), full.segmentations)
+    for partial in (detector, segmenter):
+        ctl.run_models()
+        _stream(ctl, _infer_job(ctl), partial)
+    st = ctl.study.state
+    assert len(st.rows) == 2  # the nodule (box + mask) and the faint box
+    key = key_of_detection(st)
+    ctl.decide(key, "rejected")
+    for partial in (segmenter, detector, segmenter):  # run again, in another order: ids are renumbered
+        ctl.run_models()
+        _stream(ctl, _infer_job(ctl), partial)
+    st = ctl.study.state
+    assert [m.name for m in ctl.results[vol.series_uid].models] == ["nodule-detector", "nodule-segmenter"]
+    assert len(st.rows) == 2 and len(ctl.results[vol.series_uid].detections) == 2
+    assert {str(r.key): st.decision(r) for r in st.rows} == {str(key): "rejected", str(key_of_detection(st, 2)): ""}
+    # a restart: a new controller reads the decision back from the file beside the study
+    again = Controller(FakeView(), FakeRunner(), FakeSettings())
+    again.set_volume(vol)
+    again.set_findings(make_findings(vol))
+    st = again.study.state
+    assert st.decision(st.row(key)) == "rejected"
+
+
+def test_a_review_file_of_the_first_form_is_read_and_rewritten_by_position(ctl, study):
+    import json
+
+    from radlens.viewer.review import review_path
+
+    volume, _ = study
+    path = review_path(volume)
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "radlens.review/1",
+                "decisions": {"det:nodule-detector:1": "accepted", "cls:nodule-classifier:malignant": "rejected"},
+            }
+        )
+    )
+    ctl.set_volume(volume)  # findings.json beside it: detection 1 is the nodule
+    st = ctl.study.state
+    assert [st.decision(r) for r in st.rows] == ["accepted", "", "rejected"]
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "radlens.review/2"
+    (decision,) = doc["decisions"]
+    assert decision["decision"] == "accepted" and decision["label"] == "nodule"
+    assert decision["center_lps"] == pytest.approx(list(st.row(key_of_detection(st)).lesion.center_lps), abs=0.01)
+    assert doc["classifications"] == {"cls:nodule-classifier:malignant": "rejected"}

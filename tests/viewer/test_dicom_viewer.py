@@ -16,12 +16,13 @@ from radlens.imaging.dicom_write import write_dicom_series
 from radlens.imaging.loading import load
 from radlens.inference.dicom_export import write_dicom_results
 from radlens.inference.dicom_sr import REVIEW
+from radlens.inference.lesions import detection_key
 from radlens.viewer.dicom_jobs import reviewed
-from radlens.viewer.layers import FindingKey, LayerKey
-from tests.viewer.conftest import NODULE, make_ct, make_findings
+from radlens.viewer.layers import LayerKey
+from tests.viewer.conftest import NODULE, key_of_detection, make_ct, make_findings
 
 DETECTOR = LayerKey("nodule-detector", "detection", "nodule")
-NODULE_KEY, FAINT_KEY = FindingKey(DETECTOR, 1), FindingKey(DETECTOR, 2)
+NODULE_KEY, FAINT_KEY = detection_key("nodule-detector", 1), detection_key("nodule-detector", 2)  # ids, as SRs carry
 
 
 def _dicom_ct(folder):
@@ -34,15 +35,15 @@ def test_the_reviewed_state_is_what_the_reader_sees_or_decided(tmp_path):
     findings = make_findings(volume)  # the nodule scores 0.93, the faint one 0.30
     assert [d.id for d in reviewed(findings, {}, {DETECTOR: 0.5}).detections] == [1]
     assert [d.id for d in reviewed(findings, {}, {DETECTOR: 0.2}).detections] == [1, 2]  # the slider lowered
-    assert [d.id for d in reviewed(findings, {str(FAINT_KEY): "rejected"}, {DETECTOR: 0.5}).detections] == [1, 2]
+    assert [d.id for d in reviewed(findings, {FAINT_KEY: "rejected"}, {DETECTOR: 0.5}).detections] == [1, 2]
 
 
 def test_export_to_dicom_writes_seg_sr_with_the_review_key_images_and_the_view(window, qtbot, tmp_path):
     volume = _dicom_ct(tmp_path / "ct")
     window.set_volume(volume)
     window.set_findings(make_findings(volume))
-    window.controller.decide(NODULE_KEY, "accepted")
-    window.controller.decide(FAINT_KEY, "rejected")  # under the threshold, but the reader saw it
+    window.controller.decide(key_of_detection(window.study.state, 1), "accepted")
+    window.controller.decide(key_of_detection(window.study.state, 2), "rejected")  # under the threshold, but seen
     out = tmp_path / "dicom"
     window.dicom.export_dicom(out, screenshot=True)
     qtbot.waitUntil(lambda: window.message.text().startswith("exported"), timeout=60000)
@@ -56,7 +57,8 @@ def test_export_to_dicom_writes_seg_sr_with_the_review_key_images_and_the_view(w
     report = hd.sr.MeasurementReport.from_sequence([hd.sr.srread(out / "SR-findings.dcm")])
     planar = report.get_planar_roi_measurement_groups()
     decisions = [[q.value.meaning for q in g.get_qualitative_evaluations(REVIEW)] for g in planar]
-    assert decisions == [["Accepted by reader"], ["Rejected by reader"], []]  # two boxes, one mask component
+    # two boxes and a mask component; the nodule's box and its mask are one lesion, accepted once
+    assert decisions == [["Accepted by reader"], ["Rejected by reader"], ["Accepted by reader"]]
     assert [g.get_measurements(codes.DCM.Probability)[0].value for g in planar[:2]] == [0.93, 0.30]
     uids = [str(pydicom.dcmread(f).SOPInstanceUID) for f in volume.files]
     seg = hd.seg.segread(out / "SEG-nodule-segmenter.dcm")
@@ -87,18 +89,19 @@ def test_a_study_opened_from_nifti_says_dicom_export_needs_a_dicom_source(window
 def test_dicom_results_beside_a_series_come_back_as_layers_with_their_review(window, qtbot, tmp_path):
     volume = _dicom_ct(tmp_path / "ct")
     write_dicom_results(
-        make_findings(volume), volume, tmp_path / "ct" / "results", review={str(NODULE_KEY): "accepted"}
+        make_findings(volume), volume, tmp_path / "ct" / "results", review={NODULE_KEY: "accepted"}
     )
     window.open_paths([tmp_path / "ct"])
     qtbot.waitUntil(lambda: window.study is not None and window.study.findings is not None, timeout=60000)
     assert window.study.volume.modality == "CT"
     models = {m.name for m in window.study.findings.models}
     assert models == {"nodule-detector", "nodule-segmenter"}
-    assert window.study.state.decisions == {str(NODULE_KEY): "accepted"}
+    st = window.study.state
+    assert [st.decision(r) for r in st.rows] == ["accepted"]  # the nodule: its box and its mask, one lesion
     assert window.message.text() == "DICOM results: nodule-detector, nodule-segmenter"
     assert {k.model for k in window.layers_panel.controls} == models  # the Layers panel lists them
     table = window.findings_panel.table
-    review = [table.item(r, 4).text() for r in range(table.rowCount())]
+    review = [table.item(r, window.findings_panel.COLUMNS.index("review")).text() for r in range(table.rowCount())]
     assert review.count("accepted") == 1  # the Findings panel shows the decision the SR carried
 
 

@@ -10,9 +10,9 @@ from radlens.imaging.volume import Window
 from radlens.viewer.layers import LayerKey
 from radlens.viewer.measure import ellipse_stats
 from radlens.viewer.overlays import boxes_on_slice, mask_rgba
-from radlens.viewer.review import load_decisions, review_path, save_decisions
+from radlens.viewer.review import Review, load_review, review_path, save_review
 from radlens.viewer.state import ViewState, box_on_plane, from_plane, orientation_letters, to_plane
-from tests.viewer.conftest import NODULE, make_ct, make_findings
+from tests.viewer.conftest import NODULE, key_of_detection, make_ct, make_findings
 
 
 @pytest.mark.parametrize("flip", [True, False])
@@ -59,7 +59,7 @@ def test_threshold_filters_boxes_and_rows():
     assert len(boxes_on_slice(st.layers[key].data, st.threshold(key), "axial", 6, v.shape_zyx, True)) == 0
     st.layers[key].threshold = 0.2
     assert [b[0] for b in boxes_on_slice(st.layers[key].data, 0.2, "axial", 6, v.shape_zyx, True)] == [2]
-    assert {r.key for r in st.visible_rows()} >= {"det:nodule-detector:1", "det:nodule-detector:2"}
+    assert {fid for r in st.visible_rows() for _, fid, _ in r.boxes} == {1, 2}
 
 
 def test_next_finding_moves_the_cursor_to_its_centre():
@@ -67,10 +67,10 @@ def test_next_finding_moves_the_cursor_to_its_centre():
     st = ViewState.for_volume(v, Window(400, 40))
     st.set_findings(make_findings(v), v)
     row = st.step_finding(1)
-    assert row.key == "det:nodule-detector:1"
+    assert row.key == key_of_detection(st)
     assert st.cursor_zyx == [20, 24, 40]  # centre of NODULE (rounded)
     keys = [st.step_finding(1).key for _ in range(len(st.visible_rows()))]
-    assert keys[-1] == "det:nodule-detector:1"  # wraps around
+    assert keys[-1] == key_of_detection(st)  # wraps around
     assert st.step_finding(-1).key == keys[-2]
 
 
@@ -95,10 +95,17 @@ def test_ellipse_roi_statistics():
 
 def test_review_round_trip_is_atomic_and_beside_the_study(study):
     volume, folder = study
-    path = save_decisions(volume, {"det:nodule-detector:1": "accepted", "det:nodule-detector:2": "rejected"})
+    st = ViewState.for_volume(volume, Window(400, 40))
+    st.set_findings(make_findings(volume), volume)
+    review = Review()
+    review.decide(st.row(key_of_detection(st)), "accepted")
+    review.decide(st.row(key_of_detection(st, 2)), "rejected")
+    path = save_review(volume, review)
     assert path.parent == folder and path == review_path(volume)
-    assert json.loads(path.read_text())["decisions"]["det:nodule-detector:1"] == "accepted"
-    assert load_decisions(volume) == {"det:nodule-detector:1": "accepted", "det:nodule-detector:2": "rejected"}
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == "radlens.review/2" and [d["decision"] for d in doc["decisions"]] == ["accepted", "rejected"]
+    back = load_review(volume)
+    assert [back.decision_for(r) for r in st.rows] == ["accepted", "rejected", ""]
     assert not list(folder.glob(".radlens-review.*"))  # no temp file left behind
     path.write_text("{broken")
-    assert load_decisions(volume) == {}
+    assert load_review(volume).lesions == []

@@ -8,7 +8,7 @@ from radlens.imaging.windowing import preset
 from radlens.inference.findings import read_findings
 from radlens.viewer.qt import QtCore, QtGui, pg
 from radlens.viewer.state import ViewState, to_plane
-from tests.viewer.conftest import NODULE
+from tests.viewer.conftest import NODULE, key_of_detection
 
 Qt = QtCore.Qt
 
@@ -158,9 +158,10 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     controls = window.layers_panel.controls["det:nodule-detector:nodule"]
     controls.threshold.setValue(25)
     assert [b[1] for b in axial.visible_boxes] == [2]
-    assert window.findings_panel.table.rowCount() == 4  # two boxes, one component, one classification
+    # the nodule (its box and its mask: one finding), the faint box, the classification
+    assert window.findings_panel.table.rowCount() == 3
     controls.threshold.setValue(95)
-    assert window.findings_panel.table.rowCount() == 2
+    assert window.findings_panel.table.rowCount() == 2  # the nodule stays: its mask outlines it
     st.set_slice("axial", 20)
     window.redraw("slices")
     assert axial.visible_boxes == []
@@ -186,10 +187,10 @@ def test_click_finding_jumps_in_all_planes_and_box_is_drawn(window, qtbot, study
     window.layers_panel.controls["heat:nodule-classifier:malignant"].check.setChecked(False)
     window.layers_panel.controls["seg:nodule-segmenter:nodule"].check.setChecked(False)
     table = window.findings_panel.table
-    row = window.findings_panel.keys.index("det:nodule-detector:1")
+    row = window.findings_panel.keys.index(key_of_detection(st))
     rect = table.visualItemRect(table.item(row, 0))
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    assert st.selected == "det:nodule-detector:1"
+    assert st.selected == key_of_detection(st)
     assert (st.slice_index("axial"), st.slice_index("coronal"), st.slice_index("sagittal")) == (20, 24, 40)
     for plane in ("axial", "coronal", "sagittal"):
         assert [b[1] for b in window.views[plane].visible_boxes] == [1]
@@ -204,9 +205,9 @@ def test_click_finding_jumps_in_all_planes_and_box_is_drawn(window, qtbot, study
     assert any(r > 200 and g > 150 and b < 80 for r, g, b in colours), colours
     # N/P walk the findings
     qtbot.keyClick(window, Qt.Key.Key_N)
-    assert st.selected != "det:nodule-detector:1"
+    assert st.selected != key_of_detection(st)
     qtbot.keyClick(window, Qt.Key.Key_P)
-    assert st.selected == "det:nodule-detector:1"
+    assert st.selected == key_of_detection(st)
     window.grab().save(str(shots / "window_finding.png"))
 
 
@@ -214,15 +215,20 @@ def test_accept_reject_persist_and_come_back(window, qtbot, study, tmp_path):
     volume, folder = study
     _open(window, qtbot, volume)
     panel = window.findings_panel
-    panel.table.selectRow(panel.keys.index("det:nodule-detector:1"))
+    key = key_of_detection(window.study.state)
+    panel.table.selectRow(panel.keys.index(key))
     qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
-    assert window.study.state.decisions == {"det:nodule-detector:1": "accepted"}
+    assert {str(r.key): window.study.state.decision(r) for r in window.study.state.rows} == {
+        str(key): "accepted",
+        str(key_of_detection(window.study.state, 2)): "",
+        "cls:nodule-classifier:malignant": "",
+    }
     assert list(folder.glob("radlens-review-*.json"))
     window.set_volume(None)
     st = _open(window, qtbot, volume)
-    assert st.decisions == {"det:nodule-detector:1": "accepted"}
+    assert st.decision(st.row(key)) == "accepted"
     col = panel.COLUMNS.index("review")
-    assert panel.table.item(panel.keys.index("det:nodule-detector:1"), col).text() == "accepted"
+    assert panel.table.item(panel.keys.index(key), col).text() == "accepted"
     out = window.export_accepted(tmp_path / "keys") if (tmp_path / "keys").mkdir() is None else None
     assert len(out) == 1 and out[0].is_file()
 
@@ -230,7 +236,7 @@ def test_accept_reject_persist_and_come_back(window, qtbot, study, tmp_path):
 def test_export_png_has_size_legend_and_overlay_where_the_finding_is(window, qtbot, study, tmp_path, shots):
     volume, _ = study
     st = _open(window, qtbot, volume)
-    st.select("det:nodule-detector:1")
+    st.select(key_of_detection(st))
     window.redraw("slices")
     for key in ("heat:nodule-classifier:malignant", "seg:nodule-segmenter:nodule"):
         st.layers[key].visible = False
@@ -279,7 +285,7 @@ def test_findings_from_another_grid_are_refused_in_one_line(window, qtbot, study
 def test_mask_is_drawn_over_the_nodule_only(window, qtbot, study, shots):
     volume, _ = study
     st = _open(window, qtbot, volume)
-    window.controller.select_finding("det:nodule-detector:1")
+    window.controller.select_finding(key_of_detection(window.study.state))
     for key in ("heat:nodule-classifier:malignant", "det:nodule-detector:nodule"):
         window.layers_panel.controls[key].check.setChecked(False)
     window.layers_panel.controls["seg:nodule-segmenter:nodule"].opacity.setValue(100)
