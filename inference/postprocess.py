@@ -217,6 +217,18 @@ def label_segmentations(
     return tuple(segs)
 
 
+def mask_components(mask: np.ndarray, source: Volume) -> tuple[Component, ...]:
+    """The connected components of a bool mask on ``source``'s grid (a reader's drawing: probability 1),
+    computed in the mask's bounding box only."""
+    box = _nonzero_box(mask)
+    if box is None:
+        return ()
+    where = tuple(slice(box[i], box[i + 3]) for i in range(3))
+    sub = np.asarray(mask[where], dtype=bool)
+    prob = np.full(sub.shape, 255, dtype=np.uint8)
+    return _components(sub, prob, where, source, float(np.prod(source.spacing_zyx)) / 1000.0)
+
+
 def _nonzero_box(label_map: np.ndarray):
     """Half-open box of the non-zero voxels (with a one-voxel margin), or None when empty."""
     nz = ndimage.find_objects((label_map > 0).astype(np.uint8))

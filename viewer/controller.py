@@ -25,6 +25,7 @@ from radlens.imaging.volume import Volume, Window
 from radlens.imaging.windowing import default_window, percentile_window, presets
 from radlens.inference.findings import Findings, FindingsError, check_matches, read_findings
 from radlens.viewer import jobs
+from radlens.viewer.editor import Editor
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.layout import one_view
@@ -58,6 +59,14 @@ KEYMAP: dict[str, str] = {
     "O": "tool:roi",
     "N": "next_finding",
     "P": "previous_finding",
+    "B": "tool:brush",
+    "E": "tool:eraser",
+    "X": "tool:box",
+    "G": "tool:grow",
+    "H": "fill_holes",
+    "Del": "delete_box",
+    "Ctrl+Z": "undo",
+    "Ctrl+Shift+Z": "redo",
 }
 _KEY_OF = {action: key for key, action in KEYMAP.items()}
 
@@ -88,6 +97,7 @@ class Controller:
         self._loading = None  # the source being loaded, for its preview's pixel size and modality
         self.series_set = None  # the 4D set the shown study is a part of (viewer.phases slides over it)
         self._last_progress = 0.0
+        self.editor = Editor(self)
         view.ai_panel.set_run_on_open(self.run_on_open())
         view.set_recent(self.recent())
 
@@ -102,6 +112,10 @@ class Controller:
             "invert": self.toggle_invert,
             "next_finding": functools.partial(self.step_finding, 1),
             "previous_finding": functools.partial(self.step_finding, -1),
+            "fill_holes": self.editor.fill_holes,
+            "delete_box": self.editor.delete_boxes,
+            "undo": self.editor.undo,
+            "redo": self.editor.redo,
         }
         acts.update({f"plane:{p}": functools.partial(self.set_active_plane, p) for p in PLANES})
         acts.update({f"preset:{p.name}": functools.partial(self.apply_preset, p.name) for p in presets()})
@@ -211,6 +225,8 @@ class Controller:
             self.set_volume(ev.result)
         elif ev.channel == "demo":
             self.open_paths(ev.result, run_models=True)
+        elif ev.channel == "grow":
+            self.editor.grown(ev.result)
 
     def _is_current_run(self, ev: JobEvent) -> bool:
         """Whether an AI event belongs to the run started for the series on screen (else it is dropped)."""
@@ -265,6 +281,7 @@ class Controller:
         if one_view(volume):  # a radiograph, a cine, one slice: one view, no MPR
             state.layout, state.active_plane = "single", "axial"
         self.study = study = Study(volume, state)
+        self.editor.open(study)
         self.view.show_volume(study, self.synthetic)
         self.view.show_layout(state.layout, state.active_plane)
         msg = f"{volume.description or volume.source or 'volume'}: {' × '.join(map(str, volume.shape_zyx))}"
@@ -293,10 +310,17 @@ class Controller:
         self.set_volume(vol.with_array(vol.array, modality=modality, warnings=(*vol.warnings, note)))
 
     def set_findings(self, findings: Findings | None) -> None:
+        """The AI's findings for the study; they are shown with the reader's corrections over them."""
         if self.study is None:
             return
-        st = self.study.state
-        st.set_findings(findings, self.study.volume)
+        self.study.ai = findings
+        self.show_corrected()
+
+    def show_corrected(self) -> None:
+        """Show the AI's findings as the reader corrected them (viewer.corrections)."""
+        study = self.study
+        st = study.state
+        st.set_findings(study.corrections.apply(study.ai, study.volume), study.volume)
         if st.review.legacy and st.review.adopt_legacy(st.rows):
             self._save_review()
         self.view.show_findings(st)
@@ -452,6 +476,13 @@ class Controller:
         except RadlensError as err:
             self.view.set_status(f"cannot save the review: {err}", error=True)
 
+    # -- correcting (viewer.editor does it) ------------------------------------------------------------
+    def set_brush(self, brush) -> None:
+        self.editor.brush = brush
+
+    def set_edit_label(self, label: str) -> None:
+        self.editor.label = label
+
     # -- AI ----------------------------------------------------------------------------------------
     def run_models(self, bundles=None) -> None:
         if self.study is None:
@@ -471,7 +502,7 @@ class Controller:
 
     def _keep_result(self, findings: Findings) -> None:
         """Merge one model run's findings into the series' results (several runs add up)."""
-        base = self.study.findings or Findings.empty_for(self.study.volume, findings.device)
+        base = self.study.ai or Findings.empty_for(self.study.volume, findings.device)
         merged = base.merged(findings)
         self.results[self.study.key] = merged
         self.set_findings(merged)

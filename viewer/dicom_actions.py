@@ -331,7 +331,7 @@ class DicomActions(QtCore.QObject):
         study = self.window.study
         if imported is None or study is None or study.key != key:
             return
-        base = study.findings or Findings.empty_for(study.volume)
+        base = study.ai or Findings.empty_for(study.volume)  # the AI's own, without the reader's edits
         shown = {m.name for m in base.models}
         new = imported.findings
         keep = {m.name for m in new.models} - shown

@@ -19,6 +19,7 @@ from radlens.imaging.errors import RadlensError
 from radlens.imaging.volume import StudyInfo, Volume, Window
 from radlens.viewer import layout
 from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
+from radlens.viewer.layers import READER
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState, plane_pixel_mm
 
@@ -43,11 +44,13 @@ def legend_lines(volume: Volume, state: ViewState, plane: str, *, synthetic: boo
         shown = {k.model for k in state.layers if state.shown(k)}
         parts = []
         for m in state.findings.models:
-            if m.name not in shown:
+            if m.name not in shown or m.name == READER:
                 continue
             ths = [layer.threshold for k, layer in state.layers.items() if k.model == m.name and k.kind == "detection"]
             parts.append(f"{m.name} v{m.version}" + (f" threshold {ths[0]:.2f}" if ths else ""))
         lines.append(f"{MACHINE_NOTE}: " + ("; ".join(parts) if parts else "overlays hidden"))
+        if READER in shown:
+            lines.append("masks and boxes edited by the reader")
     return lines
 
 

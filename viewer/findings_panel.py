@@ -6,7 +6,7 @@ Every layer names its model and version and says the results are machine-generat
 
 from __future__ import annotations
 
-from radlens.viewer.layers import SHOWN_AS, FindingKey, Layer, LayerKey
+from radlens.viewer.layers import READER, SHOWN_AS, FindingKey, Layer, LayerKey, model_text
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState
 
@@ -41,7 +41,7 @@ class LayerControls(QtWidgets.QFrame):
         self.check.setIcon(QtGui.QIcon(swatch))
         self.check.setToolTip(f"{key.model} {layer.version} — {MACHINE_NOTE}")
         grid.addWidget(self.check, 0, 0, 1, 3)
-        grid.addWidget(QtWidgets.QLabel(f"{key.model} v{layer.version}"), 1, 0, 1, 3)
+        grid.addWidget(QtWidgets.QLabel(model_text(key.model, layer.version)), 1, 0, 1, 3)
         grid.addWidget(QtWidgets.QLabel("opacity"), 2, 0)
         self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -187,7 +187,7 @@ class FindingsPanel(QtWidgets.QWidget):
                 "mean": "" if lesion is None or lesion.mean_value is None else f"{lesion.mean_value:.0f}{unit}",
                 "slice": str(r.center_zyx[0] + 1),
                 "review": state.decision(r),
-                "models": ", ".join(f"{m} {s:.2f}" for m, s in r.scores),
+                "models": ", ".join("edited" if m == READER else f"{m} {s:.2f}" for m, s in r.scores),
             }
             for j, text in enumerate(values[c] for c in self.COLUMNS):
                 self.table.setItem(i, j, QtWidgets.QTableWidgetItem(text))

@@ -97,3 +97,12 @@ def infer(volume: Volume, bundles: tuple, cancel: threading.Event):
     from radlens.inference.engine import iter_infer
 
     return (yield from iter_infer(volume, list(bundles), device="auto", cancel=cancel))
+
+
+def grow_region(volume: Volume, seed_zyx: tuple[int, int, int], cancel: threading.Event):
+    """A lesion grown from a click (imaging.regions): a bool mask on the volume's grid."""
+    from radlens.imaging.regions import grow_from_seed
+
+    yield Progress(0, 1, "segmenting at the click")
+    check_cancel(cancel, "segmenting")
+    return grow_from_seed(volume, seed_zyx)

@@ -23,6 +23,8 @@ _PREFIX: dict[Kind, str] = {"detection": "det", "segmentation": "seg", "classifi
 # Up to this many labels a model's masks are drawn one image each; beyond, from the model's label map
 # as one image (a hundred organs cost what one costs: bench/labels.py).
 MASK_IMAGES_UP_TO = 8
+READER = "reader"  # the model name of what the reader drew or corrected (viewer.corrections)
+READER_COLOUR = (60, 255, 120)
 PALETTE = ((255, 200, 0), (0, 220, 255), (255, 80, 200), (120, 255, 80), (255, 120, 40), (160, 140, 255))
 
 
@@ -137,7 +139,8 @@ class FindingRow:
 
     @property
     def score(self) -> float | None:
-        return max((s for _, s in self.scores), default=None)
+        """The models' highest score (what the reader drew has none)."""
+        return max((s for m, s in self.scores if m != READER), default=None)
 
     @property
     def legacy_keys(self) -> tuple[str, ...]:
@@ -145,6 +148,10 @@ class FindingRow:
         if self.lesion is None:
             return (str(self.key),)
         return tuple(m.legacy_key for m in self.lesion.members)
+
+
+def model_text(model: str, version: str) -> str:
+    return "the reader's edits" if model == READER else f"{model} v{version}"
 
 
 def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
@@ -188,9 +195,9 @@ def build_layers(findings: Findings, volume: Volume) -> list[Layer]:
             Layer(
                 key,
                 versions.get(key.model, "?"),
-                own_colours.get(key, palette_colour(i)),
+                READER_COLOUR if key.model == READER else own_colours.get(key, palette_colour(i)),
                 values,
-                opacity=0.8 if key.kind == "detection" else 0.4,
+                opacity=0.8 if key.kind == "detection" else 0.6 if key.model == READER else 0.4,
                 threshold=threshold if threshold is not None else 0.5,
                 value=label_values.get(key),
             )

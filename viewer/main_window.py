@@ -18,6 +18,7 @@ from radlens.viewer.browser import StudyBrowser
 from radlens.viewer.cine import CineBar
 from radlens.viewer.controller import Controller, key_of
 from radlens.viewer.dicom_actions import DicomActions
+from radlens.viewer.edit_panel import TOOLS, EditPanel
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
 from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
@@ -26,7 +27,12 @@ from radlens.viewer.slice_view import SliceView
 from radlens.viewer.state import Study, ViewState, to_plane
 from radlens.viewer.worker import JobRunner
 
-TOOL_HINTS = {"wl": "left drag: window/level", "ruler": "left drag: ruler", "roi": "left drag: ROI"}
+TOOL_HINTS = {
+    "wl": "left drag: window/level",
+    "ruler": "left drag: ruler",
+    "roi": "left drag: ROI",
+    **{name: tip for name, _, tip in TOOLS if name != "wl"},
+}
 
 
 def _menus() -> dict[str, list]:
@@ -57,6 +63,17 @@ def _menus() -> dict[str, list]:
             ("Series window", "series_window"),
             ("Auto (percentile)", "auto_window"),
             ("Invert", "invert"),
+        ],
+        "&Edit": [
+            ("Undo", "undo"),
+            ("Redo", "redo"),
+            None,
+            ("Brush", "tool:brush"),
+            ("Eraser", "tool:eraser"),
+            ("Fill holes", "fill_holes"),
+            ("Box", "tool:box"),
+            ("Delete box", "delete_box"),
+            ("Segment at a click", "tool:grow"),
         ],
         "&Tools": [
             ("Window/level (left drag)", "tool:wl"),
@@ -93,11 +110,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layers_panel = LayersPanel()
         self.findings_panel = FindingsPanel()
         self.ai_panel = AiPanel()
+        self.edit_panel = EditPanel()
         self._add_dock("Studies", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         findings = self._add_dock("Findings", self.findings_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         layers = self._add_dock("Layers", self.layers_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         ai = self._add_dock("AI models", self.ai_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        edit = self._add_dock("Edit", self.edit_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(layers, ai)
+        self.tabifyDockWidget(ai, edit)
         layers.raise_()
         self.resizeDocks([findings, layers], [1, 1], QtCore.Qt.Orientation.Vertical)
 
@@ -146,6 +166,9 @@ class MainWindow(QtWidgets.QMainWindow):
             v.clicked.connect(c.click)
             v.probed.connect(c.probe)
             v.measured.connect(self.set_status)
+            v.painted.connect(c.editor.paint)
+            v.boxed.connect(c.editor.box_drag)
+            v.seeded.connect(c.editor.segment_at)
         self.runner.progressed.connect(c.on_progress)
         self.runner.finished.connect(c.on_finished)
         self.cine_bar.toggled.connect(c.set_cine)
@@ -160,6 +183,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.ai_panel.modality_chosen.connect(c.set_modality)
         self.ai_panel.run_on_open.toggled.connect(c.set_run_on_open)
         self.cancel_button.clicked.connect(c.cancel_loading)
+        e = self.edit_panel
+        e.tool_chosen.connect(self.set_tool)
+        e.brush_changed.connect(c.set_brush)
+        e.label_changed.connect(c.set_edit_label)
+        e.fill_requested.connect(c.editor.fill_holes)
+        e.delete_requested.connect(c.editor.delete_boxes)
+        e.undo_requested.connect(c.editor.undo)
+        e.redo_requested.connect(c.editor.redo)
 
     def _build_menus(self) -> None:
         """Each menu entry runs one action; its key, if it has one, comes from the controller's KEYMAP."""
@@ -332,6 +363,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_tool(self, tool: str) -> None:
         for v in self.views.values():
             v.tool = tool
+            v.clear_measurement()
+        self.edit_panel.show_tool(tool)
+        self.controller.set_brush(self.edit_panel.brush(erase=tool == "eraser"))
         self.set_status(TOOL_HINTS[tool])
 
     def fit_views(self) -> None:

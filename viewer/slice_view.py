@@ -16,7 +16,7 @@ from radlens.imaging.geometry import extract_plane
 from radlens.imaging.volume import Volume
 from radlens.imaging.windowing import display_lut
 from radlens.viewer import layout
-from radlens.viewer.layers import LayerKey
+from radlens.viewer.layers import READER, LayerKey
 from radlens.viewer.measure import ellipse_stats
 from radlens.viewer.overlays import boxes_on_slice, heat_lut, label_luts, labels_rgba, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
@@ -87,11 +87,14 @@ class SliceView(pg.GraphicsView):
     window_dragged = QtCore.Signal(float, float)
     probed = QtCore.Signal(str, float, float)
     measured = QtCore.Signal(str)
+    painted = QtCore.Signal(str, float, float, str)  # plane, row, column, start | move | end
+    boxed = QtCore.Signal(str, float, float, float, float, str, float)  # plane, r0, c0, r1, c1, phase, tolerance
+    seeded = QtCore.Signal(str, float, float)  # plane, row, column: segment the lesion there
 
     def __init__(self, plane: str, parent=None):
         super().__init__(parent)
         self.plane = plane
-        self.tool = "wl"  # wl | ruler | roi
+        self.tool = "wl"  # wl | ruler | roi | brush | eraser | box | grow
         self.volume: Volume | None = None
         self.state: ViewState | None = None
         self.shown_index = -1
@@ -318,9 +321,12 @@ class SliceView(pg.GraphicsView):
         self._set_corner("tl", "\n".join(t for t in tl if t))
         tr = [vol.modality, vol.description, *layout.series_lines(vol, self.plane)]
         if st.overlays_on and st.layers:
-            models = sorted({f"{layer.key.model} v{layer.version}" for k, layer in st.layers.items() if st.shown(k)})
+            shown = {(k.model, layer.version) for k, layer in st.layers.items() if st.shown(k)}
+            models = sorted(f"{m} v{v}" for m, v in shown if m != READER)
             if models:
                 tr += ["AI, machine-generated:", *models]
+            if any(m == READER for m, _ in shown):
+                tr.append("edited by the reader")
         self._set_corner("tr", "\n".join(t for t in tr if t))
         self._set_corner("bl", layout.slice_caption(vol, self.plane, idx, n, pos))
         self._set_corner("br", self._window_text())
@@ -431,12 +437,32 @@ class SliceView(pg.GraphicsView):
     # -- mouse -------------------------------------------------------------------------------------
     def point_clicked(self, x_mm: float, y_mm: float) -> None:
         row, col = self.scene_to_pixel(x_mm, y_mm)
-        self.clicked.emit(self.plane, row, col)
+        if self.tool in ("brush", "eraser"):
+            self.painted.emit(self.plane, row, col, "start")
+            self.painted.emit(self.plane, row, col, "end")
+        elif self.tool == "grow":
+            self.seeded.emit(self.plane, row, col)
+        else:
+            self.clicked.emit(self.plane, row, col)
 
     def left_drag(self, ev) -> None:
         if self.tool == "wl":
             d = ev.screenPos() - ev.lastScreenPos()
             self.window_dragged.emit(float(d.x()), float(d.y()))
+            return
+        p = self.vb.mapSceneToView(ev.scenePos())
+        phase = "start" if ev.isStart() else "end" if ev.isFinish() else "move"
+        if self.tool in ("brush", "eraser"):
+            if phase == "start":  # the stroke starts where the button went down, not where the drag was noticed
+                p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
+                self.painted.emit(self.plane, *self.scene_to_pixel(p0.x(), p0.y()), "start")
+                phase = "move"
+            self.painted.emit(self.plane, *self.scene_to_pixel(p.x(), p.y()), phase)
+            return
+        if self.tool == "box":
+            self._drag_box(ev, phase)
+            return
+        if self.tool == "grow":
             return
         p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
         p1 = self.vb.mapSceneToView(ev.scenePos())
@@ -451,6 +477,26 @@ class SliceView(pg.GraphicsView):
         self.measure_item.setZValue(40)
         self.vb.addItem(self.measure_item, ignoreBounds=True)
         self.measured.emit(self.measurement_text(p0.x(), p0.y(), p1.x(), p1.y()))
+
+    def _drag_box(self, ev, phase: str) -> None:
+        """The box tool: a rectangle follows the drag; a press on a box's corner resizes that box."""
+        p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
+        p1 = self.vb.mapSceneToView(ev.scenePos())
+        r0, c0 = self.scene_to_pixel(p0.x(), p0.y())
+        r1, c1 = self.scene_to_pixel(p1.x(), p1.y())
+        tolerance = 8 * self.vb.viewPixelSize()[0] / self.pixel_mm[1]  # 8 screen pixels, in image pixels
+        if phase == "start":
+            self.boxed.emit(self.plane, r0, c0, r0, c0, "start", tolerance)
+        self.clear_measurement()
+        if phase == "end":
+            self.boxed.emit(self.plane, r0, c0, r1, c1, "end", tolerance)
+            return
+        self.measure_item = QtWidgets.QGraphicsRectItem(QtCore.QRectF(p0, p1).normalized())
+        pen = QtGui.QPen(QtGui.QColor(80, 255, 120), 1, QtCore.Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self.measure_item.setPen(pen)
+        self.measure_item.setZValue(40)
+        self.vb.addItem(self.measure_item, ignoreBounds=True)
 
     def measurement_text(self, x0: float, y0: float, x1: float, y1: float) -> str:
         one_view = layout.one_view(self.volume)

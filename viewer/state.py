@@ -14,6 +14,8 @@ import numpy as np
 from radlens.imaging.geometry import z_rows_reversed
 from radlens.imaging.volume import Volume, Window
 from radlens.inference.findings import Findings
+from radlens.viewer.corrections import Corrections
+from radlens.viewer.editing import History
 from radlens.viewer.layers import FindingKey, FindingRow, Layer, LayerKey, build_layers, finding_rows
 from radlens.viewer.review import Review
 
@@ -56,6 +58,20 @@ def box_on_plane(box_zyx, plane: str, index: int, shape_zyx, flip_z: bool) -> tu
     if plane == "coronal":
         return (r0, x0, r1, x1) if y0 <= index < y1 else None
     return (r0, y0, r1, y1) if x0 <= index < x1 else None
+
+
+def box_from_plane(rect_rc, plane: str, depth: tuple[int, int], shape_zyx, flip_z: bool) -> tuple[int, ...]:
+    """The inverse of ``box_on_plane``: a rectangle (row0, col0, row1, col1) on a plane, and the half-open
+    range ``depth`` of slices it spans, as a box_zyx."""
+    r0, c0, r1, c1 = (int(v) for v in rect_rc)
+    nz = shape_zyx[0]
+    z0, z1 = (nz - r1, nz - r0) if flip_z else (r0, r1)
+    d0, d1 = depth
+    if plane == "axial":
+        return (d0, r0, c0, d1, r1, c1)
+    if plane == "coronal":
+        return (z0, d0, c0, z1, d1, c1)
+    return (z0, c0, d0, z1, c1, d1)
 
 
 def plane_pixel_mm(volume: Volume, plane: str) -> tuple[float, float]:
@@ -196,10 +212,14 @@ class ViewState:
 
 @dataclass
 class Study:
-    """One loaded series and its view state (which holds the findings shown over it)."""
+    """One loaded series, its view state (which holds the findings shown over it), the AI's findings
+    as the models gave them, and the reader's corrections with their undo history."""
 
     volume: Volume
     state: ViewState
+    ai: Findings | None = None
+    corrections: Corrections | None = None
+    history: History = field(default_factory=History)
 
     @property
     def key(self) -> str:

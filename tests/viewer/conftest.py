@@ -72,6 +72,27 @@ def make_findings(volume: Volume) -> Findings:
     )
 
 
+def widget_point(view, row: float, col: float):
+    """The viewport point (a QPoint) where displayed pixel (row, col) of a SliceView is drawn."""
+    from radlens.viewer.qt import QtCore
+
+    rmm, cmm = view.pixel_mm
+    p = view.mapFromScene(view.vb.mapViewToScene(QtCore.QPointF((col + 0.5) * cmm, (row + 0.5) * rmm)))
+    return QtCore.QPoint(round(p.x()), round(p.y()))
+
+
+def drag(qtbot, view, a, b, steps: int = 6) -> None:
+    """A left-button drag on a view's viewport from a to b (QPoints), as a mouse does it."""
+    from radlens.viewer.qt import QtCore
+
+    vp = view.viewport()
+    qtbot.mousePress(vp, QtCore.Qt.MouseButton.LeftButton, pos=a)
+    for i in range(1, steps + 1):
+        qtbot.wait(12)  # pyqtgraph drops mouse moves closer than 10 ms
+        qtbot.mouseMove(vp, a + (b - a) * i / steps)
+    qtbot.mouseRelease(vp, QtCore.Qt.MouseButton.LeftButton, pos=b)
+
+
 def key_of_detection(state, detection_id: int = 1):
     """The key of the finding row (a fused lesion) that holds the detector's detection ``detection_id``."""
     return next(r.key for r in state.rows if any(fid == detection_id for _, fid, _ in r.boxes))

@@ -17,7 +17,8 @@ from radlens.imaging.windowing import apply_voi_table, apply_window
 from radlens.viewer.qt import QtCore, QtGui
 from tests.imaging.dicom_fixtures import write_stack
 from tests.imaging.kind_fixtures import write_cine, write_radiograph
-from tests.viewer.test_tools import _drag, _widget_point
+from tests.viewer.conftest import drag as _drag
+from tests.viewer.conftest import widget_point as _widget_point
 
 Qt = QtCore.Qt
 

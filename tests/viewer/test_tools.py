@@ -5,30 +5,16 @@ import pytest
 
 from radlens.viewer.qt import QtCore
 from radlens.viewer.tags import TagBrowser
+from tests.viewer.conftest import drag, widget_point
 
 Qt = QtCore.Qt
-
-
-def _widget_point(view, row: float, col: float) -> QtCore.QPoint:
-    rmm, cmm = view.pixel_mm
-    p = view.mapFromScene(view.vb.mapViewToScene(QtCore.QPointF((col + 0.5) * cmm, (row + 0.5) * rmm)))
-    return QtCore.QPoint(round(p.x()), round(p.y()))
-
-
-def _drag(qtbot, view, a: QtCore.QPoint, b: QtCore.QPoint, steps: int = 6) -> None:
-    vp = view.viewport()
-    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=a)
-    for i in range(1, steps + 1):
-        qtbot.wait(12)  # pyqtgraph drops mouse moves closer than 10 ms
-        qtbot.mouseMove(vp, a + (b - a) * i / steps)
-    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=b)
 
 
 def test_pixel_probe_shows_voxel_lps_and_hu(window, qtbot, study):
     volume, _ = study
     window.set_volume(volume)
     axial = window.views["axial"]
-    qtbot.mouseMove(axial.viewport(), _widget_point(axial, 25, 41))
+    qtbot.mouseMove(axial.viewport(), widget_point(axial, 25, 41))
     text = window.probe_label.text()
     assert "voxel z20 y25 x41" in text and text.endswith("300 HU")
     lps = volume.index_to_lps((20, 25, 41))
@@ -40,8 +26,8 @@ def test_ruler_measures_in_mm(window, qtbot, study):
     window.set_volume(volume)
     window.set_tool("ruler")
     axial = window.views["axial"]
-    a, b = _widget_point(axial, 10, 10), _widget_point(axial, 10, 40)
-    _drag(qtbot, axial, a, b)
+    a, b = widget_point(axial, 10, 10), widget_point(axial, 10, 40)
+    drag(qtbot, axial, a, b)
     text = window.message.text()
     assert text.startswith("length ")
     assert float(text.split()[1]) == pytest.approx(30 * 0.8, abs=0.8)  # 30 columns of 0.8 mm
@@ -53,7 +39,7 @@ def test_ellipse_roi_statistics_in_hu(window, qtbot, study):
     window.set_volume(volume)
     window.set_tool("roi")
     axial = window.views["axial"]
-    _drag(qtbot, axial, _widget_point(axial, 21, 37), _widget_point(axial, 28, 44))  # inside the 300 HU nodule
+    drag(qtbot, axial, widget_point(axial, 21, 37), widget_point(axial, 28, 44))  # inside the 300 HU nodule
     text = window.message.text()
     assert text.startswith("ROI mean 300.0 SD 0.0 min 300 max 300")
     assert "mm²" in text
