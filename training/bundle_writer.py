@@ -67,6 +67,7 @@ def write_bundle(out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, 
             "lr": plan.lr,
             "split": {"train": plan.train_cases, "validation": plan.validation_cases},
             "final_loss": history[-1]["loss"] if history else None,
+            **({"init": plan.init} if plan.init else {}),
         },
         "data_sources": [
             {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}

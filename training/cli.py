@@ -71,6 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="detect: train the classifier of the two-stage detector (shape-based candidates, then a 3D CNN on "
         "two views of each): what the shipped chest detector is",
     )
+    p.add_argument(
+        "--init",
+        metavar="BUNDLE",
+        help="fine-tune this bundle (a folder or an installed name): its network, input spacing, patch and "
+        "normalisation, and its weights to start from",
+    )
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
@@ -98,6 +104,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     options = vars(args)
     given = {f.name: options[f.name] for f in fields(TrainConfig) if options[f.name] is not None}
     given["dataset"], given["out"] = Path(given["dataset"]), Path(given["out"])
+    if "init" in given:
+        given["init"] = Path(given["init"])
     for name in ("patch", "spacing", "channels", "mirror_axes", "clip"):
         if name in given:
             given[name] = tuple(given[name])
@@ -112,6 +120,8 @@ def run_train(args: argparse.Namespace) -> int:
 
         if args.task != "detect":
             raise TrainingError("--two-stage: the two-stage model is a detector (radlens train detect)")
+        if args.init:
+            raise TrainingError("--init: fine-tuning starts a one-network bundle; not with --two-stage")
         return two_stage.train_command(args, command_line())
     from radlens.training.console import train_command
 

@@ -42,6 +42,7 @@ class TrainConfig:
     blend: str = DEFAULT_BLEND
     clip: tuple[float, float] | None = None  # CT window in HU; None: the foreground's 0.5/99.5 percentiles
     crop: str | None = None  # one of CROPS or "none"; None: "body" for CT
+    init: Path | None = None  # a bundle to start from (fine-tuning): its network, input and weights
 
     def __post_init__(self) -> None:
         """Refuse what no run could use before anything is read or trained."""

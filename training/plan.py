@@ -14,8 +14,9 @@ import numpy as np
 
 from radlens.inference.metadata import DEFAULT_BLEND, DEFAULT_OVERLAP
 from radlens.training.cache import CaseCache
-from radlens.training.config import VAL_FRACTION, TrainConfig
+from radlens.training.config import TASKS, VAL_FRACTION, TrainConfig
 from radlens.training.datasets import Case, Dataset, load_image
+from radlens.training.errors import TrainingError
 
 # Voxels of one patch the default plan aims at (nnU-Net sizes patches from GPU memory the same way).
 PATCH_BUDGET = {"cpu": 48 * 64 * 64, "cuda": 128 * 128 * 128}
@@ -53,6 +54,7 @@ class Plan:
     # Sliding windows, for the final validation and in the bundle.
     overlap: float = DEFAULT_OVERLAP
     blend: str = DEFAULT_BLEND
+    init: dict | None = None  # the bundle fine-tuned: {"path", "name", "sha256"}
 
     def input_block(self) -> dict:
         block = {
@@ -149,7 +151,7 @@ def make_plan(ds: Dataset, config: TrainConfig, device: str) -> Plan:
     arch_kwargs["num_res_units"] = int(config.res_units)
     divisor = 2 ** (len(channels) - 1)
     train_ids, val_ids = split_cases([c.case_id for c in ds.train_cases], config.seed, config.val_fraction)
-    return Plan(
+    plan = Plan(
         task=config.task,
         modality=ds.modality,
         labels=labels,
@@ -175,6 +177,37 @@ def make_plan(ds: Dataset, config: TrainConfig, device: str) -> Plan:
         blend=str(config.blend),
         notes=[*notes, f"patch divisor {divisor} (the network downsamples {len(channels) - 1} times)"],
     )
+    return from_bundle(plan, config.init) if config.init is not None else plan
+
+
+def from_bundle(plan: Plan, init) -> Plan:
+    """Fine-tuning: the bundle's network and input (spacing, patch, normalisation, crop, windows) replace
+    what the data would have decided; its labels must be the dataset's. The weights load in ``train``."""
+    from radlens.inference.bundle import find_bundle, read_metadata
+
+    folder = find_bundle(init)
+    meta = read_metadata(folder)
+    where = f"--init {init}"
+    if meta.task != TASKS[plan.task]:
+        raise TrainingError(f"{where}: a {meta.task} bundle cannot start a {TASKS[plan.task]} training")
+    if meta.pipeline != "radlens":
+        raise TrainingError(f"{where}: a bundle of the {meta.pipeline} pipeline; only the one-network bundles "
+                            "radlens train writes can be fine-tuned")  # fmt: skip
+    if plan.task == "segment" and list(meta.labels) != plan.labels:
+        raise TrainingError(f"{where}: the bundle segments {list(meta.labels)}, the dataset labels {plan.labels}")
+    if meta.input.modality != plan.modality:
+        raise TrainingError(f"{where}: a {meta.input.modality} bundle, a {plan.modality} dataset")
+    block = meta.document["input"]
+    plan.arch, plan.arch_kwargs = meta.arch, dict(meta.arch_kwargs)
+    plan.spacing_zyx = [float(v) for v in block["spacing_zyx"]]
+    plan.patch_zyx = [int(v) for v in block["patch_zyx"]]
+    plan.normalization = dict(block.get("normalization") or {})
+    plan.crop = meta.input.crop
+    plan.mirror_axes = list(meta.input.mirror_axes)
+    plan.overlap, plan.blend = meta.input.overlap, meta.input.blend
+    plan.init = {"path": str(folder), "name": meta.name, "sha256": meta.sha256}
+    plan.notes = [f"fine-tuning {meta.name} ({folder}): its network, input and weights"]
+    return plan
 
 
 def _crop(asked: str | None, modality: str) -> str | None:

@@ -122,6 +122,7 @@ def train(
     import torch
     from torch.utils.data import DistributedSampler
 
+    from radlens.inference.bundle import load_bundle
     from radlens.inference.networks import build_network
 
     world, rank, local_rank = distributed.ranks()
@@ -147,7 +148,9 @@ def train(
 
     torch.manual_seed(plan.seed)
     network = build_network(plan.arch, **plan.arch_kwargs)
-    if plan.task == "detect":
+    if plan.init is not None and resume_state is None:  # fine-tuning: the bundle's verified weights, strictly
+        network.load_state_dict(load_bundle(plan.init["path"]).network.state_dict(), strict=True)
+    elif plan.task == "detect":
         start_sizes_at_the_mean(network, cache, plan)
     network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)

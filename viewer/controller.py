@@ -483,6 +483,37 @@ class Controller:
     def set_edit_label(self, label: str) -> None:
         self.editor.label = label
 
+    def save_training_case(self, folder) -> bool:
+        """The image and its lesions as the reader left them (rejected ones out) into an nnU-Net folder."""
+        if self.study is None:
+            return False
+        from radlens.imaging.training_case import save_training_case
+
+        st, vol = self.study.state, self.study.volume
+        labels = np.zeros(vol.shape_zyx, dtype=np.uint8)
+        names: dict[str, int] = {}
+        lesions = []
+        for row in st.visible_rows():
+            if row.lesion is None or st.decision(row) == "rejected":
+                continue
+            lesions.append((row.lesion.center_lps, row.lesion.long_mm))
+            if row.lesion.mask is not None:
+                value = names.setdefault(row.label, len(names) + 1)
+                box = row.lesion.box_zyx
+                labels[tuple(slice(box[i], box[i + 3]) for i in range(3))][row.lesion.mask] = value
+        if not names:
+            self.view.set_status("no outlined lesion to train on: paint or accept a mask first", error=True)
+            return False
+        try:
+            case, count = save_training_case(
+                folder, vol, labels, {v: k for k, v in names.items()}, lesions, synthetic=self.synthetic
+            )
+        except RadlensError as err:
+            self.view.set_status(str(err), error=True)
+            return False
+        self.view.set_status(f"saved {case} into {folder} ({count} training cases)")
+        return True
+
     # -- AI ----------------------------------------------------------------------------------------
     def run_models(self, bundles=None) -> None:
         if self.study is None:

@@ -74,6 +74,8 @@ def _menus() -> dict[str, list]:
             ("Box", "tool:box"),
             ("Delete box", "delete_box"),
             ("Segment at a click", "tool:grow"),
+            None,
+            ("Save as training case…", "save_training_case"),
         ],
         "&Tools": [
             ("Window/level (left drag)", "tool:wl"),
@@ -191,6 +193,7 @@ class MainWindow(QtWidgets.QMainWindow):
         e.delete_requested.connect(c.editor.delete_boxes)
         e.undo_requested.connect(c.editor.undo)
         e.redo_requested.connect(c.editor.redo)
+        e.save_case_requested.connect(self.save_training_case_dialog)
 
     def _build_menus(self) -> None:
         """Each menu entry runs one action; its key, if it has one, comes from the controller's KEYMAP."""
@@ -201,6 +204,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "open_findings": self.open_findings_dialog,
             "export": self.export_dialog,
             "export_accepted": self.export_accepted_dialog,
+            "save_training_case": self.save_training_case_dialog,
             "quit": self.close,
             "fit": self.fit_views,
             "one_to_one": self.one_to_one,
@@ -417,6 +421,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         self.set_status(f"exported {out}")
         return out
+
+    def save_training_case_dialog(self) -> None:
+        if self.study is None:
+            return
+        start = str(self.settings.value("training_cases", ""))
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "nnU-Net folder for the training case", start)
+        if folder and self.controller.save_training_case(folder):
+            self.settings.setValue("training_cases", folder)
 
     def export_accepted_dialog(self) -> None:
         if self.study is None:
