@@ -29,6 +29,7 @@ from radlens.viewer.editor import Editor
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.layout import one_view
+from radlens.viewer.measurements import Measurements
 from radlens.viewer.protocols import Runner, Settings, View
 from radlens.viewer.review import load_review, save_review
 from radlens.viewer.state import Study, ViewState, from_plane
@@ -57,6 +58,10 @@ KEYMAP: dict[str, str] = {
     "W": "tool:wl",
     "R": "tool:ruler",
     "O": "tool:roi",
+    "L": "tool:polygon",
+    "K": "tool:angle",
+    "Shift+R": "tool:recist",
+    "Backspace": "delete_measurement",
     "N": "next_finding",
     "P": "previous_finding",
     "B": "tool:brush",
@@ -98,6 +103,7 @@ class Controller:
         self.series_set = None  # the 4D set the shown study is a part of (viewer.phases slides over it)
         self._last_progress = 0.0
         self.editor = Editor(self)
+        self.measurements = Measurements(self)
         view.ai_panel.set_run_on_open(self.run_on_open())
         view.set_recent(self.recent())
 
@@ -114,6 +120,7 @@ class Controller:
             "previous_finding": functools.partial(self.step_finding, -1),
             "fill_holes": self.editor.fill_holes,
             "delete_box": self.editor.delete_boxes,
+            "delete_measurement": self.measurements.delete,
             "undo": self.editor.undo,
             "redo": self.editor.redo,
         }
@@ -282,6 +289,7 @@ class Controller:
             state.layout, state.active_plane = "single", "axial"
         self.study = study = Study(volume, state)
         self.editor.open(study)
+        self.measurements.open(study)
         self.view.show_volume(study, self.synthetic)
         self.view.show_layout(state.layout, state.active_plane)
         msg = f"{volume.description or volume.source or 'volume'}: {' × '.join(map(str, volume.shape_zyx))}"
@@ -322,7 +330,7 @@ class Controller:
         st = study.state
         st.set_findings(study.corrections.apply(study.ai, study.volume), study.volume)
         if st.review.legacy and st.review.adopt_legacy(st.rows):
-            self._save_review()
+            self.save_review()
         self.view.show_findings(st)
 
     # -- reading -----------------------------------------------------------------------------------
@@ -466,10 +474,10 @@ class Controller:
         if row is None:
             return
         st.review.decide(row, decision)
-        self._save_review()
+        self.save_review()
         self.view.show_rows(st)
 
-    def _save_review(self) -> None:
+    def save_review(self) -> None:
         try:
             path = save_review(self.study.volume, self.study.state.review)
             self.view.set_status(f"review saved: {path.name}")
@@ -484,35 +492,7 @@ class Controller:
         self.editor.label = label
 
     def save_training_case(self, folder) -> bool:
-        """The image and its lesions as the reader left them (rejected ones out) into an nnU-Net folder."""
-        if self.study is None:
-            return False
-        from radlens.imaging.training_case import save_training_case
-
-        st, vol = self.study.state, self.study.volume
-        labels = np.zeros(vol.shape_zyx, dtype=np.uint8)
-        names: dict[str, int] = {}
-        lesions = []
-        for row in st.visible_rows():
-            if row.lesion is None or st.decision(row) == "rejected":
-                continue
-            lesions.append((row.lesion.center_lps, row.lesion.long_mm))
-            if row.lesion.mask is not None:
-                value = names.setdefault(row.label, len(names) + 1)
-                box = row.lesion.box_zyx
-                labels[tuple(slice(box[i], box[i + 3]) for i in range(3))][row.lesion.mask] = value
-        if not names:
-            self.view.set_status("no outlined lesion to train on: paint or accept a mask first", error=True)
-            return False
-        try:
-            case, count = save_training_case(
-                folder, vol, labels, {v: k for k, v in names.items()}, lesions, synthetic=self.synthetic
-            )
-        except RadlensError as err:
-            self.view.set_status(str(err), error=True)
-            return False
-        self.view.set_status(f"saved {case} into {folder} ({count} training cases)")
-        return True
+        return self.editor.save_training_case(folder)
 
     # -- AI ----------------------------------------------------------------------------------------
     def run_models(self, bundles=None) -> None:

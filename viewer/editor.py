@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from radlens.imaging.errors import RadlensError
+from radlens.imaging.training_case import save_training_case
 from radlens.viewer import jobs
 from radlens.viewer.corrections import READER, Corrections, load_corrections, save_corrections
 from radlens.viewer.editing import Brush, Compound, StateEdit, Stroke, VoxelEdit, add_region, fill_holes
@@ -214,6 +215,35 @@ class Editor:
         depth = (det.box_zyx[axis], det.box_zyx[axis + 3])
         return box_from_plane(rect, plane, depth, st.shape_zyx, st.flip_z)
 
+    def save_training_case(self, folder) -> bool:
+        """The image and its lesions as the reader left them (rejected ones out) into an nnU-Net folder."""
+        if self.study is None:
+            return False
+        st, vol = self.study.state, self.study.volume
+        labels = np.zeros(vol.shape_zyx, dtype=np.uint8)
+        names: dict[str, int] = {}
+        lesions = []
+        for row in st.visible_rows():
+            if row.lesion is None or st.decision(row) == "rejected":
+                continue
+            lesions.append((row.lesion.center_lps, row.lesion.long_mm))
+            if row.lesion.mask is not None:
+                value = names.setdefault(row.label, len(names) + 1)
+                box = row.lesion.box_zyx
+                labels[tuple(slice(box[i], box[i + 3]) for i in range(3))][row.lesion.mask] = value
+        if not names:
+            self.ctl.view.set_status("no outlined lesion to train on: paint or accept a mask first", error=True)
+            return False
+        try:
+            case, count = save_training_case(
+                folder, vol, labels, {v: k for k, v in names.items()}, lesions, synthetic=self.ctl.synthetic
+            )
+        except RadlensError as err:
+            self.ctl.view.set_status(str(err), error=True)
+            return False
+        self.ctl.view.set_status(f"saved {case} into {folder} ({count} training cases)")
+        return True
+
     # -- undo, redo, saving ---------------------------------------------------------------------------
     def undo(self) -> None:
         self._replay(self.study.history.undo() if self.study else None, "undo")
@@ -224,8 +254,11 @@ class Editor:
     def _replay(self, edit, what: str) -> None:
         if edit is None:
             self.ctl.view.set_status(f"nothing to {what}")
-            return
-        self._changed(f"{what}: {edit.text}")
+        elif getattr(edit, "scope", "corrections") == "measurements":
+            self.ctl.measurements.changed()
+            self.ctl.view.set_status(f"{what}: {edit.text}")
+        else:
+            self._changed(f"{what}: {edit.text}")
 
     def _record(self, edit, made: StateEdit | None = None) -> None:
         """Push a finished edit (with the mask it needed, if new) and show and save the result."""

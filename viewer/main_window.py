@@ -20,6 +20,7 @@ from radlens.viewer.controller import Controller, key_of
 from radlens.viewer.dicom_actions import DicomActions
 from radlens.viewer.edit_panel import TOOLS, EditPanel
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
+from radlens.viewer.measurements_panel import MeasurementsPanel
 from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
@@ -30,7 +31,10 @@ from radlens.viewer.worker import JobRunner
 TOOL_HINTS = {
     "wl": "left drag: window/level",
     "ruler": "left drag: ruler",
-    "roi": "left drag: ROI",
+    "roi": "left drag: ellipse ROI",
+    "polygon": "click the corners of a polygon ROI; click the first one again to close it",
+    "angle": "click three points, the vertex second",
+    "recist": "click the two ends of the long axis, then of the short axis",
     **{name: tip for name, _, tip in TOOLS if name != "wl"},
 }
 
@@ -81,10 +85,25 @@ def _menus() -> dict[str, list]:
             ("Window/level (left drag)", "tool:wl"),
             ("Ruler", "tool:ruler"),
             ("Ellipse ROI", "tool:roi"),
+            ("Polygon ROI", "tool:polygon"),
+            ("Angle", "tool:angle"),
+            ("RECIST long/short axes", "tool:recist"),
+            ("Delete measurement", "delete_measurement"),
+            ("Export measurements…", "export_measurements"),
+            None,
             ("Next finding", "next_finding"),
             ("Previous finding", "previous_finding"),
         ],
     }
+
+
+def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
+    """A tall panel in a scroll area, so that it does not set the window's minimum height."""
+    area = QtWidgets.QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+    area.setWidget(widget)
+    return area
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -113,13 +132,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.findings_panel = FindingsPanel()
         self.ai_panel = AiPanel()
         self.edit_panel = EditPanel()
+        self.measurements_panel = MeasurementsPanel()
         self._add_dock("Studies", self.browser, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         findings = self._add_dock("Findings", self.findings_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        measures = self._add_dock("Measurements", self.measurements_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         layers = self._add_dock("Layers", self.layers_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         ai = self._add_dock("AI models", self.ai_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
-        edit = self._add_dock("Edit", self.edit_panel, QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
+        edit = self._add_dock("Edit", _scrolling(self.edit_panel), QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(layers, ai)
         self.tabifyDockWidget(ai, edit)
+        self.tabifyDockWidget(findings, measures)
+        findings.raise_()
         layers.raise_()
         self.resizeDocks([findings, layers], [1, 1], QtCore.Qt.Orientation.Vertical)
 
@@ -171,6 +194,8 @@ class MainWindow(QtWidgets.QMainWindow):
             v.painted.connect(c.editor.paint)
             v.boxed.connect(c.editor.box_drag)
             v.seeded.connect(c.editor.segment_at)
+            v.measurement_drawn.connect(c.measurements.add)
+            v.measure_preview.connect(c.measurements.preview)
         self.runner.progressed.connect(c.on_progress)
         self.runner.finished.connect(c.on_finished)
         self.cine_bar.toggled.connect(c.set_cine)
@@ -194,6 +219,10 @@ class MainWindow(QtWidgets.QMainWindow):
         e.undo_requested.connect(c.editor.undo)
         e.redo_requested.connect(c.editor.redo)
         e.save_case_requested.connect(self.save_training_case_dialog)
+        m = self.measurements_panel
+        m.jump_requested.connect(c.measurements.jump)
+        m.delete_requested.connect(c.measurements.delete)
+        m.export_requested.connect(self.export_measurements_dialog)
 
     def _build_menus(self) -> None:
         """Each menu entry runs one action; its key, if it has one, comes from the controller's KEYMAP."""
@@ -205,6 +234,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "export": self.export_dialog,
             "export_accepted": self.export_accepted_dialog,
             "save_training_case": self.save_training_case_dialog,
+            "export_measurements": self.export_measurements_dialog,
             "quit": self.close,
             "fit": self.fit_views,
             "one_to_one": self.one_to_one,
@@ -238,7 +268,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if study is None:
             self.layers_panel.set_state(None)
             self.findings_panel.set_state(None)
+            self.measurements_panel.set_state(None)
             return
+        self.measurements_panel.set_state(study.state, study.volume)
         vol = study.volume
         title = f"RadLens — {vol.description or Path(vol.source).name} ({vol.modality})"
         self.setWindowTitle(title + (" — SYNTHETIC" if synthetic else ""))
@@ -273,6 +305,17 @@ class MainWindow(QtWidgets.QMainWindow):
             _, row, col = to_plane(plane, state.cursor_zyx, state.shape_zyx, state.flip_z)
             v.center_on(row, col)
         self.findings_panel.show_selected(state.selected)
+
+    def show_measurements(self, state: ViewState, *, focus: bool) -> None:
+        """The measurements panel and the views; with ``focus`` every plane goes to the selected one."""
+        self.measurements_panel.set_state(state, self.study.volume)
+        if focus:
+            self.redraw("slices")
+            for plane, v in self.views.items():
+                _, row, col = to_plane(plane, state.cursor_zyx, state.shape_zyx, state.flip_z)
+                v.center_on(row, col)
+        for v in self._shown_views():
+            v.draw_measurements()
 
     def show_overlays_on(self, on: bool) -> None:
         self.layers_panel.all_check.blockSignals(True)
@@ -367,7 +410,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def set_tool(self, tool: str) -> None:
         for v in self.views.values():
             v.tool = tool
-            v.clear_measurement()
+            v.tools.clear()
         self.edit_panel.show_tool(tool)
         self.controller.set_brush(self.edit_panel.brush(erase=tool == "eraser"))
         self.set_status(TOOL_HINTS[tool])
@@ -429,6 +472,15 @@ class MainWindow(QtWidgets.QMainWindow):
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "nnU-Net folder for the training case", start)
         if folder and self.controller.save_training_case(folder):
             self.settings.setValue("training_cases", folder)
+
+    def export_measurements_dialog(self) -> None:
+        if self.study is None:
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export measurements", "measurements.csv", "CSV (*.csv);;JSON (*.json)"
+        )
+        if path:
+            self.controller.measurements.export(path)
 
     def export_accepted_dialog(self) -> None:
         if self.study is None:

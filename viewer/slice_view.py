@@ -17,10 +17,11 @@ from radlens.imaging.volume import Volume
 from radlens.imaging.windowing import display_lut
 from radlens.viewer import layout
 from radlens.viewer.layers import READER, LayerKey
-from radlens.viewer.measure import ellipse_stats
+from radlens.viewer.measure import on_plane
 from radlens.viewer.overlays import boxes_on_slice, heat_lut, label_luts, labels_rgba, layer_slice, mask_rgba
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets, pg
 from radlens.viewer.state import ViewState, plane_pixel_mm, to_plane
+from radlens.viewer.view_tools import MeasureOverlay, ToolInput
 
 
 class _ViewBox(pg.ViewBox):
@@ -90,11 +91,13 @@ class SliceView(pg.GraphicsView):
     painted = QtCore.Signal(str, float, float, str)  # plane, row, column, start | move | end
     boxed = QtCore.Signal(str, float, float, float, float, str, float)  # plane, r0, c0, r1, c1, phase, tolerance
     seeded = QtCore.Signal(str, float, float)  # plane, row, column: segment the lesion there
+    measurement_drawn = QtCore.Signal(str, str, object)  # plane, kind, [(row, column), ...]
+    measure_preview = QtCore.Signal(str, str, object)  # the same while a ruler or ellipse is dragged
 
     def __init__(self, plane: str, parent=None):
         super().__init__(parent)
         self.plane = plane
-        self.tool = "wl"  # wl | ruler | roi | brush | eraser | box | grow
+        self.tool = "wl"  # wl | ruler | roi | polygon | angle | recist | brush | eraser | box | grow
         self.volume: Volume | None = None
         self.state: ViewState | None = None
         self.shown_index = -1
@@ -124,7 +127,9 @@ class SliceView(pg.GraphicsView):
         for line in (self.hline, self.vline):
             line.setZValue(50)
             self.vb.addItem(line, ignoreBounds=True)
-        self.measure_item = None
+        self.tools = ToolInput(self)
+        self.measures = MeasureOverlay(self)
+        self._measures_at = -1
 
         # Text over the image is painted in drawForeground, in the same pass as the image: child
         # label widgets would make every change repaint the viewport twice.
@@ -136,13 +141,13 @@ class SliceView(pg.GraphicsView):
         # No item here reacts to hovering, and pyqtgraph's hover search under the cursor on every
         # mouse move costs milliseconds of each W/L-drag frame (bench/render.py): switch it off.
         self.scene().sendHoverEvents = _no_hover_events
-        self._drag_start = None
 
     # -- data ------------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, state: ViewState | None) -> None:
         self.volume, self.state = volume, state
         self.shown_index = -1
-        self.clear_measurement()
+        self.tools.clear()
+        self._measures_at = -1
         if volume is not None:
             self.pixel_mm = plane_pixel_mm(volume, self.plane)
             self.image_item.setTransform(QtGui.QTransform.fromScale(self.pixel_mm[1], self.pixel_mm[0]))
@@ -216,8 +221,26 @@ class SliceView(pg.GraphicsView):
         if overlays and idx != self._overlays_at:
             self._draw_overlays(idx)
             self._overlays_at = idx
+        if idx != self._measures_at:
+            self.draw_measurements()
         self._draw_crosshair()
         self.update_corner_text()
+
+    def draw_measurements(self) -> None:
+        """The study's measurements drawn on this plane's current slice."""
+        st, vol = self.state, self.volume
+        if st is None or vol is None:
+            return
+        idx = st.slice_index(self.plane)
+        shown = []
+        for m in st.measurements:
+            if m.plane != self.plane:
+                continue
+            at, points = on_plane(m, vol, st.flip_z)
+            if at == idx:
+                shown.append((m.kind, points, m.text(), m.id == st.selected_measurement))
+        self.measures.show(shown)
+        self._measures_at = idx
 
     def invalidate_overlays(self) -> None:
         """Layers, thresholds or the selection changed: the next refresh redraws the overlays."""
@@ -437,12 +460,7 @@ class SliceView(pg.GraphicsView):
     # -- mouse -------------------------------------------------------------------------------------
     def point_clicked(self, x_mm: float, y_mm: float) -> None:
         row, col = self.scene_to_pixel(x_mm, y_mm)
-        if self.tool in ("brush", "eraser"):
-            self.painted.emit(self.plane, row, col, "start")
-            self.painted.emit(self.plane, row, col, "end")
-        elif self.tool == "grow":
-            self.seeded.emit(self.plane, row, col)
-        else:
+        if not self.tools.click(row, col):
             self.clicked.emit(self.plane, row, col)
 
     def left_drag(self, ev) -> None:
@@ -450,69 +468,7 @@ class SliceView(pg.GraphicsView):
             d = ev.screenPos() - ev.lastScreenPos()
             self.window_dragged.emit(float(d.x()), float(d.y()))
             return
-        p = self.vb.mapSceneToView(ev.scenePos())
-        phase = "start" if ev.isStart() else "end" if ev.isFinish() else "move"
-        if self.tool in ("brush", "eraser"):
-            if phase == "start":  # the stroke starts where the button went down, not where the drag was noticed
-                p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
-                self.painted.emit(self.plane, *self.scene_to_pixel(p0.x(), p0.y()), "start")
-                phase = "move"
-            self.painted.emit(self.plane, *self.scene_to_pixel(p.x(), p.y()), phase)
-            return
-        if self.tool == "box":
-            self._drag_box(ev, phase)
-            return
-        if self.tool == "grow":
-            return
-        p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
-        p1 = self.vb.mapSceneToView(ev.scenePos())
-        self.clear_measurement()
-        if self.tool == "ruler":
-            self.measure_item = QtWidgets.QGraphicsLineItem(p0.x(), p0.y(), p1.x(), p1.y())
-        else:
-            self.measure_item = QtWidgets.QGraphicsEllipseItem(QtCore.QRectF(p0, p1).normalized())
-        pen = QtGui.QPen(QtGui.QColor(80, 255, 120), 2)
-        pen.setCosmetic(True)
-        self.measure_item.setPen(pen)
-        self.measure_item.setZValue(40)
-        self.vb.addItem(self.measure_item, ignoreBounds=True)
-        self.measured.emit(self.measurement_text(p0.x(), p0.y(), p1.x(), p1.y()))
-
-    def _drag_box(self, ev, phase: str) -> None:
-        """The box tool: a rectangle follows the drag; a press on a box's corner resizes that box."""
-        p0 = self.vb.mapSceneToView(ev.buttonDownScenePos())
-        p1 = self.vb.mapSceneToView(ev.scenePos())
-        r0, c0 = self.scene_to_pixel(p0.x(), p0.y())
-        r1, c1 = self.scene_to_pixel(p1.x(), p1.y())
-        tolerance = 8 * self.vb.viewPixelSize()[0] / self.pixel_mm[1]  # 8 screen pixels, in image pixels
-        if phase == "start":
-            self.boxed.emit(self.plane, r0, c0, r0, c0, "start", tolerance)
-        self.clear_measurement()
-        if phase == "end":
-            self.boxed.emit(self.plane, r0, c0, r1, c1, "end", tolerance)
-            return
-        self.measure_item = QtWidgets.QGraphicsRectItem(QtCore.QRectF(p0, p1).normalized())
-        pen = QtGui.QPen(QtGui.QColor(80, 255, 120), 1, QtCore.Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        self.measure_item.setPen(pen)
-        self.measure_item.setZValue(40)
-        self.vb.addItem(self.measure_item, ignoreBounds=True)
-
-    def measurement_text(self, x0: float, y0: float, x1: float, y1: float) -> str:
-        one_view = layout.one_view(self.volume)
-        if self.tool == "ruler" and one_view:  # px when uncalibrated; ultrasound by its regions
-            return layout.measure_text(self.volume, self.scene_to_pixel(x0, y0), self.scene_to_pixel(x1, y1))
-        if self.tool == "ruler":
-            return f"length {math.hypot(x1 - x0, y1 - y0):.1f} mm"
-        img = np.asarray(extract_plane(self.volume, self.plane, self.state.slice_index(self.plane)).image)
-        r0, c0 = self.scene_to_pixel(min(x0, x1), min(y0, y1))
-        r1, c1 = self.scene_to_pixel(max(x0, x1), max(y0, y1))
-        return ellipse_stats(img, (r0, c0, r1, c1), self.pixel_mm).text(self.volume.presentation.pixel_unit)
-
-    def clear_measurement(self) -> None:
-        if self.measure_item is not None:
-            self.vb.removeItem(self.measure_item)
-            self.measure_item = None
+        self.tools.drag(ev, "start" if ev.isStart() else "end" if ev.isFinish() else "move")
 
     def _mouse_moved(self, scene_pos) -> None:
         if self.volume is None:

@@ -115,6 +115,8 @@ class ViewState:
     rows: list[FindingRow] = field(default_factory=list)
     review: Review = field(default_factory=Review)
     selected: FindingKey | None = None
+    measurements: list = field(default_factory=list)  # viewer.measure.Measurement, in the order drawn
+    selected_measurement: int | None = None
 
     def __post_init__(self) -> None:
         if not self.cursor_zyx:

@@ -22,7 +22,8 @@ DETECTOR = LayerKey("nodule-detector", "detection", "nodule")
 SEGMENTER = LayerKey("nodule-segmenter", "segmentation", "nodule")
 # what the window itself does when these keys are pressed (dialogs, zoom, mouse tools)
 WINDOW_ACTIONS = {"open_file", "open_folder", "export", "quit", "fit", "one_to_one", "tags"}
-WINDOW_ACTIONS |= {"tool:wl", "tool:ruler", "tool:roi", "tool:brush", "tool:eraser", "tool:box", "tool:grow"}
+WINDOW_ACTIONS |= {f"tool:{t}" for t in ("wl", "ruler", "roi", "polygon", "angle", "recist")}
+WINDOW_ACTIONS |= {f"tool:{t}" for t in ("brush", "eraser", "box", "grow")}
 
 
 class Recorder:

@@ -31,7 +31,8 @@ def test_ruler_measures_in_mm(window, qtbot, study):
     text = window.message.text()
     assert text.startswith("length ")
     assert float(text.split()[1]) == pytest.approx(30 * 0.8, abs=0.8)  # 30 columns of 0.8 mm
-    assert axial.measure_item is not None
+    (ruler,) = window.study.state.measurements  # kept, and drawn on its slice
+    assert ruler.kind == "ruler" and axial.measures.items[0][0].isVisible()
 
 
 def test_ellipse_roi_statistics_in_hu(window, qtbot, study):
