@@ -66,18 +66,34 @@ def extract_plane(volume: Volume, plane: str, index: int) -> PlaneSlice:
     Axial: rows = y, columns = x (index axes). Coronal and sagittal: rows = z, reversed when z
     increases towards the head (the usual case), so that the head is at the top. No copy: a view.
     """
+    sl = [slice(None)] * 3
+    sl[_axis(plane)] = index
+    return _as_shown(volume, plane, index, volume.array[tuple(sl)])
+
+
+SLAB_MODES = {"mip": np.max, "minip": np.min, "mean": np.mean}
+
+
+def extract_slab(volume: Volume, plane: str, index: int, half: int, mode: str) -> PlaneSlice:
+    """A thick slab centred on slice ``index``: the maximum (MIP), minimum (MinIP) or mean of the
+    ``2·half + 1`` slices around it (fewer at the volume's ends), displayed like ``extract_plane``."""
+    axis = _axis(plane)
+    sl = [slice(None)] * 3
+    sl[axis] = slice(max(0, index - half), min(volume.shape_zyx[axis], index + half + 1))
+    block = volume.array[tuple(sl)]
+    if mode == "mean":
+        image = block.mean(axis=axis, dtype=np.float32)
+    else:
+        image = SLAB_MODES[mode](block, axis=axis)
+    return _as_shown(volume, plane, index, image)
+
+
+def _as_shown(volume: Volume, plane: str, index: int, image: np.ndarray) -> PlaneSlice:
     sz, sy, sx = volume.spacing_zyx
-    a = volume.array
     if plane == "axial":
-        return PlaneSlice(a[index], (sy, sx), plane, index)
+        return PlaneSlice(image, (sy, sx), plane, index)
     head_up = z_rows_reversed(volume)
-    if plane == "coronal":
-        img = a[:, index]
-        return PlaneSlice(img[::-1] if head_up else img, (sz, sx), plane, index)
-    if plane == "sagittal":
-        img = a[:, :, index]
-        return PlaneSlice(img[::-1] if head_up else img, (sz, sy), plane, index)
-    raise ValueError(f"unknown plane {plane!r} (known: {', '.join(PLANES)})")
+    return PlaneSlice(image[::-1] if head_up else image, (sz, sx) if plane == "coronal" else (sz, sy), plane, index)
 
 
 def _axis(plane: str) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from radlens.imaging.atomic import write_json
 from radlens.imaging.errors import ImagingError
+from radlens.imaging.orient import Orientation
 from radlens.imaging.volume import Volume
 
 SCHEMA = "radlens.findings/1"
@@ -202,6 +203,39 @@ class Findings:
             tuple(d for d in self.detections if d.model not in models),
             tuple(s for s in self.segmentations if s.model not in models),
             tuple(c for c in self.classifications if c.model not in models),
+        )
+
+    def reoriented(self, orientation: Orientation, display: Volume) -> Findings:
+        """These findings on the display grid of ``orientation`` (imaging.orient; its ``inverse`` maps them
+        back): boxes and centres mapped exactly, masks, label maps and heat maps as views of the same
+        arrays; positions in LPS do not change."""
+        if orientation.is_identity:
+            return self
+
+        def det(d: Detection) -> Detection:
+            centre = tuple(float(v) for v in orientation.index(d.center_zyx))
+            return dataclasses.replace(d, box_zyx=orientation.box(d.box_zyx), center_zyx=centre)
+
+        def seg(s: Segmentation) -> Segmentation:
+            comps = tuple(dataclasses.replace(c, box_zyx=orientation.box(c.box_zyx)) for c in s.components)
+            mask = None if s.mask is None else orientation.array(s.mask)
+            label_map = None if s.label_map is None else orientation.array(s.label_map)
+            return dataclasses.replace(s, components=comps, mask=mask, label_map=label_map)
+
+        def cls(c: Classification) -> Classification:
+            heat = None if c.heatmap is None else orientation.array(c.heatmap)
+            per_slice = c.per_slice if orientation.axes[0] == 0 else ()
+            if heat is not None and orientation.axes[0] != 0:
+                per_slice = tuple(float(v) for v in heat.max(axis=(1, 2)))
+            return dataclasses.replace(c, heatmap=heat, per_slice=per_slice)
+
+        return Findings(
+            input_block(display),
+            self.device,
+            self.models,
+            tuple(det(d) for d in self.detections),
+            tuple(seg(s) for s in self.segmentations),
+            tuple(cls(c) for c in self.classifications),
         )
 
     def to_json(self) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from radlens.imaging.errors import RadlensError
-from radlens.imaging.geometry import PLANES
+from radlens.imaging.geometry import PLANES, SLAB_MODES
 from radlens.imaging.progress import Progress
 from radlens.imaging.volume import Volume, Window
 from radlens.imaging.windowing import default_window, percentile_window, presets
@@ -98,6 +98,7 @@ class Controller:
         self.cine = False
         self.dropped = 0  # AI events that came for a job or series no longer shown
         self._layout, self._active_plane = "1x3", "axial"  # the user's choice, kept across series
+        self._slab = ("", 10.0)
         self._infer: _InferRun | None = None
         self._loading = None  # the source being loaded, for its preview's pixel size and modality
         self.series_set = None  # the 4D set the shown study is a part of (viewer.phases slides over it)
@@ -182,7 +183,7 @@ class Controller:
             return False
         try:
             findings = read_findings(folder)
-            check_matches(findings, self.study.volume, str(folder))
+            check_matches(findings, self.study.source, str(folder))
         except RadlensError as err:
             self.view.set_status(str(err), error=True)
             return False
@@ -282,12 +283,14 @@ class Controller:
             self.study = None
             self.view.show_volume(None, self.synthetic)
             return
-        state = ViewState.for_volume(volume, window or default_window(volume))
+        study = Study.open(volume, functools.partial(ViewState.for_volume, window=window or default_window(volume)))
+        state = study.state
         state.review = load_review(volume)
         state.layout, state.active_plane = self._layout, self._active_plane
+        state.slab, state.slab_mm = self._slab
         if one_view(volume):  # a radiograph, a cine, one slice: one view, no MPR
             state.layout, state.active_plane = "single", "axial"
-        self.study = study = Study(volume, state)
+        self.study = study
         self.editor.open(study)
         self.measurements.open(study)
         self.view.show_volume(study, self.synthetic)
@@ -300,20 +303,21 @@ class Controller:
 
     def show_part(self, volume: Volume) -> None:
         """Another part of the shown 4D set: on the same grid the slice, window and layout stay."""
-        if self.study is None or volume.shape_zyx != self.study.volume.shape_zyx:
+        if self.study is None or volume.shape_zyx != self.study.source.shape_zyx:
             self.set_volume(volume)
             return
         self.runner.cancel("infer")
         self._infer = None
-        self.study.volume = volume
+        self.study.source = volume  # the same grid, so the same turn to the patient's axes
+        self.study.volume = self.study.orientation.volume(volume)
         self.view.show_volume(self.study, self.synthetic)
         self.set_findings(self.results.get(self.study.key) or _findings_beside(volume))
 
     def set_modality(self, modality: str) -> None:
         """The reader says what the series is: it is reopened as that modality (models, window, units)."""
-        if self.study is None or modality == self.study.volume.modality:
+        if self.study is None or modality == self.study.source.modality:
             return
-        vol = self.study.volume
+        vol = self.study.source
         note = f"read as {vol.modality}, set to {modality} by the reader"
         self.set_volume(vol.with_array(vol.array, modality=modality, warnings=(*vol.warnings, note)))
 
@@ -328,7 +332,8 @@ class Controller:
         """Show the AI's findings as the reader corrected them (viewer.corrections)."""
         study = self.study
         st = study.state
-        st.set_findings(study.corrections.apply(study.ai, study.volume), study.volume)
+        shown = study.ai.reoriented(study.orientation, study.volume) if study.ai is not None else None
+        st.set_findings(study.corrections.apply(shown, study.volume), study.volume)
         if st.review.legacy and st.review.adopt_legacy(st.rows):
             self.save_review()
         self.view.show_findings(st)
@@ -363,6 +368,15 @@ class Controller:
         if self.study is not None:
             self.set_window(percentile_window(self.study.volume.array))
 
+    def set_slab(self, mode: str, thickness_mm: float) -> None:
+        """Thick slabs (MIP, MinIP or mean over ``thickness_mm``) or, with mode "", single slices."""
+        if mode and mode not in SLAB_MODES:
+            raise ValueError(f"slab mode {mode!r} is not one of {', '.join(SLAB_MODES)}")
+        self._slab = (mode, float(thickness_mm))
+        if self.study is not None:
+            self.study.state.slab, self.study.state.slab_mm = self._slab
+            self.view.redraw("images")
+
     def toggle_invert(self) -> None:
         if self.study is not None:
             self.study.state.invert = not self.study.state.invert
@@ -391,9 +405,8 @@ class Controller:
         unit = " HU" if vol.modality == "CT" else ""
         lps = vol.index_to_lps(zyx)
         val = f"{value.tolist()}" if vol.is_rgb else f"{float(value):g}{unit}"
-        self.view.set_probe(
-            f"voxel z{zyx[0]} y{zyx[1]} x{zyx[2]}  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  {val}"
-        )
+        z, y, x = (round(v) for v in self.study.orientation.source_index(zyx))  # the voxel as stored
+        self.view.set_probe(f"voxel z{z} y{y} x{x}  LPS ({lps[0]:.1f}, {lps[1]:.1f}, {lps[2]:.1f}) mm  {val}")
 
     def layout(self) -> str:
         return self.study.state.layout if self.study else self._layout
@@ -479,7 +492,7 @@ class Controller:
 
     def save_review(self) -> None:
         try:
-            path = save_review(self.study.volume, self.study.state.review)
+            path = save_review(self.study.source, self.study.state.review)
             self.view.set_status(f"review saved: {path.name}")
         except RadlensError as err:
             self.view.set_status(f"cannot save the review: {err}", error=True)
@@ -503,7 +516,7 @@ class Controller:
             self.view.ai_panel.set_status("no model fits this series")
             return
         self.view.ai_panel.started(bundles)
-        job_id = self.runner.start("infer", functools.partial(jobs.infer, self.study.volume, bundles))
+        job_id = self.runner.start("infer", functools.partial(jobs.infer, self.study.source, bundles))
         self._infer = _InferRun(job_id, self.study.key)
 
     def cancel_models(self) -> None:
@@ -513,7 +526,7 @@ class Controller:
 
     def _keep_result(self, findings: Findings) -> None:
         """Merge one model run's findings into the series' results (several runs add up)."""
-        base = self.study.ai or Findings.empty_for(self.study.volume, findings.device)
+        base = self.study.ai or Findings.empty_for(self.study.source, findings.device)
         merged = base.merged(findings)
         self.results[self.study.key] = merged
         self.set_findings(merged)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from radlens.imaging.atomic import atomic_path
+from radlens.imaging.orient import Orientation
 from radlens.imaging.volume import Volume
 from radlens.inference.findings import Detection, Findings, ModelRun, Segmentation
 from radlens.inference.postprocess import mask_components
@@ -33,7 +34,8 @@ SCHEMA = "radlens.edits/1"
 class Corrections:
     """What the reader changed. ``masks`` are on the study's grid (the arrays the brush paints into)."""
 
-    shape_zyx: tuple[int, int, int]
+    shape_zyx: tuple[int, int, int]  # the display grid's
+    orientation: Orientation  # how the source grid is displayed: new masks are source arrays seen through it
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # label → bool mask
     boxes: list[tuple[str, tuple[int, int, int, int, int, int]]] = field(default_factory=list)  # (label, box)
     removed: list[Decision] = field(default_factory=list)  # AI boxes deleted, by position ("removed")
@@ -89,7 +91,7 @@ class Corrections:
         that label (which the reader then takes over). Returns (mask, whether it is new)."""
         if label in self.masks:
             return self.masks[label], False
-        mask = np.zeros(self.shape_zyx, dtype=bool)
+        mask = self.orientation.array(np.zeros(self.orientation.source_shape, dtype=bool))
         for s in findings.segmentations if findings is not None else ():
             if s.label == label and s.mask is not None and s.model != READER:
                 mask |= np.asarray(s.mask, dtype=bool)
@@ -99,15 +101,6 @@ class Corrections:
         return mask, True
 
     # -- on disk ------------------------------------------------------------------------------------
-    def to_label_map(self) -> tuple[np.ndarray, dict[int, str]]:
-        """One label map (uint8, later labels over earlier ones) and its value → label names."""
-        out = np.zeros(self.shape_zyx, dtype=np.uint8)
-        names = {}
-        for value, (label, m) in enumerate(self.masks.items(), start=1):
-            out[np.asarray(m, dtype=bool)] = value
-            names[value] = label
-        return out, names
-
 
 def edits_path(volume: Volume) -> Path:
     return review_path(volume, "edits", ".npz")

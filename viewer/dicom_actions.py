@@ -221,7 +221,7 @@ class DicomActions(QtCore.QObject):
             self._say("open a study first", error=True)
             return None
         try:
-            require_dicom(study.volume)
+            require_dicom(study.source)
         except RadlensError as err:  # a NIfTI study: said plainly, before any dialog
             self._say(str(err), error=True)
             return None
@@ -231,7 +231,8 @@ class DicomActions(QtCore.QObject):
         st = study.state
         thresholds = {k: st.threshold(k) for k in st.layers if k.kind == "detection"}
         decisions = st.review.by_finding_id(st.rows)  # a lesion's decision on each of its findings
-        return dicom_jobs.reviewed(study.findings, decisions, thresholds), decisions
+        stored = study.findings.reoriented(study.orientation.inverse(), study.source)  # as shown, on the stored grid
+        return dicom_jobs.reviewed(stored, decisions, thresholds), decisions
 
     def capture(self, *, anonymize: bool) -> Capture:
         """The active plane as the user sees it, with its legend, for a Secondary Capture."""
@@ -249,7 +250,9 @@ class DicomActions(QtCore.QObject):
             synthetic=w.controller.synthetic,
             view_rect=view.vb.viewRect(),
         )
-        axial = study.state.slice_index("axial") if plane == "axial" else None
+        axial = None  # the stored slice the view shows, when it shows one
+        if plane == "axial" and study.orientation.axes[0] == 0:
+            axial = round(study.orientation.source_index(study.state.cursor_zyx)[0])
         return Capture(rgb_array(image), " | ".join(legend), axial)
 
     def export_dicom_dialog(self) -> None:
@@ -266,7 +269,7 @@ class DicomActions(QtCore.QObject):
             return None
         findings, decisions = reviewed
         capture = self.capture(anonymize=anonymize) if screenshot else None
-        volume = self.window.study.volume
+        volume = self.window.study.source
         job = functools.partial(dicom_jobs.write_results, findings, volume, decisions, folder, anonymize, capture)
         return self._start("dicom-export", job, self._exported, Path(folder))
 
@@ -296,7 +299,7 @@ class DicomActions(QtCore.QObject):
         if reviewed is None or pacs is None:
             return None
         findings, decisions = reviewed
-        volume = self.window.study.volume
+        volume = self.window.study.source
         job = functools.partial(dicom_jobs.send_results, *pacs, findings, volume, decisions, None)
         return self._start("send", job, self._sent, pacs[0])
 
@@ -316,14 +319,14 @@ class DicomActions(QtCore.QObject):
         study = self.window.study
         if study is None:
             return None
-        job = functools.partial(dicom_jobs.read_results, tuple(paths), study.volume)
+        job = functools.partial(dicom_jobs.read_results, tuple(paths), study.source)
         return self._start("dicom-results", job, self._imported, study.key)
 
     def look_for_results(self) -> int | None:
         study = self.window.study
-        if study is None or not study.volume.files:
+        if study is None or not study.source.files:
             return None
-        job = functools.partial(dicom_jobs.results_beside, study.volume)
+        job = functools.partial(dicom_jobs.results_beside, study.source)
         return self._start("dicom-results", job, self._imported, study.key)
 
     def _imported(self, imported, key: str) -> None:
@@ -331,7 +334,7 @@ class DicomActions(QtCore.QObject):
         study = self.window.study
         if imported is None or study is None or study.key != key:
             return
-        base = study.ai or Findings.empty_for(study.volume)  # the AI's own, without the reader's edits
+        base = study.ai or Findings.empty_for(study.source)  # the AI's own, without the reader's edits
         shown = {m.name for m in base.models}
         new = imported.findings
         keep = {m.name for m in new.models} - shown

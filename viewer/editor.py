@@ -43,11 +43,12 @@ class Editor:
     # -- opening --------------------------------------------------------------------------------------
     def open(self, study: Study) -> None:
         """The study's corrections as they were saved beside it (or none yet)."""
-        study.corrections = Corrections(study.volume.shape_zyx)
-        saved = load_corrections(study.volume)
+        orient = study.orientation
+        study.corrections = Corrections(study.volume.shape_zyx, orient)
+        saved = load_corrections(study.source)
         if saved is not None:
-            small, masks = saved
-            study.corrections.restore({**small, "masks": masks})
+            small, masks = saved  # on the source grid: shown (and painted) through display views
+            study.corrections.restore({**small, "masks": {k: orient.array(m) for k, m in masks.items()}})
 
     def current_label(self) -> str:
         if self.label:
@@ -234,9 +235,11 @@ class Editor:
         if not names:
             self.ctl.view.set_status("no outlined lesion to train on: paint or accept a mask first", error=True)
             return False
+        stored = np.ascontiguousarray(self.study.orientation.source_array(labels))  # on the stored grid
+        names_of = {v: k for k, v in names.items()}
         try:
             case, count = save_training_case(
-                folder, vol, labels, {v: k for k, v in names.items()}, lesions, synthetic=self.ctl.synthetic
+                folder, self.study.source, stored, names_of, lesions, synthetic=self.ctl.synthetic
             )
         except RadlensError as err:
             self.ctl.view.set_status(str(err), error=True)
@@ -274,7 +277,9 @@ class Editor:
     def _changed(self, text: str) -> None:
         self.ctl.show_corrected()
         try:
-            path = save_corrections(self.study.volume, self.study.corrections, self.study.corrections.masks)
+            study = self.study
+            masks = {k: study.orientation.source_array(m) for k, m in study.corrections.masks.items()}
+            path = save_corrections(study.source, study.corrections, masks)
             self.ctl.view.set_status(f"{text}; saved {path.name}")
         except RadlensError as err:
             self.ctl.view.set_status(f"{text}; cannot save the edits: {err}", error=True)

@@ -16,6 +16,7 @@ import numpy as np
 
 from radlens.imaging.atomic import atomic_path
 from radlens.imaging.errors import RadlensError
+from radlens.imaging.orient import Orientation
 from radlens.imaging.volume import StudyInfo, Volume, Window
 from radlens.viewer import layout
 from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
@@ -225,10 +226,12 @@ def export_command(args: argparse.Namespace) -> int:
     if args.findings:
         findings = read_findings(args.findings)
         check_matches(findings, volume, args.findings)
-    state = ViewState.for_volume(volume, window_from_args(args, volume))
+    orientation = Orientation.of(volume)  # shown on the patient's axes, as in the window
+    source, volume = volume, orientation.volume(volume)
+    state = ViewState.for_volume(volume, window_from_args(args, source))
     plane = args.plane
     state.active_plane = plane
-    state.set_findings(findings, volume)
+    state.set_findings(findings.reoriented(orientation, volume) if findings is not None else None, volume)
     choose_overlays(state, args.overlays)
     if args.finding is not None:
         if findings is None:
@@ -248,23 +251,24 @@ def export_command(args: argparse.Namespace) -> int:
     if args.dicom:
         from radlens.inference.dicom_source import require_dicom
 
-        require_dicom(volume)  # before any rendering: a NIfTI study is refused in one line
+        require_dicom(source)  # before any rendering: a NIfTI study is refused in one line
         if Path(args.out).suffix.lower() != ".dcm":
             raise RadlensError(f"{args.out}: --dicom writes a Secondary Capture; name it .dcm")
     image, legend = render_study(volume, state, plane, size, anonymize=args.anonymize)
     if args.dicom:
-        out = save_capture(image, legend, volume, args.out, plane, state, anonymize=args.anonymize)
+        axial = state.slice_index("axial") if plane == "axial" and orientation.axes[0] == 0 else None
+        out = save_capture(image, legend, source, args.out, axial, anonymize=args.anonymize)
     else:
         out = save_png(image, args.out, legend, anonymize=args.anonymize, study=volume.study)
     print(out)
     return 0
 
 
-def save_capture(image, legend, volume: Volume, path, plane: str, state: ViewState, *, anonymize: bool) -> Path:
-    """The rendering as DICOM Secondary Capture; an axial one references the slice it shows."""
+def save_capture(image, legend, volume: Volume, path, axial: int | None, *, anonymize: bool) -> Path:
+    """The rendering as DICOM Secondary Capture of the stored ``volume``; an axial one references the
+    stored slice it shows (``axial``)."""
     from radlens.viewer.dicom_jobs import Capture, write_capture
 
-    axial = state.slice_index("axial") if plane == "axial" else None
     return write_capture(Capture(rgb_array(image), " | ".join(legend), axial), volume, path, anonymize=anonymize)
 
 

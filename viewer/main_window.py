@@ -24,6 +24,7 @@ from radlens.viewer.measurements_panel import MeasurementsPanel
 from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.slab_control import SlabControl
 from radlens.viewer.slice_view import SliceView
 from radlens.viewer.state import Study, ViewState, to_plane
 from radlens.viewer.worker import JobRunner
@@ -141,8 +142,7 @@ class MainWindow(QtWidgets.QMainWindow):
         edit = self._add_dock("Edit", _scrolling(self.edit_panel), QtCore.Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(layers, ai)
         self.tabifyDockWidget(ai, edit)
-        self.tabifyDockWidget(findings, measures)
-        findings.raise_()
+        self.tabifyDockWidget(edit, measures)
         layers.raise_()
         self.resizeDocks([findings, layers], [1, 1], QtCore.Qt.Orientation.Vertical)
 
@@ -160,6 +160,11 @@ class MainWindow(QtWidgets.QMainWindow):
         sb.addPermanentWidget(self.probe_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
+
+        self.slab = SlabControl()
+        bar = self.addToolBar("View")
+        bar.setObjectName("View toolbar")
+        bar.addWidget(self.slab)
 
         self.recent_menu = QtWidgets.QMenu("Recent studies", self)
         self.settings = settings or QtCore.QSettings("radlens", "radlens")
@@ -219,6 +224,7 @@ class MainWindow(QtWidgets.QMainWindow):
         e.undo_requested.connect(c.editor.undo)
         e.redo_requested.connect(c.editor.redo)
         e.save_case_requested.connect(self.save_training_case_dialog)
+        self.slab.changed.connect(c.set_slab)
         m = self.measurements_panel
         m.jump_requested.connect(c.measurements.jump)
         m.delete_requested.connect(c.measurements.delete)
@@ -262,7 +268,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for v in self.views.values():
             v.corner_extra = "SYNTHETIC" if synthetic else ""
             v.set_volume(study and study.volume, study and study.state)
-        self.ai_panel.set_volume(study and study.volume)
+        self.ai_panel.set_volume(study and study.source)
         self.cine_bar.set_study(study and study.volume, study and study.state)
         self.phase_bar.set_study(study)
         if study is None:
@@ -308,7 +314,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_measurements(self, state: ViewState, *, focus: bool) -> None:
         """The measurements panel and the views; with ``focus`` every plane goes to the selected one."""
+        grew = len(state.measurements) > len(self.measurements_panel.ids)
         self.measurements_panel.set_state(state, self.study.volume)
+        if grew:  # a new measurement: its list comes to the front
+            self.findChild(QtWidgets.QDockWidget, "Measurements").raise_()
         if focus:
             self.redraw("slices")
             for plane, v in self.views.items():
@@ -332,6 +341,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 v.refresh(levels=False)
             elif what == "levels":
                 v.refresh(image=False, overlays=False)
+            elif what == "images":  # the same slices drawn another way (a thick slab)
+                v.shown_index = -1
+                v.refresh(levels=False)
             else:
                 v.invalidate_overlays()
                 v.refresh(image=False, levels=False)
@@ -428,7 +440,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         from radlens.viewer.tags import TagBrowser
 
-        TagBrowser(self.study.volume, self.study.state.slice_index("axial"), self).show()
+        st = self.study.state
+        z = round(self.study.orientation.source_index(st.cursor_zyx)[0])  # the stored slice under the cursor
+        TagBrowser(self.study.source, z, self).show()
 
     def export_dialog(self) -> None:
         if self.study is None:

@@ -51,7 +51,7 @@ class PhaseBar(QtWidgets.QWidget):
         if series is not self.series:
             self.series, self.cache = series, OrderedDict()
         self.shown = uids.index(key)
-        self._remember(self.shown, study.volume)
+        self._remember(self.shown, study.source)  # parts are cached as stored: show_part turns them
         self.title.setText(f"{len(uids)} × {series.dimension}")
         self.slider.blockSignals(True)
         self.slider.setRange(0, len(uids) - 1)

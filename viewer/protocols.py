@@ -15,7 +15,7 @@ from radlens.imaging.progress import Progress
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.state import Study, ViewState
 
-Redraw = Literal["slices", "levels", "overlays"]
+Redraw = Literal["slices", "levels", "overlays", "images"]
 
 
 class Runner(Protocol):

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from radlens.imaging.geometry import extract_plane
+from radlens.imaging.geometry import extract_plane, extract_slab
 from radlens.imaging.volume import Volume
 from radlens.imaging.windowing import display_lut
 from radlens.viewer import layout
@@ -209,8 +209,10 @@ class SliceView(pg.GraphicsView):
         # The window's VOI function (SIGMOID) or the series' VOI LUT table, as levels and a table.
         grey_levels, lut = display_lut(vol, st.window, st.invert)
         if image and idx != self.shown_index:
+            half = st.slab_half(self.plane, vol.spacing_zyx)
+            shown = extract_slab(vol, self.plane, idx, half, st.slab) if half else extract_plane(vol, self.plane, idx)
             self.image_item.setImage(
-                extract_plane(vol, self.plane, idx).image,
+                shown.image,
                 autoLevels=False,
                 levels=None if vol.is_rgb else grey_levels,
             )
@@ -351,7 +353,8 @@ class SliceView(pg.GraphicsView):
             if any(m == READER for m, _ in shown):
                 tr.append("edited by the reader")
         self._set_corner("tr", "\n".join(t for t in tr if t))
-        self._set_corner("bl", layout.slice_caption(vol, self.plane, idx, n, pos))
+        slab = f"  {st.slab.upper()} {st.slab_mm:g} mm" if st.slab_half(self.plane, vol.spacing_zyx) else ""
+        self._set_corner("bl", layout.slice_caption(vol, self.plane, idx, n, pos) + slab)
         self._set_corner("br", self._window_text())
 
     def zoom(self) -> float:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radlens.imaging.geometry import z_rows_reversed
+from radlens.imaging.orient import Orientation
 from radlens.imaging.volume import Volume, Window
 from radlens.inference.findings import Findings
 from radlens.viewer.corrections import Corrections
@@ -115,6 +116,8 @@ class ViewState:
     rows: list[FindingRow] = field(default_factory=list)
     review: Review = field(default_factory=Review)
     selected: FindingKey | None = None
+    slab: str = ""  # "" (one slice) or a thick slab: "mip" | "minip" | "mean" (imaging.geometry.SLAB_MODES)
+    slab_mm: float = 10.0
     measurements: list = field(default_factory=list)  # viewer.measure.Measurement, in the order drawn
     selected_measurement: int | None = None
 
@@ -124,6 +127,8 @@ class ViewState:
 
     @classmethod
     def for_volume(cls, volume: Volume, window: Window) -> ViewState:
+        """The state for showing ``volume`` as it is (the controller shows a study turned to the patient's
+        axes: Study.open)."""
         return cls(volume.shape_zyx, window, flip_z=z_rows_reversed(volume), invert=volume.invert)
 
     # slices
@@ -143,6 +148,12 @@ class ViewState:
 
     def set_cursor(self, zyx) -> None:
         self.cursor_zyx = [int(min(max(round(v), 0), n - 1)) for v, n in zip(zyx, self.shape_zyx, strict=True)]
+
+    def slab_half(self, plane: str, spacing_zyx) -> int:
+        """Slices on each side of the current one that the slab takes in (0: no slab)."""
+        if not self.slab:
+            return 0
+        return max(0, round((self.slab_mm / spacing_zyx[AXIS[plane]] - 1) / 2))
 
     # window
     def drag_window(self, dx: float, dy: float) -> Window:
@@ -214,14 +225,31 @@ class ViewState:
 
 @dataclass
 class Study:
-    """One loaded series, its view state (which holds the findings shown over it), the AI's findings
-    as the models gave them, and the reader's corrections with their undo history."""
+    """One loaded series: the volume as displayed (turned to the patient's axes, imaging.orient) and as
+    stored (``source``: models run on it; findings, edits and training cases are on its grid), its view
+    state (which holds the findings shown), the AI's findings as the models gave them, and the reader's
+    corrections with their undo history."""
 
     volume: Volume
     state: ViewState
+    source: Volume | None = None
+    orientation: Orientation | None = None
     ai: Findings | None = None
     corrections: Corrections | None = None
     history: History = field(default_factory=History)
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = self.volume
+        if self.orientation is None:
+            self.orientation = Orientation.identity(self.volume.shape_zyx)
+
+    @classmethod
+    def open(cls, source: Volume, state_for) -> Study:
+        """The study of a stored volume; ``state_for(display volume)`` makes its view state."""
+        orientation = Orientation.of(source)
+        display = orientation.volume(source)
+        return cls(display, state_for(display), source, orientation)
 
     @property
     def key(self) -> str:

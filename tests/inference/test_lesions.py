@@ -94,3 +94,25 @@ def test_rerunning_a_model_replaces_its_results():
     mixed = first.merged(only_det)
     assert [m.name for m in mixed.models] == ["seg", "det"] and len(mixed.detections) == 1
     assert len(fuse(mixed, volume)) == 2  # the box joins its component again; the false positive went with the rerun
+
+
+def test_findings_turned_for_display_and_back_are_the_same():
+    import dataclasses
+
+    from radlens.imaging.orient import Orientation
+
+    volume, mask = _ct_with_two_spheres()
+    sagittal = dataclasses.replace(volume, direction=np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]))
+    found = _findings(sagittal, mask)
+    o = Orientation.of(sagittal)
+    shown = o.volume(sagittal)
+    there = found.reoriented(o, shown)
+    back = there.reoriented(o.inverse(), sagittal)
+    assert [d.box_zyx for d in back.detections] == [d.box_zyx for d in found.detections]
+    assert np.allclose([d.center_zyx for d in back.detections], [d.center_zyx for d in found.detections])
+    assert np.array_equal(back.segmentations[0].mask, found.segmentations[0].mask)
+    boxes = [[c.box_zyx for c in f.segmentations[0].components] for f in (back, found)]
+    assert boxes[0] == boxes[1]
+    assert there.detections[0].box_zyx != found.detections[0].box_zyx  # it was turned
+    big, small, _ = fuse(there, shown)  # RECIST on the patient's axial plane (0.5 × 1.0 mm pixels there)
+    assert (big.long_mm, small.long_mm) == pytest.approx((10.0, 6.0), abs=1.0)
