@@ -8,7 +8,9 @@ return immutable values. torch is imported inside ``infer`` only, when a model f
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -106,3 +108,46 @@ def grow_region(volume: Volume, seed_zyx: tuple[int, int, int], cancel: threadin
     yield Progress(0, 1, "segmenting at the click")
     check_cancel(cancel, "segmenting")
     return grow_from_seed(volume, seed_zyx)
+
+
+CHILD_PROGRESS_S = 0.1  # a job in a process reports at most this often (previews and the end always)
+
+
+MODELS_NICE = 10  # the models' process yields the CPU to the window whenever both want it
+
+
+def serve(conn, stop) -> None:
+    """The models' process (viewer.worker): runs each job it is sent, until the pipe closes. It runs at a
+    lower priority than the window, so a frame is drawn first when a core is wanted by both."""
+    if hasattr(os, "nice"):
+        os.nice(MODELS_NICE)
+    while True:
+        try:
+            factory = conn.recv()
+        except (EOFError, OSError):
+            return
+        run_in_child(factory, conn, stop)
+
+
+def run_in_child(factory, conn, stop) -> None:
+    """One job in the models' process: its progress, then its result, its cancellation or its error in
+    one line, sent through ``conn`` as (kind, value). ``stop`` is the cancel event."""
+    from radlens.imaging.progress import Cancelled
+
+    last = 0.0
+    try:
+        job = factory(stop)
+        while True:
+            try:
+                p = next(job)
+            except StopIteration as end:
+                conn.send(("done", end.value))
+                return
+            now = time.monotonic()
+            if p.preview is not None or (p.total and p.done >= p.total) or now - last >= CHILD_PROGRESS_S:
+                conn.send(("progress", p))
+                last = now
+    except Cancelled:
+        conn.send(("cancelled", None))
+    except Exception as err:  # the viewer shows it; the process serves the next job
+        conn.send(("error", " ".join(str(err).split()) or type(err).__name__))

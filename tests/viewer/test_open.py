@@ -1,5 +1,7 @@
 """Opening studies through the background jobs: scan, preview first, load, errors, drop, recents, stale jobs."""
 
+import functools
+import os
 import subprocess
 import sys
 import threading
@@ -69,12 +71,34 @@ def test_a_stale_job_result_is_dropped(qtbot):
     runner = JobRunner()
     got = []
     runner.finished.connect(got.append)
-    first = runner.start("infer", lambda cancel: _uncancellable(cancel))
-    second = runner.start("infer", lambda cancel: _slow(3, "second", cancel))
+    first = runner.start("load", lambda cancel: _uncancellable(cancel))
+    second = runner.start("load", lambda cancel: _slow(3, "second", cancel))
     qtbot.waitUntil(lambda: len(got) == 1, timeout=5000)
     assert got[0].job_id == second and got[0].result == "second"
     qtbot.waitUntil(lambda: runner.dropped >= 1, timeout=5000)  # the first one's answer came and was dropped
     assert all(ev.job_id != first for ev in got)
+    assert runner.wait_idle(5000)
+
+
+def test_models_run_in_another_process_with_progress_cancel_and_stale_results_dropped(qtbot):
+    from tests.viewer import process_jobs
+
+    runner = JobRunner()
+    got, progress = [], []
+    runner.finished.connect(got.append)
+    runner.progressed.connect(progress.append)
+    runner.start("infer", process_jobs.pid)
+    qtbot.waitUntil(lambda: len(got) == 1, timeout=120000)
+    child = got[0].result
+    assert isinstance(child, int) and child != os.getpid() and progress[0].progress.message == "where am I"
+    first = runner.start("infer", functools.partial(process_jobs.slow, 500, "first"))  # 10 s if not cancelled
+    second = runner.start("infer", functools.partial(process_jobs.slow, 3, "second"))
+    qtbot.waitUntil(lambda: len(got) == 2, timeout=60000)
+    assert got[1].job_id == second and got[1].result == "second"  # the first stopped at its next check
+    assert all(ev.job_id != first for ev in got) and runner.dropped >= 1
+    runner.start("infer", process_jobs.pid)
+    qtbot.waitUntil(lambda: len(got) == 3, timeout=60000)
+    assert got[2].result == child  # the same process serves the next run: no new start-up
     assert runner.wait_idle(5000)
 
 
