@@ -25,6 +25,7 @@ from radlens.imaging.volume import Volume, Window
 from radlens.imaging.windowing import default_window, percentile_window, presets
 from radlens.inference.findings import Findings, FindingsError, check_matches, read_findings
 from radlens.viewer import jobs
+from radlens.viewer.editing import StateEdit
 from radlens.viewer.editor import Editor
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
@@ -486,9 +487,17 @@ class Controller:
         row = st.row(key)
         if row is None:
             return
-        st.review.decide(row, decision)
+        review = st.review
+        before = review.decisions_state()
+        review.decide(row, decision)
+        edit = StateEdit(decision or "undecide", review.restore_decisions, before, review.decisions_state(), "review")
+        self.study.history.push(edit)
+        self.review_changed()
+
+    def review_changed(self) -> None:
+        """Decisions changed (a decision, its undo): the file beside the study and the rows follow."""
         self.save_review()
-        self.view.show_rows(st)
+        self.view.show_rows(self.study.state)
 
     def save_review(self) -> None:
         try:

@@ -55,7 +55,7 @@ class StateEdit:
     restore: Callable[[dict], None]
     before: dict
     after: dict
-    scope: str = "corrections"  # or "measurements": what must be shown and saved again after a replay
+    scope: str = "corrections"  # or "measurements", "review": what is shown and saved again after a replay
 
     def undo(self) -> None:
         self.restore(self.before)

@@ -255,10 +255,14 @@ class Editor:
         self._replay(self.study.history.redo() if self.study else None, "redo")
 
     def _replay(self, edit, what: str) -> None:
+        scope = getattr(edit, "scope", "corrections")  # voxel edits and compounds change the corrections
         if edit is None:
             self.ctl.view.set_status(f"nothing to {what}")
-        elif getattr(edit, "scope", "corrections") == "measurements":
+        elif scope == "measurements":
             self.ctl.measurements.changed()
+            self.ctl.view.set_status(f"{what}: {edit.text}")
+        elif scope == "review":
+            self.ctl.review_changed()
             self.ctl.view.set_status(f"{what}: {edit.text}")
         else:
             self._changed(f"{what}: {edit.text}")

@@ -110,6 +110,13 @@ class Review:
                 changed = True
         return changed
 
+    def decisions_state(self) -> dict:
+        """The decisions as they are now (an undo snapshot)."""
+        return {"lesions": list(self.lesions), "studies": dict(self.studies), "legacy": dict(self.legacy)}
+
+    def restore_decisions(self, state: dict) -> None:
+        self.lesions, self.studies, self.legacy = list(state["lesions"]), dict(state["studies"]), dict(state["legacy"])
+
     def by_finding_id(self, rows: list[FindingRow]) -> dict[str, str]:
         """The decisions in the first form (``det:MODEL:ID`` of each lesion's findings), for the formats
         that carry a finding's id (DICOM SR)."""

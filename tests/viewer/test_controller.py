@@ -244,6 +244,10 @@ def test_a_decision_is_saved_beside_the_study(ctl, study):
     assert [st.decision(r) for r in st.rows] == ["accepted", "", ""]
     ctl.decide(key, "")
     assert [st.decision(r) for r in st.rows] == ["", "", ""]
+    ctl.editor.undo()  # a decision is an edit like any other
+    assert [st.decision(r) for r in st.rows] == ["accepted", "", ""]
+    ctl.editor.redo()
+    assert [st.decision(r) for r in st.rows] == ["", "", ""]
 
 
 def test_a_load_preview_clears_the_old_study_and_shows_one_slice(ctl):
