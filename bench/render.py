@@ -118,21 +118,26 @@ def busy_job(cancel: threading.Event):
 
 
 def measure(app, views, counter, send, frames: int, spacing_s: float = 0.0) -> dict:
-    """p50/p95/max of event → repaint. ``spacing_s``: minimum time between events (not timed)."""
-    times = []
+    """p50/p95/max of event → repaint. ``spacing_s``: minimum time between events (not timed).
+
+    ``waiting``: the frame's wall time less the GUI thread's own CPU time, i.e. the time it waited for
+    the interpreter (another Python thread holding the GIL) or for a core (other processes): on a
+    shared machine it tells a busy worker's cost apart from a slow CPU."""
+    times, waits = [], []
     missed = 0
     last = 0.0
     for i in range(frames):
         time.sleep(max(0.0, last + spacing_s - time.perf_counter()))
         last = time.perf_counter()
         before = [counter.of(v) for v in views]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         send(i)
         app.processEvents()
         for v, n in zip(views, before, strict=True):
             if counter.of(v) == n:  # not painted yet: paint now (a screen would wait for its vsync)
                 v.viewport().repaint()
         times.append((time.perf_counter() - t0) * 1000)
+        waits.append(times[-1] - (time.thread_time() - c0) * 1000)
         missed += any(counter.of(v) == n for v, n in zip(views, before, strict=True))
     t = np.asarray(times)
     return {
@@ -140,6 +145,8 @@ def measure(app, views, counter, send, frames: int, spacing_s: float = 0.0) -> d
         "p50_ms": round(float(np.percentile(t, 50)), 2),
         "p95_ms": round(float(np.percentile(t, 95)), 2),
         "max_ms": round(float(t.max()), 2),
+        "waiting_p50_ms": round(float(np.percentile(waits, 50)), 2),
+        "waiting_p95_ms": round(float(np.percentile(waits, 95)), 2),
         "frames_with_a_view_not_repainted": int(missed),
     }
 
