@@ -136,15 +136,26 @@ class Review:
 
 
 def review_path(volume: Volume, kind: str = "review", suffix: str = ".json") -> Path:
-    """Where the study's review (or, with ``kind``, another file of the reader's: edits) is kept."""
+    """Where the study's review (or, with ``kind``, another file of the reader's: edits) is kept: beside
+    the study, unless its folder is read-only or part of an installed package (pydicom's test files)."""
     src = Path(volume.source) if volume.source else Path.cwd() / "unsaved"
     folder = src if src.is_dir() else src.parent
     tag = _safe(volume.series_uid or src.name.split(".")[0] or "series")
     path = folder / f"radlens-{kind}-{tag}{suffix}"
-    if os.access(folder, os.W_OK):
+    if os.access(folder, os.W_OK) and not _installed(folder):
         return path
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:16]
     return Path(platformdirs.user_data_dir("radlens")) / "reviews" / f"{digest}-{kind}{suffix}"
+
+
+def _installed(folder: Path) -> bool:
+    """Whether ``folder`` lies in a folder Python installs packages into."""
+    import site
+    import sysconfig
+
+    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | {site.getusersitepackages()}
+    here = folder.resolve()
+    return any(here.is_relative_to(Path(r).resolve()) for r in roots if r)
 
 
 def _safe(text: str) -> str:

@@ -117,8 +117,10 @@ def shots():
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    """The real main window, offscreen, with settings kept out of the user's home."""
+def window(qtbot, tmp_path, monkeypatch):
+    """The real main window, offscreen, with settings and the user's data folder (reviews of studies in
+    read-only or installed folders) kept out of the user's home."""
+    monkeypatch.setenv("XDG_DATA_HOME", os.fspath(tmp_path / "user-data"))
     from radlens.viewer.main_window import MainWindow
     from radlens.viewer.qt import QtCore
 

@@ -109,3 +109,15 @@ def test_review_round_trip_is_atomic_and_beside_the_study(study):
     assert not list(folder.glob(".radlens-review.*"))  # no temp file left behind
     path.write_text("{broken")
     assert load_review(volume).lesions == []
+
+
+def test_a_review_of_a_study_in_an_installed_package_goes_to_the_user_data_folder(tmp_path, monkeypatch):
+    import dataclasses
+
+    from pydicom.data import get_testdata_file
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    volume = dataclasses.replace(make_ct(), source=get_testdata_file("CT_small.dcm"), series_uid="1.2.3")
+    path = review_path(volume)
+    assert path.parent == tmp_path / "data" / "radlens" / "reviews"  # never into pydicom's own files
+    assert save_review(volume, Review()).is_file()
