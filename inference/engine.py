@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import platform
 import threading
 import time
 from collections.abc import Generator, Iterable, Sequence
@@ -224,7 +225,13 @@ def autocast_dtype(device: str):
     if device.startswith("cuda"):
         return torch.float16
     if device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
+        # On x86 oneDNN also "supports" bf16 on plain AVX-512 by converting, about 3× slower than fp32
+        # (measured here, bench/nnunet.py): native means AVX512_BF16 or AMX.
+        if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+            return torch.bfloat16
+        native = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        if any(check() for check in native if check is not None):
+            return torch.bfloat16
     return None
 
 

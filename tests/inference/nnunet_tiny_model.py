@@ -93,10 +93,11 @@ def main(root: str, features: int = 8, iterations: int = 40, configurations=("3d
         nnUNetTrainerTiny(fresh, configuration, "all", dataset_json, torch.device("cpu")).run_training()
 
 
-def predict_with_nnunet(folder, image):
+def predict_with_nnunet(folder, image, run: bool = True):
     """nnUNetPredictor's label map for one image file, set up as ``initialize_from_trained_model_folder``
     does; the checkpoint's trainer class lives in this script, so the network comes from nnUNetTrainer's
-    own builder. Returns (label map, the predictor) so a benchmark can call it again."""
+    own builder. Returns (label map, or None without ``run``; (the predictor, image, its properties))
+    so a benchmark can call it again."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
@@ -114,7 +115,7 @@ def predict_with_nnunet(folder, image):
     weights, trainer, mirror = [ck["network_weights"]], ck["trainer_name"], ck["inference_allowed_mirroring_axes"]
     predictor.manual_initialization(network, plans, config, weights, dataset, trainer, mirror)
     data, props = SimpleITKIO().read_images([str(image)])
-    return predictor.predict_single_npy_array(data, props), (predictor, data, props)
+    return predictor.predict_single_npy_array(data, props) if run else None, (predictor, data, props)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ preprocessing, inferer and postprocessing from the same inference.json.
 
 import copy
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -235,6 +236,7 @@ def test_each_zoo_network_imports_and_runs(target, tmp_path, monkeypatch):
     }
     config["settings"] = {"batch": 2}
     folder = import_monai_bundle(write_bundle(tmp_path / "zoo", config, net.state_dict()), tmp_path / "bundle")
+    shutil.rmtree(tmp_path / "zoo")  # after import, only the bundle's safetensors and JSON are read
     loaded = load_bundle(folder)
     assert loaded.metadata.document["monai"]["inferer"]["sw_batch_size"] == 2
     x = torch.randn(1, 1, roi, roi, roi)
@@ -249,3 +251,19 @@ def test_each_zoo_network_imports_and_runs(target, tmp_path, monkeypatch):
     segs = read_findings(tmp_path / "out").segmentations
     assert [s.label for s in segs] == ["body", "sphere"]
     assert all(s.mask.shape == image.shape for s in segs)
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_model_pt_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = write_bundle(tmp_path / "b", INFERENCE, {"model": _RunsCode(marker)})
+    with pytest.raises(BundleError, match=r"model.pt: refused: not loadable as weights only"):
+        import_monai_bundle(folder, tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -20,6 +20,8 @@ from radlens.cli import main as radlens
 from radlens.inference.errors import BundleError
 
 nnunetv2 = pytest.importorskip("nnunetv2", reason="nnU-Net is a test extra: pip install -e '.[nnunet]'")
+# nnU-Net trains two tiny models in the first test's setup: minutes on two busy cores.
+pytestmark = pytest.mark.timeout(1500)
 torch = pytest.importorskip("torch")
 
 HERE = Path(__file__).parent
