@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 SCALES = ((1, (0.9, 1.3)), (2, (1.9, 2.7, 3.8)), (4, (5.4, 7.6, 10.8, 15.0)))
 MIN_RESPONSE = 0.015  # normalised LoG, in units of the HU window (0.015 × 1400 HU ≈ 21 HU)
 MAX_CANDIDATES = 800
+SHAPE_FULL = 0.5  # a first-stage score (normalised LoG × blobness) at which a blob is as nodule-like as any
 AIR_BELOW = 0.35  # normalised value under which a voxel counts as aerated lung (≈ -510 HU for -1000..400)
 
 
@@ -200,6 +201,19 @@ def patches(image: np.ndarray, centers_zyx: np.ndarray) -> np.ndarray:
         out[i, 0] = fine[f[0] : f[0] + PATCH, f[1] : f[1] + PATCH, f[2] : f[2] + PATCH]
         out[i, 1] = coarse[k[0] : k[0] + PATCH, k[1] : k[1] + PATCH, k[2] : k[2] + PATCH]
     return out
+
+
+def final_scores(scoring: str, probabilities: np.ndarray, shape_scores: np.ndarray) -> np.ndarray:
+    """A two-stage detector's score per candidate (``scoring`` from metadata.SCORINGS).
+
+    ``classifier``: the classifier's probability. ``classifier×shape``: that probability discounted by
+    how weak a blob the first stage saw (``Candidates.score`` / SHAPE_FULL, at most 1). Why: the first
+    stage knows nothing of one generator's textures, so on scans unlike the training data its ranking
+    holds up where a classifier's confidence may not; training picks the rule on its validation cases.
+    """
+    if scoring == "classifier":
+        return probabilities
+    return probabilities * np.minimum(1.0, np.asarray(shape_scores, dtype=np.float32) / SHAPE_FULL)
 
 
 def classify(network, views: np.ndarray, *, device: str = "cpu", batch: int = 128, cancel=None, what: str = "model"):

@@ -353,7 +353,10 @@ def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lun
     found = candidates.find_candidates(prepared.image, candidates.near_lungs(prepared, lungs))
     check_cancel(cancel, bundle.name)
     views = candidates.patches(prepared.image, found.centers_zyx)
-    scores = yield from candidates.classify(bundle.network, views, device=device, cancel=cancel, what=bundle.name)
+    probabilities = yield from candidates.classify(
+        bundle.network, views, device=device, cancel=cancel, what=bundle.name
+    )
+    scores = candidates.final_scores(bundle.metadata.scoring, probabilities, found.score)
     keep = scores >= postprocess.SCORE_FLOOR
     half = np.repeat(found.diameters[keep, None] / 2, 3, axis=1)
     label = (bundle.labels or ["nodule"])[0]

@@ -20,6 +20,8 @@ TASKS = ("detection", "segmentation")
 # predictor reproduced step for step (``nnunet``, for models imported from nnU-Net results folders).
 # MONAI's own transforms around RadLens' windows (``monai``, for models imported from MONAI bundles).
 PIPELINES = ("radlens", "nnunet", "monai", "candidates")  # candidates: inference.candidates, two stages
+# How a two-stage detector scores a candidate (inference.candidates.final_scores); training chooses one.
+SCORINGS = ("classifier", "classifier×shape")
 NORMALIZATIONS = ("ct-clip", "zscore")
 SCALES = ("unit", "zscore")
 # A bundle's sliding windows when its metadata does not say: how far neighbouring windows overlap,
@@ -216,6 +218,7 @@ class BundleMetadata:
     pipeline: str = PIPELINES[0]
     nnunet: Any = None  # inference.nnunet.NnunetPlan when pipeline == "nnunet"
     monai: dict[str, Any] = field(default_factory=dict)  # allow-listed transforms when pipeline == "monai"
+    scoring: str = SCORINGS[0]  # pipeline == "candidates"
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -252,6 +255,9 @@ class BundleMetadata:
         monai_steps = meta.get("monai") or {}
         if pipeline == "monai" and not all(k in monai_steps for k in ("preprocessing", "inferer", "postprocessing")):
             raise BundleError(where, "a monai pipeline needs its preprocessing, inferer and postprocessing")
+        scoring = meta.get("scoring", SCORINGS[0])
+        if scoring not in SCORINGS:
+            raise BundleError(where, f"scoring {scoring!r} is not one of {', '.join(SCORINGS)}")
         given = [thresholds[k] for k in ("score", "probability") if _is_number(thresholds.get(k))]
         threshold = float(given[0]) if given else None
         return cls(
@@ -270,6 +276,7 @@ class BundleMetadata:
             pipeline=pipeline,
             nnunet=plan,
             monai=dict(monai_steps),
+            scoring=scoring,
             training=dict(meta.get("training") or {}),
             evaluation=dict(meta.get("evaluation") or {}),
             document=meta,

@@ -63,7 +63,8 @@ def case_samples(case: Case, seed: int, spec, cache_dir: Path) -> dict:
     cached = cache_dir / f"{case.case_id}.npz"
     if cached.is_file():
         with np.load(cached) as f:
-            return dict(f)
+            if "shape_scores" in f:  # else written before the shape scores were kept: search again
+                return dict(f)
     volume = load_image(case.image)
     prep = Preprocess(spec)(volume)
     found = candidates.find_candidates(prep.image, candidates.near_lungs(prep, find_lungs(volume)))
@@ -83,6 +84,7 @@ def case_samples(case: Case, seed: int, spec, cache_dir: Path) -> dict:
     sample = {
         "views": candidates.patches(prep.image, found.centers_zyx).astype(np.float16),
         "centres_lps": centres_lps,
+        "shape_scores": found.score.astype(np.float32),
         "labels": label,
         "jittered": candidates.patches(prep.image, shifted).astype(np.float16),
         "nodule_lps": nodule_lps,
@@ -112,19 +114,29 @@ def _augment(x, rng: np.random.Generator):
     return x
 
 
-def validation_froc(network, samples: list[dict], device: str) -> tuple[float, dict]:
-    """CPM and the FROC of the classifier on the validation cases' candidates (LUNA16's rule)."""
+def validation_froc(network, samples: list[dict], device: str) -> tuple[str, dict]:
+    """The scoring rule (metadata.SCORINGS) with the best CPM on the validation cases' candidates
+    (LUNA16's rule), and each rule's FROC."""
     from radlens.inference import candidates
+    from radlens.inference.metadata import SCORINGS
     from radlens.training.metrics import Candidate, Nodule, froc
 
-    scans = []
-    for s in samples:
-        scores = run_to_end(candidates.classify(network, s["views"].astype(np.float32), device=device))
-        cands = [Candidate(tuple(map(float, c)), float(p)) for c, p in zip(s["centres_lps"], scores, strict=True)]
-        nodules = [Nodule(tuple(map(float, c)), float(d)) for c, d in zip(s["nodule_lps"], s["nodule_mm"], strict=True)]
-        scans.append((cands, nodules))
-    result = froc(scans)
-    return result["cpm"], result
+    probabilities = [
+        run_to_end(candidates.classify(network, s["views"].astype(np.float32), device=device)) for s in samples
+    ]
+    results = {}
+    for scoring in SCORINGS:
+        scans = []
+        for s, p in zip(samples, probabilities, strict=True):
+            scores = candidates.final_scores(scoring, p, s["shape_scores"])
+            cands = [Candidate(tuple(map(float, c)), float(v)) for c, v in zip(s["centres_lps"], scores, strict=True)]
+            nods = [
+                Nodule(tuple(map(float, c)), float(d)) for c, d in zip(s["nodule_lps"], s["nodule_mm"], strict=True)
+            ]
+            scans.append((cands, nods))
+        results[scoring] = froc(scans)
+    best = max(SCORINGS, key=lambda k: results[k]["cpm"])  # ties: the plain classifier, listed first
+    return best, results
 
 
 def train(args: argparse.Namespace, command: str):
@@ -185,13 +197,16 @@ def train(args: argparse.Namespace, command: str):
         if (step + 1) % 50 == 0:
             yield Progress(step + 1, steps, f"step {step + 1}/{steps}: loss {np.mean(history[-50:]):.4f}")
     network.eval()
-    cpm, details = validation_froc(network, val_samples, "cpu")
+    scoring, by_scoring = validation_froc(network, val_samples, "cpu")
+    details = by_scoring[scoring]
+    cpm = details["cpm"]
     threshold = suggest_threshold(details, FPS_AT_THRESHOLD)
     meta = {
         "name": Path(args.out).resolve().name,
         "version": "2.0.0",
         "task": "detection",
         "pipeline": "candidates",
+        "scoring": scoring,
         "description": "two-stage nodule detector: blob candidates of every size (scale-normalised LoG and Hessian "
         "shape, in and on the lungs), then a 3D CNN on two views of each; trained by radlens train on "
         + ("SYNTHETIC phantoms" if ds.synthetic else f"the dataset {ds.name}"),
@@ -201,8 +216,11 @@ def train(args: argparse.Namespace, command: str):
         "input": block,
         "thresholds": {"score": threshold},
         "applicability": {
-            "body_part": "chest", "region": "lungs", "sequence": "any",
-            "lesion_diameter_mm": [3, 50], "slice_thickness_mm": [0.5, 5.0],
+            "body_part": "chest",
+            "region": "lungs",
+            "sequence": "any",
+            "lesion_diameter_mm": [3, 50],
+            "slice_thickness_mm": [0.5, 5.0],
         },
         "training": {
             "dataset": str(ds.root),
@@ -225,7 +243,14 @@ def train(args: argparse.Namespace, command: str):
             {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
         ],
         "evaluation": {
-            "validation": {"cases": len(val), "cpm": cpm, "froc": details, **froc_at_threshold(details, threshold)}
+            "validation": {
+                "cases": len(val),
+                "scoring": scoring,
+                "cpm_by_scoring": {k: r["cpm"] for k, r in by_scoring.items()},
+                "cpm": cpm,
+                "froc": details,
+                **froc_at_threshold(details, threshold),
+            }
         },
     }
     save_bundle(Path(args.out), network, meta)

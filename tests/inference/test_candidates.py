@@ -5,6 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from radlens.inference import candidates  # noqa: E402
 from radlens.inference.candidates import PATCH, find_candidates, merge_across_scales, patches  # noqa: E402
 
 AIR, LUNG = 0.0, 0.11  # the detector's window: (HU + 1000) / 1400, lung parenchyma about -850 HU
@@ -117,3 +118,23 @@ def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tm
     assert lungs.touches([d.center_lps for d in dets], [d.diameter_mm for d in dets]).all()
     nodule = np.asarray(volume.index_to_lps((30, 60, 50)))
     assert min(np.linalg.norm(np.asarray(d.center_lps) - nodule) for d in findings.detections) <= 4.0
+
+
+def test_the_shape_scoring_lets_a_weak_blob_rank_below_a_strong_one_the_classifier_likes_as_much():
+    probabilities = np.array([0.9, 0.9, 0.2], dtype=np.float32)
+    shape = np.array([0.05, candidates.SHAPE_FULL * 2, candidates.SHAPE_FULL], dtype=np.float32)
+    assert np.array_equal(candidates.final_scores("classifier", probabilities, shape), probabilities)
+    fused = candidates.final_scores("classifier×shape", probabilities, shape)
+    assert fused[1] == pytest.approx(0.9) and fused[2] == pytest.approx(0.2)  # a full-strength blob keeps p
+    assert fused[0] == pytest.approx(0.09) and fused[0] < fused[2] < fused[1]
+
+
+def test_a_bundle_with_an_unknown_scoring_is_refused(tmp_path):
+    from inference_helpers import metadata
+
+    from radlens.inference.errors import BundleError
+    from radlens.inference.metadata import BundleMetadata
+
+    meta = metadata("two-stage", "detection", "nodule-classifier3d", {}, pipeline="candidates", scoring="vote")
+    with pytest.raises(BundleError, match="scoring 'vote' is not one of"):
+        BundleMetadata.from_json(meta, "b/metadata.json")

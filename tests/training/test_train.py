@@ -281,6 +281,7 @@ def test_the_operating_point_follows_the_validation_split(monkeypatch):
 
 def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset, tmp_path):
     from radlens.inference.bundle import load_bundle
+    from radlens.inference.metadata import SCORINGS
 
     out = tmp_path / "two-stage"
     argv = ["train", "detect", str(tiny_dataset), "--out", str(out), "--two-stage", "--epochs", "1",
@@ -292,6 +293,9 @@ def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset
     assert meta["training"]["samples"]["positive"] > 0 and meta["training"]["samples"]["negative"] > 0
     validation = meta["evaluation"]["validation"]
     assert validation["cases"] == 1 and 0.0 <= validation["cpm"] <= 1.0
+    # The scoring rule is the one with the best validation CPM, and the figures of both are kept.
+    assert set(validation["cpm_by_scoring"]) == set(SCORINGS) and meta["scoring"] in SCORINGS
+    assert validation["cpm"] == max(validation["cpm_by_scoring"].values())
     assert 0.0 <= meta["thresholds"]["score"] <= 1.0
     assert load_bundle(str(out)).metadata.pipeline == "candidates"
 
