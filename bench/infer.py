@@ -264,7 +264,7 @@ def main() -> None:
                 "peak_over_volume": round(mem.peak_mb / (volume.nbytes / 1e6), 2),
                 "model_mb": round(model_mb[b.name], 2),
             }
-            if not args.skip_monai:
+            if not args.skip_monai and b.metadata.pipeline == "radlens":  # a two-stage detector has no MONAI twin
                 timer = ForwardTimer(b.network)
                 monai_s = monai_pipeline(b, volume)
                 timer.remove()
