@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="grid size (default: the kind's clinical-like size)",
     )
+    p.add_argument(
+        "--lesion-free",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="brain-mr kinds: the share of cases made without lesions (negatives for a classifier; default 0)",
+    )
     p.set_defaults(func=run_phantom)
 
 
@@ -69,7 +76,8 @@ def run_phantom(args: argparse.Namespace) -> int:
     from radlens.imaging.progress import run_with_progress
 
     job = iter_write_phantoms(
-        args.out, kind=args.kind, cases=args.cases, seed=args.seed, fmt=args.format, shape_zyx=args.shape
+        args.out, kind=args.kind, cases=args.cases, seed=args.seed, fmt=args.format, shape_zyx=args.shape,
+        lesion_free=args.lesion_free,
     )
     dataset = run_with_progress(job, desc=f"phantom {args.kind}")
     print(f"wrote {args.cases} synthetic {args.kind} case(s) to {dataset}", file=sys.stderr)

@@ -182,20 +182,23 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
     return Phantom(volume, labels, findings, "chest-ct", int(seed))
 
 
-def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False) -> Phantom:
+def make_brain_mr(
+    seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False, lesion_free: bool = False
+) -> Phantom:
     """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
 
     Default grid: 128×192×192 voxels of 1.5×1.25×1.25 mm (192×240×240 mm), a routine head field of view.
     ``labels`` is the lesion label map (1 = lesion); ``findings`` keeps each lesion's box and size.
     ``varied``: the contrast, bias field, slice thickness, noise and gamma of each case drawn at random
     (domain randomisation, for training), with periventricular plaques and rim-enhancing tumours too.
+    ``lesion_free``: a healthy brain, no lesion (negatives for a study-level classifier).
     """
     from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
 
     kind = "brain-mr-varied" if varied else "brain-mr"
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3 if varied else 2]))
-    array, instances, raw = build_brain(rng, grid, varied=varied)
+    array, instances, raw = build_brain(rng, grid, varied=varied, lesions=not lesion_free)
     contrast = "random contrast" if varied else "T1-like"
     volume, findings = _assemble(
         kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
@@ -204,9 +207,9 @@ def make_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = Fa
     return Phantom(volume, (instances > 0).astype(np.uint8), findings, kind, int(seed))
 
 
-def make_varied_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
+def make_varied_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None, lesion_free: bool = False) -> Phantom:
     """:func:`make_brain_mr` with ``varied=True``: training data for a segmenter of any MR contrast."""
-    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True)
+    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True, lesion_free=lesion_free)
 
 
 def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
@@ -232,11 +235,20 @@ MAKERS = {
     "brain-mr-independent": make_independent_brain_mr,
 }
 CASE_PREFIX = {kind: kind.split("-")[0] for kind in KINDS}
+# The kinds that can make a healthy case (``--lesion-free``); the independent generator cannot.
+LESION_FREE_KINDS = ("brain-mr", "brain-mr-varied")
 
 
 def case_seed(seed: int, index: int) -> int:
     """Case ``index``'s seed: a function of (seed, index) only, so more cases never change earlier ones."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
+
+
+def is_lesion_free(seed: int, index: int, fraction: float) -> bool:
+    """Whether case ``index`` is healthy: a draw of its own, so the fraction never changes other cases."""
+    if fraction <= 0:
+        return False
+    return bool(np.random.default_rng([int(seed), int(index), 17]).random() < fraction)
 
 
 def iter_write_phantoms(
@@ -247,6 +259,7 @@ def iter_write_phantoms(
     seed: int,
     fmt: str = "nifti",
     shape_zyx=None,
+    lesion_free: float = 0.0,
     cancel: threading.Event | None = None,
 ) -> Generator[Progress, None, Path]:
     """Write ``cases`` SYNTHETIC studies and their labels as an nnU-Net v2 folder; return its root.
@@ -254,6 +267,7 @@ def iter_write_phantoms(
     OUT/dataset.json; imagesTr/CASE_0000.nii.gz (or, with ``fmt="dicom"``, the DICOM series folder
     imagesTr/CASE_0000/, the channel suffix the dataset readers expect); labelsTr/CASE.nii.gz on the
     image's grid (chest: nodule instance map 1..N; brain: lesion map) and labelsTr/CASE.json (boxes).
+    ``lesion_free``: the share of brain cases made healthy (an empty label map), chosen per case.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown phantom kind {kind!r} (known: {', '.join(KINDS)})")
@@ -266,6 +280,10 @@ def iter_write_phantoms(
         raise ImagingError(root, "exists and is not a folder")
     if seed < 0:
         raise ImagingError(root, f"--seed must be 0 or more, got {seed}")
+    if not 0.0 <= lesion_free <= 1.0:
+        raise ImagingError(root, f"--lesion-free must be a fraction from 0 to 1, got {lesion_free}")
+    if lesion_free and kind not in LESION_FREE_KINDS:
+        raise ImagingError(root, f"--lesion-free: only {' and '.join(LESION_FREE_KINDS)} phantoms can be healthy")
     if shape_zyx is not None:
         try:
             check_shape(shape_zyx)
@@ -281,7 +299,8 @@ def iter_write_phantoms(
         check_cancel(cancel, "radlens phantom")
         yield Progress(i, cases, f"making {name}")
         s = case_seed(seed, i)
-        ph = MAKERS[kind](s, shape_zyx)
+        healthy = is_lesion_free(seed, i, lesion_free)
+        ph = MAKERS[kind](s, shape_zyx, lesion_free=True) if healthy else MAKERS[kind](s, shape_zyx)
         check_cancel(cancel, "radlens phantom")
         if fmt == "nifti":
             write_volume(ph.volume, images / f"{name}_0000.nii.gz")
@@ -307,6 +326,7 @@ def iter_write_phantoms(
     command = f"radlens phantom {root} --kind {kind} --cases {cases} --seed {seed}"
     command += " --format dicom" if fmt == "dicom" else ""
     command += f" --shape {' '.join(str(int(n)) for n in shape_zyx)}" if shape_zyx is not None else ""
+    command += f" --lesion-free {lesion_free:g}" if lesion_free else ""
     write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt, command))
     return root
 

@@ -153,9 +153,12 @@ def _fluid_pockets(rng: np.random.Generator) -> tuple:
 
 
 def build_brain(
-    rng: np.random.Generator, grid: Grid, varied: bool = False
+    rng: np.random.Generator, grid: Grid, varied: bool = False, lesions: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[RawLesion]]:
-    """(signal as int16, lesion instance map uint8, lesions) on ``grid``; ``varied``: a random contrast."""
+    """(signal as int16, lesion instance map uint8, lesions) on ``grid``; ``varied``: a random contrast.
+
+    ``lesions=False``: a healthy brain (the negatives a study-level classifier needs); the anatomy
+    and contrast are drawn exactly as with lesions, so only their absence tells the two apart."""
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 25.0)  # ≥ 3 voxels across, unless the grid is coarse
     edge = float(min(grid.spacing_zyx))
     folds = smooth_field(rng, grid, 7.0)  # cortical thickness and the grey/white boundary
@@ -204,8 +207,8 @@ def build_brain(
     del folds, sulci, texture
 
     instances = np.zeros(grid.shape_zyx, dtype=np.uint8)
-    lesions: list[RawLesion] = []
-    for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles):
+    found: list[RawLesion] = []
+    for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles) if lesions else ():
         lobes = np.array([rng.uniform(0.0, 0.15), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.2 * r + 3 * max(grid.spacing_zyx)
         box = grid.box(c - pad, c + pad)
@@ -224,8 +227,8 @@ def build_brain(
             sub += core * (np.float32(table[CSF]) - sub)
         else:
             sub += f * (value - sub)
-        instances[box][mask] = len(lesions) + 1
-        lesions.append(RawLesion(tuple(float(v) for v in c), 2 * r, contrast, kind))  # type: ignore[arg-type]
+        instances[box][mask] = len(found) + 1
+        found.append(RawLesion(tuple(float(v) for v in c), 2 * r, contrast, kind))  # type: ignore[arg-type]
 
     if varied:
         img = _acquire(rng, grid, img)
@@ -240,7 +243,7 @@ def build_brain(
     imag = sigma * rng.standard_normal(grid.shape_zyx, dtype=np.float32)
     img = np.sqrt(real * real + imag * imag)
     np.rint(img, out=img)
-    return np.clip(img, 0, 4095).astype(np.int16), instances, lesions
+    return np.clip(img, 0, 4095).astype(np.int16), instances, found
 
 
 def _acquire(rng: np.random.Generator, grid: Grid, img: np.ndarray) -> np.ndarray:
