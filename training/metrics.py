@@ -8,6 +8,11 @@ component overlaps it by at least one voxel), and volume error.
 Detection: FROC with the LUNA16 hit rule — a candidate whose centre lies within the radius of a
 nodule's centre hits it; several hits on one nodule count once (its best score) and are never
 false positives; a candidate that hits no nodule is a false positive.
+
+Classification: ROC AUC (the Mann–Whitney statistic, ties counted half) with a percentile bootstrap
+confidence interval over cases, the confusion counts and their rates at a threshold, and a
+reliability table (predicted probability against the observed rate, in equal-width bins) with its
+expected calibration error. An AUC needs both classes: with one, it is None.
 """
 
 from __future__ import annotations
@@ -263,3 +268,124 @@ def froc(
             "f1": 2 * sens * precision / (sens + precision) if sens + precision else 0.0,
         }
     return result
+
+
+# -- classification -------------------------------------------------------------------------------
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
+    """ROC AUC as the Mann–Whitney U over its maximum (ties half); None without both classes."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(np.asarray(scores, dtype=float))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(scores: Sequence[float], labels: Sequence[int], max_points: int = 60) -> list[dict]:
+    """The ROC (threshold, sensitivity, specificity), highest threshold first; at most ``max_points``
+    thresholds, spread over the scores' quantiles (thousands of slices stay a small table)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=bool)
+    thresholds = np.unique(s)
+    if len(thresholds) > max_points:
+        thresholds = np.unique(np.quantile(thresholds, np.linspace(0, 1, max_points), method="nearest"))
+    out = []
+    for t in thresholds[::-1]:
+        r = binary_at(s, y, float(t))
+        out.append({"threshold": float(t), "sensitivity": r["sensitivity"], "specificity": r["specificity"]})
+    return out
+
+
+def bootstrap_auc_ci(
+    scores: Sequence[float], labels: Sequence[int], n: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float] | None:
+    """A percentile bootstrap interval of the AUC (cases resampled with replacement; resamples that lose
+    a class are drawn again). None without both classes."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=int)
+    if roc_auc(s, y) is None:
+        return None
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    while len(values) < n:
+        idx = rng.integers(0, len(s), len(s))
+        auc = roc_auc(s[idx], y[idx])
+        if auc is not None:
+            values.append(auc)
+    lo, hi = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def binary_at(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
+    """Confusion counts and rates with ``score >= threshold`` called positive; a rate with no denominator is None."""
+    s = np.asarray(scores, dtype=float) >= threshold
+    y = np.asarray(labels, dtype=bool)
+    tp, fp = int(np.sum(s & y)), int(np.sum(s & ~y))
+    fn, tn = int(np.sum(~s & y)), int(np.sum(~s & ~y))
+
+    def ratio(a: int, b: int) -> float | None:
+        return a / b if b else None
+
+    sens, prec = ratio(tp, tp + fn), ratio(tp, tp + fp)
+    f1 = 2 * sens * prec / (sens + prec) if sens is not None and prec is not None and sens + prec else None
+    return {
+        "threshold": float(threshold),
+        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "accuracy": ratio(tp + tn, len(y)),
+        "sensitivity": sens, "recall": sens,
+        "specificity": ratio(tn, tn + fp),
+        "precision": prec,
+        "f1": f1,
+    }  # fmt: skip
+
+
+def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """The threshold that maximises sensitivity + specificity (Youden's J); 0.5 without both classes."""
+    best, chosen = -1.0, 0.5
+    for point in roc_curve(scores, labels):
+        if point["sensitivity"] is None or point["specificity"] is None:
+            return 0.5
+        j = point["sensitivity"] + point["specificity"]
+        if j > best:
+            best, chosen = j, point["threshold"]
+    return float(chosen)
+
+
+def reliability(scores: Sequence[float], labels: Sequence[int], bins: int = 10) -> dict:
+    """The reliability diagram's table (per equal-width bin: count, mean predicted, observed rate) and
+    the expected calibration error (the bins' gaps weighted by their counts)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    which = np.minimum((s * bins).astype(int), bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        k = int(inside.sum())
+        if not k:
+            continue
+        predicted, observed = float(s[inside].mean()), float(y[inside].mean())
+        ece += k / len(s) * abs(predicted - observed)
+        table.append({"low": b / bins, "high": (b + 1) / bins, "count": k,
+                      "predicted": predicted, "observed": observed})  # fmt: skip
+    return {"bins": table, "ece": float(ece)}
+
+
+def classification_summary(scores: Sequence[float], labels: Sequence[int], threshold: float, seed: int = 0) -> dict:
+    """What a bundle's evaluation records for one level (studies or slices): counts, AUC with its 95 %
+    interval, the figures at ``threshold``, the reliability table and the ROC's corners."""
+    y = np.asarray(labels, dtype=int)
+    ci = bootstrap_auc_ci(scores, y, seed=seed)
+    return {
+        "cases": len(y),
+        "positive": int(y.sum()),
+        "negative": int(len(y) - y.sum()),
+        "auc": roc_auc(scores, y),
+        "auc_ci95": list(ci) if ci is not None else None,
+        "at_threshold": binary_at(scores, y, threshold),
+        "reliability": reliability(scores, y),
+        "roc": roc_curve(scores, y),
+    }
