@@ -5,8 +5,10 @@
 Layouts: nnU-Net v2 (``dataset.json`` + ``imagesTr``/``labelsTr``, optional ``imagesTs``/``labelsTs``,
 images as files or DICOM series folders), the Medical Segmentation Decathlon (``dataset.json`` with a
 ``training`` list), LUNA16 (``*.mhd`` + ``annotations.csv``) and classification (a folder per label, or
-``studies.csv``). Every problem found is collected and raised as one :class:`DatasetError`, so a user
-fixes a folder in one pass instead of one failed run per problem.
+``studies.csv``; optionally ``slice_labels.json``, per case a 0/1 per slice in the image's z order,
+-1 where unknown, and ``source.json`` saying what made the data). Every problem found is collected and
+raised as one :class:`DatasetError`, so a user fixes a folder in one pass instead of one failed run per
+problem.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Case:
     label: Path | None = None  # label map (segmentation) or instance map (detection)
     nodules: list[NoduleRef] | None = None  # from a boxes JSON or annotations.csv
     class_label: str | None = None
+    slice_labels: list[int] | None = None  # classification: 1/0 per slice (z order), -1 unknown
     test: bool = False  # part of the dataset's own test set (imagesTs / MSD "test" with labels)
 
 
@@ -283,6 +286,28 @@ def _read_luna16(root: Path, problems: list[str]) -> Dataset:
     return Dataset(root, "luna16", root.name, "CT", {1: "nodule"}, cases)
 
 
+SLICE_LABELS = "slice_labels.json"
+SOURCE = "source.json"
+
+
+def _read_slice_labels(root: Path, cases: list[Case], problems: list[str]) -> None:
+    """``slice_labels.json`` ({case: [1, 0, -1, ...]}) onto the cases; its lengths are checked later."""
+    path = root / SLICE_LABELS
+    if not path.is_file():
+        return
+    data = _read_json(path, problems)
+    if data is None:
+        return
+    by_id = {c.case_id: c for c in cases}
+    for case_id, values in data.items():
+        if case_id not in by_id:
+            problems.append(f"{path}: case {case_id} is not in the dataset")
+        elif not isinstance(values, list) or not all(v in (-1, 0, 1) and not isinstance(v, bool) for v in values):
+            problems.append(f"{path}: case {case_id}: slice labels must be a list of 1, 0 or -1 (unknown)")
+        else:
+            by_id[case_id].slice_labels = [int(v) for v in values]
+
+
 def _read_classification(root: Path, problems: list[str]) -> Dataset:
     cases: list[Case] = []
     table = root / "studies.csv"
@@ -306,7 +331,14 @@ def _read_classification(root: Path, problems: list[str]) -> Dataset:
     names = sorted({c.class_label for c in cases if c.class_label is not None})
     if len(names) < 2 and not problems:
         problems.append(f"{root}: classification needs at least two labels, found {names or 'none'}")
-    return Dataset(root, "classification", root.name, "OT", {}, cases, class_names=names)
+    _read_slice_labels(root, cases, problems)
+    about = _read_json(root / SOURCE, problems) if (root / SOURCE).is_file() else {}
+    about = about or {}
+    return Dataset(
+        root, "classification", str(about.get("name", root.name)), str(about.get("modality", "OT")).upper(),
+        {}, cases, bool(about.get("synthetic", False)), class_names=names,
+        data_command=about["command"] if isinstance(about.get("command"), str) else None,
+    )  # fmt: skip
 
 
 def detect_layout(root: Path) -> str:
@@ -375,6 +407,16 @@ def _validate(ds: Dataset, task: str | None, problems: list[str]) -> None:
             problems.append(f"{case.image}: missing image for case {case.case_id}")
             continue
         if ds.layout == "classification":
+            if case.slice_labels is not None and case.image.is_file():
+                try:
+                    depth = _header(case.image)[0][0]
+                except RuntimeError:
+                    problems.append(f"{case.image}: unreadable image")
+                    continue
+                if depth != len(case.slice_labels):
+                    problems.append(
+                        f"{case.case_id}: {len(case.slice_labels)} slice labels for {depth} slices ({SLICE_LABELS})"
+                    )
             continue
         if task == "segment" and case.label is None:
             if case.nodules is None:
