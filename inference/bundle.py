@@ -300,18 +300,25 @@ def _with_monai_fields(meta: dict) -> dict:
                     "is_patch_data": True,
                 }
             },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "heatmap+size" if out.get("task") == "detection" else "segmentation",
-                    "num_channels": 4 if out.get("task") == "detection" else len(labels) + 1,
-                    "dtype": "float32",
-                    "is_patch_data": True,
-                }
-            },
+            "outputs": {"pred": _output_format(out.get("task"), labels)},
         },
     )
     return out
+
+
+def _output_format(task: str | None, labels: list) -> dict:
+    """MONAI's ``network_data_format.outputs.pred`` for a task: what the network's output is."""
+    if task == "classification":
+        return {"type": "probabilities", "format": "study+per-slice logits", "num_channels": len(labels),
+                "dtype": "float32", "is_patch_data": False}  # fmt: skip
+    detection = task == "detection"
+    return {
+        "type": "image",
+        "format": "heatmap+size" if detection else "segmentation",
+        "num_channels": 4 if detection else len(labels) + 1,
+        "dtype": "float32",
+        "is_patch_data": True,
+    }
 
 
 def update_metadata(folder: str | os.PathLike, change: Callable[[dict], None]) -> dict:

@@ -313,6 +313,15 @@ def run_bundle(
     if bundle.metadata.pipeline == "candidates":
         dets = yield from _run_two_stage(prepared, bundle, device, cancel, lungs)
         return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), dets, ())
+    if bundle.metadata.task == "classification":
+        from radlens.inference.classify import classify
+
+        label = (bundle.labels or ["abnormal"])[0]
+        found = yield from classify(
+            bundle.network, prepared, inp.patch_zyx[1:], bundle.name, label, device=device, cancel=cancel
+        )
+        run = _model_run(bundle, t0, verdict.reasons)
+        return Findings(input_block(volume), device, (run,), (), (), (found,))
     output, used = yield from sliding_windows(
         bundle.network,
         prepared.image,
@@ -462,6 +471,6 @@ def iter_infer(
         job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache.get(key), amp=amp)
         partial = yield from relay(job, overall)
         findings = findings.merged(partial)
-        n = len(partial.detections) + len(partial.segmentations)
+        n = len(partial.detections) + len(partial.segmentations) + len(partial.classifications)
         yield Progress(base + UNITS, total, f"{name}: done in {partial.models[0].seconds:.1f} s ({n} results)", partial)
     return findings

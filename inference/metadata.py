@@ -15,7 +15,7 @@ from typing import Any
 
 from radlens.inference.errors import BundleError
 
-TASKS = ("detection", "segmentation")
+TASKS = ("detection", "segmentation", "classification")
 # How a bundle's input is prepared and its output read: RadLens' own (``input``), or nnU-Net's
 # predictor reproduced step for step (``nnunet``, for models imported from nnU-Net results folders).
 # MONAI's own transforms around RadLens' windows (``monai``, for models imported from MONAI bundles).

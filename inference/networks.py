@@ -223,6 +223,75 @@ class NoduleClassifier3D(nn.Module):
         return self.head(pooled)
 
 
+class SliceSequenceClassifier(nn.Module):
+    """A study-level classifier: a 2D CNN embeds every slice, a bidirectional GRU reads them in order.
+
+    The recipe that won the RSNA intracranial haemorrhage challenge. ``slice_head`` scores a slice
+    from its embedding alone (the CNN's own training target); the GRU gives each slice a logit that
+    sees its neighbours and the study a logit from its slices' outputs (masked mean and max over
+    time). Studies of different lengths ride in one padded batch with ``lengths``: the GRU reads
+    them packed, so padding never enters a real slice's state or the study's pooling.
+    """
+
+    def __init__(self, channels=(16, 32, 64, 128), hidden: int = 64, dropout: float = 0.2):
+        super().__init__()
+        layers, c_in = [], 1
+        for i, c in enumerate(int(c) for c in channels):
+            stride = 2 if i == 0 else 1  # a quick first reduction: slices are ~100 px, lesions ~5 px and up
+            layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            if i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = c
+        self.features = nn.Sequential(*layers)  # its last ReLU is the Grad-CAM layer (CAM_LAYER)
+        self.embedding_size = 2 * c_in
+        self.dropout = nn.Dropout(float(dropout))
+        self.slice_head = nn.Linear(self.embedding_size, 1)
+        self.gru = nn.GRU(self.embedding_size, int(hidden), batch_first=True, bidirectional=True)
+        self.slice_out = nn.Linear(2 * int(hidden), 1)
+        self.study_out = nn.Linear(4 * int(hidden), 1)
+
+    CAM_LAYER = "features"
+
+    def embed(self, slices: torch.Tensor) -> torch.Tensor:
+        """(N, 1, Y, X) slices → (N, E) embeddings (mean and max of the last feature map)."""
+        f = self.features(slices)
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
+    def sequence(self, emb: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, E) embeddings (padded past ``lengths``) → study logits (B,) and slice logits (B, T)."""
+        b, t, _ = emb.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.long)
+        lengths = lengths.to("cpu", torch.long)
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(emb), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=t)
+        valid = (torch.arange(t)[None, :] < lengths[:, None]).to(out.device)[..., None]
+        mean = (out * valid).sum(1) / valid.sum(1).clamp(min=1)
+        peak = out.masked_fill(~valid, float("-inf")).amax(1)
+        study = self.study_out(self.dropout(torch.cat([mean, peak], dim=1)))[:, 0]
+        return study, self.slice_out(out)[..., 0]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, Y, X) studies → study logits (B,) and slice logits (B, T)."""
+        b, t = x.shape[:2]
+        emb = self.embed(x.reshape(b * t, 1, *x.shape[2:])).reshape(b, t, -1)
+        return self.sequence(emb, lengths)
+
+
+class SliceLogits(nn.Module):
+    """A SliceSequenceClassifier as Grad-CAM reads it: (N, 1, Y, X), the slices of one study in order,
+    → (N, 1) their per-slice logits (each slice a "batch item" with its own activation map)."""
+
+    def __init__(self, net: SliceSequenceClassifier):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.sequence(self.net.embed(x)[None])[1][0][:, None]
+
+
 def build_monai(target: str, kwargs: dict | None = None) -> nn.Module:
     """A network of a MONAI bundle's ``network_def``: an allow-listed class of monai.networks.nets, literal kwargs."""
     from monai.networks import nets
@@ -238,6 +307,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "unet3d-seg": build_unet3d_seg,
     "centernet3d": CenterNet3D,
     "nodule-classifier3d": NoduleClassifier3D,
+    "slice-gru-classifier": SliceSequenceClassifier,
     "ensemble": Ensemble,
 }
 

@@ -75,7 +75,11 @@ def infer_command(args: argparse.Namespace) -> int:
         print(f"{m.name} {m.version}: {m.task}, {m.seconds:.1f} s on {findings.device}")
         for warning in m.warnings:
             print(f"radlens: warning: {m.name}: {warning}", file=sys.stderr)
-    print(f"{len(findings.detections)} detection candidate(s), {len(findings.segmentations)} segmentation(s) → {path}")
+    for c in findings.classifications:
+        peak = f", highest on slice {c.per_slice.index(max(c.per_slice))}" if c.per_slice else ""
+        print(f"{c.model}: {c.label} {c.probability:.3f} (study){peak}")
+    print(f"{len(findings.detections)} detection candidate(s), {len(findings.segmentations)} segmentation(s), "
+          f"{len(findings.classifications)} classification(s) → {path}")
     if args.dicom:
         from radlens.inference.dicom_export import write_dicom_results
 
