@@ -12,7 +12,7 @@ from radlens.training.config import TrainConfig
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model bundle from a labelled folder")
-    p.add_argument("task", choices=("detect", "segment"))  # classification training: not built yet
+    p.add_argument("task", choices=("detect", "segment", "classify"))
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--out", required=True, metavar="BUNDLE")
     p.add_argument("--epochs", type=int)
@@ -77,7 +77,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune this bundle (a folder or an installed name): its network, input spacing, patch and "
         "normalisation, and its weights to start from",
     )
+    p.add_argument(
+        "--positive",
+        metavar="LABEL",
+        help="classify: the label the model scores (default: of two labels, the one not named normal, "
+        "negative, healthy, absent or no-*)",
+    )
     p.set_defaults(func=run_train)
+
+    p = sub.add_parser(
+        "classification-set",
+        help="a folder of label maps (nnU-Net layout) as a classification folder: label present or absent",
+    )
+    p.add_argument("source", metavar="DATASET")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--label", default="lesion", help="the name of the present class (absent: no-LABEL)")
+    p.add_argument(
+        "--slab-mm",
+        type=float,
+        metavar="MM",
+        help="cut each case into slabs this thick (z) where the body fills the slices: healthy slabs give "
+        "negatives from cases that all have lesions",
+    )
+    p.add_argument(
+        "--min-area-mm2",
+        type=float,
+        default=10.0,
+        metavar="A",
+        help="a slice is positive from this lesion area; a smaller sliver is unknown (default 10)",
+    )
+    p.set_defaults(func=run_classification_set)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle on a dataset's held-out cases")
     p.add_argument("bundle", metavar="BUNDLE")
@@ -113,6 +142,11 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.task == "classify":
+        from radlens.training import classify
+        from radlens.training.config import command_line
+
+        return classify.train_command(args, command_line())
     if args.two_stage:
         from radlens.training import two_stage
         from radlens.training.config import command_line
@@ -126,6 +160,12 @@ def run_train(args: argparse.Namespace) -> int:
     from radlens.training.console import train_command
 
     return train_command(train_config(args))
+
+
+def run_classification_set(args: argparse.Namespace) -> int:
+    from radlens.training.classify_data import classification_set_command
+
+    return classification_set_command(args)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

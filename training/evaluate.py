@@ -2,7 +2,9 @@
 
 Each test case goes through :func:`radlens.inference.engine.run_bundle` (the same preprocessing, sliding
 windows and decoding the viewer uses), and the findings are compared with the references on the
-input grid: FROC (LUNA16 rule) for detectors, Dice/HD95/per-lesion metrics for segmenters. Writes
+input grid: FROC (LUNA16 rule) for detectors, Dice/HD95/per-lesion metrics for segmenters, ROC AUC
+with its interval, the figures at the threshold and calibration per study and per slice for
+classifiers (:mod:`radlens.training.classify`). Writes
 metrics.json and a PNG plot beside it; ``--record`` also stores the metrics in the bundle's
 metadata (the weights and their sha256 are untouched).
 
@@ -72,7 +74,7 @@ def evaluate(
 
     bundle = load_bundle(bundle_path)
     meta = bundle.metadata
-    task = "detect" if meta.task == "detection" else "segment"
+    task = {"detection": "detect", "segmentation": "segment", "classification": "classify"}[meta.task]
     ds = read_dataset(dataset_path, task)
     cases, source = select_cases(ds, meta)
     dev, _ = select_device(device)
@@ -84,7 +86,16 @@ def evaluate(
         yield Progress(k, len(cases), f"{case.case_id}")
         volume = load_image(case.image)
         findings = run_to_end(run_bundle(volume, bundle, device=dev, cancel=cancel))
-        if task == "detect":
+        if task == "classify":
+            found = findings.classifications[0] if findings.classifications else None
+            per_case[case.case_id] = {
+                "label": int(case.class_label == labels[0]),
+                "probability": found.probability if found else None,
+                "per_slice": [round(v, 4) for v in found.per_slice] if found else [],
+                "slice_labels": case.slice_labels,
+                "warnings": list(findings.models[0].warnings),
+            }
+        elif task == "detect":
             nodules = case.nodules if case.nodules is not None else nodules_from_instances(load_label(case.label))
             cands = [metrics.Candidate(tuple(d.center_lps), float(d.score)) for d in findings.detections]
             refs = [metrics.Nodule(tuple(n.center_lps), float(n.diameter_mm)) for n in nodules]
@@ -135,7 +146,9 @@ def evaluate(
         "task": meta.task,
         "per_case": per_case,
     }
-    if task == "detect":
+    if task == "classify":
+        doc["summary"] = _classification_summary(per_case, bundle.info.threshold)
+    elif task == "detect":
         threshold = bundle.info.threshold
         doc["froc_all"] = metrics.froc(scans, threshold=threshold)
         doc["froc"] = metrics.froc(scans, threshold=threshold, min_diameter_mm=DETECTION_MIN_DIAMETER_MM)
@@ -160,8 +173,33 @@ def evaluate(
     return doc
 
 
+def _classification_summary(per_case: dict, threshold: float | None) -> dict:
+    """Study and slice figures of a classifier (slices with a known label only); a study the bundle refused
+    to run on is counted apart, not scored."""
+    from radlens.training.classify import summarize
+
+    scored = [c for c in per_case.values() if c["probability"] is not None]
+    slices = [(np.asarray(c["per_slice"]), np.asarray(c["slice_labels"])) for c in scored if c["slice_labels"]]
+    slices = [(p, y) for p, y in slices if len(p) == len(y)]
+    out = summarize(
+        np.asarray([c["probability"] for c in scored]),
+        np.asarray([c["label"] for c in scored]),
+        [p for p, _ in slices],
+        [y for _, y in slices],
+        0.5 if threshold is None else threshold,
+    )
+    out["not_run"] = len(per_case) - len(scored)
+    return out
+
+
 def plot(doc: dict, path: Path) -> Path:
-    """FROC curve (detectors) or Dice per case (segmenters) as a PNG, written atomically."""
+    """FROC curve (detectors), Dice per case (segmenters) or ROC and reliability (classifiers) as a PNG."""
+    if doc["task"] == "classification":
+        from radlens.training.classify import plot as classification_plot
+
+        source = " — synthetic" if doc["synthetic"] else ""
+        title = f"{doc['bundle']['name']} on {Path(doc['dataset']).name} ({doc['cases']} studies){source}"
+        return classification_plot(doc["summary"], title, path)
     import matplotlib
 
     matplotlib.use("Agg")
