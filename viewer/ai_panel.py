@@ -46,6 +46,10 @@ class AiPanel(QtWidgets.QWidget):
         self.progress = QtWidgets.QProgressBar()
         self.progress.setVisible(False)
         v.addWidget(self.progress)
+        self.results = QtWidgets.QLabel("")  # study-level classifiers: the probability of each label
+        self.results.setWordWrap(True)
+        self.results.setVisible(False)
+        v.addWidget(self.results)
         self.device = QtWidgets.QLabel("")
         self.status = QtWidgets.QLabel(MACHINE_NOTE)
         self.status.setWordWrap(True)
@@ -90,6 +94,17 @@ class AiPanel(QtWidgets.QWidget):
             self.set_status(f"no model for {volume.modality}{hint}")
         else:
             self.set_status(MACHINE_NOTE)
+
+    def show_classifications(self, findings) -> None:
+        """Each study-level classification's probability, and where it stands against its model's threshold."""
+        lines = []
+        for c in findings.classifications if findings is not None else ():
+            run = next((m for m in findings.models if m.name == c.model), None)
+            threshold = run.threshold if run is not None else None
+            verdict = "" if threshold is None else (" ≥ " if c.probability >= threshold else " < ") + f"{threshold:.2f}"
+            lines.append(f"<b>{c.label}: {100 * c.probability:.0f} %</b> (study{verdict}) — {c.model}")
+        self.results.setText("<br>".join(lines))
+        self.results.setVisible(bool(lines))
 
     def selected_bundles(self) -> list:
         return [

@@ -55,6 +55,10 @@ class LayerControls(QtWidgets.QFrame):
             bar.setToolTip("probability 0 → 1")
             grid.addWidget(bar, 3, 1)
             grid.addWidget(QtWidgets.QLabel("1"), 3, 2)
+            note = QtWidgets.QLabel("approximate explanation (Grad-CAM): where the model looked, not an outline")
+            note.setWordWrap(True)
+            note.setStyleSheet("color: #d08000;")
+            grid.addWidget(note, 4, 0, 1, 3)
         if key.kind == "detection":
             grid.addWidget(QtWidgets.QLabel("threshold"), 3, 0)
             self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)

@@ -25,6 +25,7 @@ from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.slab_control import SlabControl
+from radlens.viewer.slice_curve import SliceCurve
 from radlens.viewer.slice_view import SliceView
 from radlens.viewer.state import Study, ViewState, to_plane
 from radlens.viewer.worker import JobRunner
@@ -172,6 +173,9 @@ class MainWindow(QtWidgets.QMainWindow):
         # Under the views: the cine bar (frames at the file's rate) and the 4D slider (viewer.cine, viewer.phases).
         self.cine_bar = CineBar(self.controller.cine_step)
         self.phase_bar = PhaseBar(self.controller, self.runner, self.views)
+        # A study-level classifier's per-slice probability, beside the slice slider (viewer.slice_curve).
+        self.slice_curve = SliceCurve()
+        column.addWidget(self.slice_curve)
         column.addWidget(self.cine_bar)
         column.addWidget(self.phase_bar)
         self._connect(self.controller)
@@ -205,6 +209,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.runner.finished.connect(c.on_finished)
         self.cine_bar.toggled.connect(c.set_cine)
         self.cine_bar.seek.connect(c.scroll)
+        self.slice_curve.seek.connect(c.scroll)
         self.browser.load_requested.connect(c.load_source)
         self.layers_panel.changed.connect(c.layer_changed)
         self.layers_panel.all_toggled.connect(c.set_overlays_on)
@@ -270,6 +275,7 @@ class MainWindow(QtWidgets.QMainWindow):
             v.set_volume(study and study.volume, study and study.state)
         self.ai_panel.set_volume(study and study.source)
         self.cine_bar.set_study(study and study.volume, study and study.state)
+        self.slice_curve.set_findings(study and study.state)
         self.phase_bar.set_study(study)
         if study is None:
             self.layers_panel.set_state(None)
@@ -297,6 +303,8 @@ class MainWindow(QtWidgets.QMainWindow):
         for v in self.views.values():
             v.rebuild_layers()
             v.refresh()
+        self.slice_curve.set_findings(state)
+        self.ai_panel.show_classifications(state.findings)
         self.layers_panel.set_state(state)
         self.findings_panel.set_state(state)
 
@@ -336,6 +344,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """The shown views draw again what changed: the slices (and crosshair), levels, or overlays."""
         if what == "slices":
             self.cine_bar.sync()
+            self.slice_curve.sync()
         for v in self._shown_views():
             if what == "slices":
                 v.refresh(levels=False)
