@@ -230,12 +230,15 @@ class SliceSequenceClassifier(nn.Module):
     from its embedding alone (the CNN's own training target); the GRU gives each slice a logit that
     sees its neighbours and the study a logit from its slices' outputs (masked mean and max over
     time). Studies of different lengths ride in one padded batch with ``lengths``: the GRU reads
-    them packed, so padding never enters a real slice's state or the study's pooling.
+    them packed, so padding never enters a real slice's state or the study's pooling. ``context``:
+    the CNN sees that many neighbours on each side of a slice as channels (2.5D, as the RSNA
+    winners did: a blob and a tube look alike on one slice, not on three).
     """
 
-    def __init__(self, channels=(16, 32, 64, 128), hidden: int = 64, dropout: float = 0.2):
+    def __init__(self, channels=(16, 32, 64, 128), hidden: int = 64, dropout: float = 0.2, context: int = 0):
         super().__init__()
-        layers, c_in = [], 1
+        self.context = int(context)
+        layers, c_in = [], 2 * self.context + 1
         for i, c in enumerate(int(c) for c in channels):
             stride = 2 if i == 0 else 1  # a quick first reduction: slices are ~100 px, lesions ~5 px and up
             layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
@@ -253,8 +256,15 @@ class SliceSequenceClassifier(nn.Module):
 
     CAM_LAYER = "features"
 
+    def with_context(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, Y, X) studies → (B, T, C, Y, X): each slice with its neighbours (the study's end repeated)."""
+        b, t = x.shape[:2]
+        lengths = torch.full((b,), t, dtype=torch.long) if lengths is None else lengths.to("cpu", torch.long)
+        idx = context_indices(torch.arange(t).expand(b, t), lengths[:, None].expand(b, t), self.context)
+        return x[torch.arange(b)[:, None, None], idx.to(x.device)]
+
     def embed(self, slices: torch.Tensor) -> torch.Tensor:
-        """(N, 1, Y, X) slices → (N, E) embeddings (mean and max of the last feature map)."""
+        """(N, C, Y, X) slices with their context → (N, E) embeddings (mean and max of the last feature map)."""
         f = self.features(slices)
         return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
 
@@ -276,8 +286,14 @@ class SliceSequenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, Y, X) studies → study logits (B,) and slice logits (B, T)."""
         b, t = x.shape[:2]
-        emb = self.embed(x.reshape(b * t, 1, *x.shape[2:])).reshape(b, t, -1)
+        emb = self.embed(self.with_context(x, lengths).flatten(0, 1)).reshape(b, t, -1)
         return self.sequence(emb, lengths)
+
+
+def context_indices(positions: torch.Tensor, lengths: torch.Tensor, context: int) -> torch.Tensor:
+    """The slices a slice at ``positions`` sees (``context`` each side), clamped to its study's ``lengths``."""
+    offsets = torch.arange(-int(context), int(context) + 1)
+    return (positions[..., None] + offsets).clamp(min=0).minimum(lengths[..., None] - 1)
 
 
 class SliceLogits(nn.Module):
@@ -289,7 +305,8 @@ class SliceLogits(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.sequence(self.net.embed(x)[None])[1][0][:, None]
+        slices = self.net.with_context(x[:, 0][None])[0]
+        return self.net.sequence(self.net.embed(slices)[None])[1][0][:, None]
 
 
 def build_monai(target: str, kwargs: dict | None = None) -> nn.Module:

@@ -31,6 +31,7 @@ SPACING_ZYX = (4.0, 2.5, 2.5)
 PATCH_YX = (80, 80)
 CHANNELS = (16, 32, 64, 128)
 HIDDEN = 64
+CONTEXT = 1  # neighbours each side a slice is seen with
 NEGATIVE_NAMES = ("normal", "negative", "healthy", "absent", "none", "no", "0", "false")
 MIN_RUN = 6  # the shortest run of slices the sequence phase trains on
 
@@ -127,6 +128,17 @@ def _augment(x, rng: np.random.Generator):
     return x * gain + shift + torch.randn_like(x) * noise
 
 
+def _with_context(network, s: dict, ks) -> np.ndarray:
+    """Slices ``ks`` of a study with the neighbours the network sees, (N, C, Y, X) float32."""
+    import torch
+
+    from radlens.inference.networks import context_indices
+
+    n = len(s["slices"])
+    idx = context_indices(torch.as_tensor(ks), torch.full((len(ks),), n), network.context).numpy()
+    return s["slices"][idx].astype(np.float32)
+
+
 def train_cnn(network, samples: list[dict], steps: int, batch: int, lr: float, rng, cancel=None):
     """Phase 1: the CNN and its slice head on balanced batches of slices. Yields Progress; returns the losses."""
     import torch
@@ -146,7 +158,7 @@ def train_cnn(network, samples: list[dict], steps: int, batch: int, lr: float, r
         picks = [pos[j] for j in rng.integers(0, len(pos), batch // 2)] + [
             neg[j] for j in rng.integers(0, len(neg), batch - batch // 2)
         ]
-        x = torch.from_numpy(np.stack([samples[i]["slices"][k] for i, k in picks]).astype(np.float32))[:, None]
+        x = torch.from_numpy(np.concatenate([_with_context(network, samples[i], [k]) for i, k in picks]))
         y = torch.tensor([1.0] * (batch // 2) + [0.0] * (batch - batch // 2))
         loss = loss_fn(network.slice_head(network.embed(_augment(x, rng)))[:, 0], y)
         opt.zero_grad()
@@ -167,7 +179,7 @@ def embed_all(network, samples: list[dict], batch: int = 64):
     out = []
     with torch.inference_mode():
         for s in samples:
-            x = torch.from_numpy(s["slices"].astype(np.float32))[:, None]
+            x = torch.from_numpy(_with_context(network, s, range(len(s["slices"]))))
             out.append(torch.cat([network.embed(x[i : i + batch]) for i in range(0, len(x), batch)]).numpy())
     return out
 
@@ -351,7 +363,8 @@ def train(args: argparse.Namespace, command: str, cancel=None):
         network, arch_kwargs = bundle.network, dict(bundle.metadata.arch_kwargs)
         block = bundle.metadata.document["input"]
     else:
-        arch_kwargs = {"channels": list(args.channels or CHANNELS), "hidden": HIDDEN, "dropout": 0.2}
+        arch_kwargs = {"channels": list(args.channels or CHANNELS), "hidden": HIDDEN, "dropout": 0.2,
+                       "context": CONTEXT}  # fmt: skip
         block = input_block(ds.modality, args.spacing or SPACING_ZYX, tuple(args.patch[1:]) if args.patch else PATCH_YX)
         network = build_network("slice-gru-classifier", **arch_kwargs)
     spec = InputSpec.from_json(block)

@@ -23,7 +23,7 @@ SMALL = ["--channels", "4", "8", "--patch", "1", "24", "24", "--spacing", "3", "
 
 def _study(rng, lesion_slices=()) -> np.ndarray:
     """A head-like disc with noise; a bright blob on each of ``lesion_slices``."""
-    z, y, x = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    _, y, x = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
     a = np.where((y - 16) ** 2 + (x - 16) ** 2 < 12**2, 300.0, 10.0) + rng.normal(0, 10, SHAPE)
     cy, cx = rng.integers(10, 22, 2)
     for k in lesion_slices:
@@ -60,9 +60,9 @@ def tiny_set(tmp_path):
 def test_the_cnn_loss_falls_in_a_few_iterations(tiny_set):
     import torch
 
+    from radlens.imaging.progress import run_to_end
     from radlens.inference.metadata import InputSpec
     from radlens.inference.networks import build_network
-    from radlens.imaging.progress import run_to_end
     from radlens.training import classify
 
     torch.manual_seed(0)
@@ -110,7 +110,7 @@ def test_train_classify_writes_a_bundle_infer_runs_with_a_curve_and_a_heat_map_o
     assert heat.shape_zyx == source.shape_zyx
     np.testing.assert_allclose(heat.spacing_zyx, source.spacing_zyx, atol=1e-5)
     np.testing.assert_allclose(heat.origin_lps, source.origin_lps, atol=1e-4)
-    assert 0.0 <= float(heat.array.min()) and float(heat.array.max()) <= 1.0
+    assert float(heat.array.min()) >= 0.0 and float(heat.array.max()) <= 1.0
     # The heat is scaled to the slices' probabilities: never above the highest, strongest near its slice.
     slice_heat = heat.array.max(axis=(1, 2))
     assert slice_heat.max() <= max(c["per_slice"]) + 1e-3
@@ -152,6 +152,27 @@ def test_the_gru_reads_studies_of_different_lengths_as_if_each_were_alone():
             alone_study, alone_slices = net.sequence(emb[b : b + 1, :n])
             torch.testing.assert_close(study[b], alone_study[0])
             torch.testing.assert_close(per_slice[b, :n], alone_slices[0])
+
+
+def test_slices_see_their_neighbours_within_their_own_study_only():
+    import torch
+
+    from radlens.inference.networks import build_network
+
+    torch.manual_seed(0)
+    net = build_network("slice-gru-classifier", channels=[4, 8], hidden=8, context=1).eval()
+    x = torch.randn(2, 7, 24, 24)
+    lengths = torch.tensor([7, 3])
+    x[1, 3:] = 50.0  # padding: a slice at a study's end sees itself again, never this
+    ctx = net.with_context(x, lengths)
+    assert ctx.shape == (2, 7, 3, 24, 24)
+    torch.testing.assert_close(ctx[1, 2], torch.stack([x[1, 1], x[1, 2], x[1, 2]]))
+    torch.testing.assert_close(ctx[0, 0], torch.stack([x[0, 0], x[0, 0], x[0, 1]]))
+    with torch.no_grad():
+        study, per_slice = net(x, lengths)
+        alone_study, alone_slices = net(x[1:, :3])
+    torch.testing.assert_close(study[1], alone_study[0])
+    torch.testing.assert_close(per_slice[1, :3], alone_slices[0])
 
 
 def test_slice_labels_of_the_wrong_length_and_three_labels_are_named(tmp_path, capsys):
