@@ -119,6 +119,9 @@ def build_ensemble(member_paths: list[str], out: str | Path) -> Path:
     if len(member_paths) < 2:
         raise TrainingError("an ensemble needs at least two member bundles")
     members = [load_bundle(p) for p in member_paths]
+    if any(m.metadata.task == "classification" for m in members):
+        raise TrainingError("study-level classifiers are not averaged (their network gives two outputs); "
+                            "train one with more steps instead")  # fmt: skip
     problems = mismatches(members)
     if problems:
         raise TrainingError(f"these bundles cannot be averaged: {'; '.join(problems)}")
