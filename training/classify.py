@@ -351,6 +351,8 @@ def train(args: argparse.Namespace, command: str, cancel=None):
     torch.set_num_threads(cpu_threads())
     if args.resume:
         raise TrainingError("--resume: a classifier trains in minutes and keeps no checkpoint; start it again")
+    if args.patch and args.patch[0] != 1:
+        raise TrainingError(f"--patch {' '.join(map(str, args.patch))}: a slice classifier's patch is 1 Y X")
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     ds = read_dataset(args.dataset, "classify")
