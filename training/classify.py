@@ -31,7 +31,6 @@ SPACING_ZYX = (4.0, 2.5, 2.5)
 PATCH_YX = (80, 80)
 CHANNELS = (16, 32, 64, 128)
 HIDDEN = 64
-CONTEXT = 1  # neighbours each side a slice is seen with
 NEGATIVE_NAMES = ("normal", "negative", "healthy", "absent", "none", "no", "0", "false")
 MIN_RUN = 6  # the shortest run of slices the sequence phase trains on
 
@@ -365,8 +364,9 @@ def train(args: argparse.Namespace, command: str, cancel=None):
         network, arch_kwargs = bundle.network, dict(bundle.metadata.arch_kwargs)
         block = bundle.metadata.document["input"]
     else:
-        arch_kwargs = {"channels": list(args.channels or CHANNELS), "hidden": HIDDEN, "dropout": 0.2,
-                       "context": CONTEXT}  # fmt: skip
+        arch_kwargs = {"channels": list(args.channels or CHANNELS), "hidden": HIDDEN, "dropout": 0.2}
+        if args.context:
+            arch_kwargs["context"] = int(args.context)
         block = input_block(ds.modality, args.spacing or SPACING_ZYX, tuple(args.patch[1:]) if args.patch else PATCH_YX)
         network = build_network("slice-gru-classifier", **arch_kwargs)
     spec = InputSpec.from_json(block)

@@ -78,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "normalisation, and its weights to start from",
     )
     p.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        metavar="N",
+        help="classify: the CNN sees N neighbouring slices on each side as channels (2.5D; default 0)",
+    )
+    p.add_argument(
         "--positive",
         metavar="LABEL",
         help="classify: the label the model scores (default: of two labels, the one not named normal, "

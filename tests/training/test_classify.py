@@ -79,9 +79,10 @@ def test_train_classify_writes_a_bundle_infer_runs_with_a_curve_and_a_heat_map_o
 ):
     out = tmp_path / "bundle"
     argv = ["train", "classify", str(tiny_set), "--out", str(out), "--epochs", "1", "--iterations", "30",
-            "--batch", "8", *SMALL]  # fmt: skip
+            "--batch", "8", "--context", "1", *SMALL]  # fmt: skip
     assert main(argv) == 0
     meta = json.loads((out / "metadata.json").read_text())
+    assert meta["arch_kwargs"]["context"] == 1  # each slice seen with its neighbours, in training and below
     assert meta["task"] == "classification" and meta["labels"] == ["lesion"] and meta["negative_label"] == "normal"
     assert "weighting" in meta["training"]["class_balance"]["studies"]
     assert "sampling" in meta["training"]["class_balance"]["slices"]
