@@ -14,6 +14,25 @@ from radlens.training.plan import Plan
 from radlens.training.validation import choose_operating_point, validate
 
 
+def provenance(ds: Dataset, command: str, seed: int) -> dict:
+    """The ``training`` fields every bundle starts with: its data, the commands that made and trained it."""
+    return {
+        "dataset": str(ds.root),
+        "dataset_name": ds.name,
+        "layout": ds.layout,
+        "synthetic": ds.synthetic,
+        "data_command": ds.data_command,
+        "command": command,
+        "seed": seed,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def data_sources(ds: Dataset) -> list[dict]:
+    """A bundle's ``data_sources``: the dataset it learned from."""
+    return [{"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}]
+
+
 def write_bundle(out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, device: str, history, commands) -> None:
     """The best checkpoint's network as a bundle, with its validation and the operating point chosen on it."""
     from radlens.inference.bundle import save_bundle
@@ -52,15 +71,8 @@ def write_bundle(out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, 
         "input": plan.input_block(),
         "thresholds": thresholds,
         "training": {
-            "dataset": str(ds.root),
-            "dataset_name": ds.name,
-            "layout": ds.layout,
-            "synthetic": ds.synthetic,
-            "data_command": ds.data_command,
-            "command": commands[0],
+            **provenance(ds, commands[0], plan.seed),
             "resumed_with": commands[1:],
-            "seed": plan.seed,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "epochs": plan.epochs,
             "iterations_per_epoch": plan.iterations,
             "batch": plan.batch,
@@ -69,9 +81,7 @@ def write_bundle(out: Path, ds: Dataset, plan: Plan, network, cache: CaseCache, 
             "final_loss": history[-1]["loss"] if history else None,
             **({"init": plan.init} if plan.init else {}),
         },
-        "data_sources": [
-            {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
-        ],
+        "data_sources": data_sources(ds),
         "evaluation": evaluation,
     }
     save_bundle(out, network, meta)

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from radlens.imaging.progress import Progress, check_cancel
 from radlens.training import metrics
+from radlens.training.bundle_writer import data_sources, provenance
 from radlens.training.datasets import Case, Dataset, load_image, read_dataset
 from radlens.training.errors import TrainingError
 from radlens.training.plan import split_cases
@@ -407,18 +406,14 @@ def train(args: argparse.Namespace, command: str, cancel=None):
         "input": block,
         "thresholds": {"probability": threshold},
         "training": {
-            "dataset": str(ds.root),
-            "dataset_name": ds.name,
-            "layout": ds.layout,
-            "synthetic": ds.synthetic,
-            "data_command": ds.data_command,
-            "command": command,
-            "seed": args.seed,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **provenance(ds, command, args.seed),
             "phases": {
                 "cnn": {"steps": cnn_steps, "batch": batch, "lr": lr, "final_loss": float(np.mean(cnn_losses[-20:]))},
                 "sequence": {
-                    "steps": gru_steps, "batch": 16, "lr": 2e-3, "final_loss": float(np.mean(gru_losses[-50:]))
+                    "steps": gru_steps,
+                    "batch": 16,
+                    "lr": 2e-3,
+                    "final_loss": float(np.mean(gru_losses[-50:])),
                 },
             },
             "class_balance": {
@@ -431,9 +426,7 @@ def train(args: argparse.Namespace, command: str, cancel=None):
             "split": {"train": train_ids, "validation": val_ids},
             **({"init": init} if init else {}),
         },
-        "data_sources": [
-            {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
-        ],
+        "data_sources": data_sources(ds),
         "evaluation": {"validation": {"source": "in-generator" if ds.synthetic else "held-out split", **figures}},
     }
     save_bundle(out, network, meta)
@@ -443,12 +436,9 @@ def train(args: argparse.Namespace, command: str, cancel=None):
 
 def train_command(args: argparse.Namespace, command: str) -> int:
     from radlens.imaging.progress import run_showing
+    from radlens.training.console import print_messages
 
-    def show(p: Progress) -> None:
-        if p.message:
-            print(p.message, file=sys.stderr, flush=True)
-
-    meta = run_showing(train(args, command), show)
+    meta = run_showing(train(args, command), print_messages)
     study = meta["evaluation"]["validation"]["study"]
     print(json.dumps({"bundle": str(args.out), "validation_auc": study["auc"], "auc_ci95": study["auc_ci95"]}))
     return 0

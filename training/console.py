@@ -45,6 +45,12 @@ class EpochBars:
             self.bar = None
 
 
+def print_messages(p: Progress) -> None:
+    """A job's Progress on stderr, a line per message: for trainings that report steps, not epochs."""
+    if p.message:
+        print(p.message, file=sys.stderr, flush=True)
+
+
 def train_command(config: TrainConfig) -> int:
     _, rank, _ = distributed.ranks()
     main = rank == 0

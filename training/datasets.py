@@ -88,6 +88,7 @@ def load_image(path: Path) -> Volume:
     """A case's image: a volume file, or a DICOM series folder through ``imaging.load``."""
     if path.is_dir():
         from radlens import imaging
+
         return imaging.load(path)
     return read_volume(path)
 

@@ -17,12 +17,12 @@ import json
 import shutil
 import time
 import zlib
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from radlens.imaging.progress import Progress, run_to_end
+from radlens.training.bundle_writer import data_sources, provenance
 from radlens.training.datasets import Case, load_image, load_label, nodules_from_instances, read_dataset
 
 FPS_AT_THRESHOLD = 0.5
@@ -223,14 +223,7 @@ def train(args: argparse.Namespace, command: str):
             "slice_thickness_mm": [0.5, 5.0],
         },
         "training": {
-            "dataset": str(ds.root),
-            "dataset_name": ds.name,
-            "layout": ds.layout,
-            "synthetic": ds.synthetic,
-            "data_command": ds.data_command,
-            "command": command,
-            "seed": args.seed,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **provenance(ds, command, args.seed),
             "steps": steps,
             "batch": batch,
             "lr": args.lr or 2e-3,
@@ -239,9 +232,7 @@ def train(args: argparse.Namespace, command: str):
             "split": {"train": [c.case_id for c in train_cases], "validation": [c.case_id for c in val]},
             "final_loss": float(np.mean(history[-50:])),
         },
-        "data_sources": [
-            {"dataset": ds.name, "synthetic": ds.synthetic, "command": ds.data_command, "path": str(ds.root)}
-        ],
+        "data_sources": data_sources(ds),
         "evaluation": {
             "validation": {
                 "cases": len(val),
@@ -259,14 +250,9 @@ def train(args: argparse.Namespace, command: str):
 
 
 def train_command(args: argparse.Namespace, command: str) -> int:
-    import sys
-
     from radlens.imaging.progress import run_showing
+    from radlens.training.console import print_messages
 
-    def show(p: Progress) -> None:
-        if p.message:
-            print(p.message, file=sys.stderr, flush=True)
-
-    meta = run_showing(train(args, command), show)
+    meta = run_showing(train(args, command), print_messages)
     print(json.dumps({"bundle": str(args.out), "validation_cpm": meta["evaluation"]["validation"]["cpm"]}))
     return 0
