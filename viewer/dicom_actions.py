@@ -21,6 +21,7 @@ from radlens.viewer import dicom_jobs
 from radlens.viewer.dicom_jobs import Arrived, Capture
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.widgets import save_cancel
 
 QUERY_CHANNELS = ("pacs-echo", "pacs-find", "pacs-series", "retrieve")
 
@@ -384,12 +385,7 @@ class DicomExportDialog(QtWidgets.QDialog):
         self.anon = QtWidgets.QCheckBox("Anonymize (no patient name or ID)")
         form.addRow(self.shot)
         form.addRow(self.anon)
-        buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Save | QtWidgets.QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        form.addRow(save_cancel(self))
 
     def _browse(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Export to DICOM", self.folder.text())

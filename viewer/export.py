@@ -23,6 +23,7 @@ from radlens.viewer.findings_panel import MACHINE_NOTE, colour_bar_pixmap
 from radlens.viewer.layers import READER
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState, plane_pixel_mm
+from radlens.viewer.widgets import save_cancel
 
 LINE_H = 16
 DEFAULT_LONG_SIDE = 768
@@ -298,12 +299,7 @@ class ExportDialog(QtWidgets.QDialog):
         form.addRow("Size (on-screen by default)", size)
         self.anon = QtWidgets.QCheckBox("Anonymize (no patient identifiers)")
         form.addRow(self.anon)
-        buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Save | QtWidgets.QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        form.addRow(save_cancel(self))
 
     def _browse(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export PNG", self.file.text(), "PNG (*.png)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from radlens.viewer.layers import READER, SHOWN_AS, FindingKey, Layer, LayerKey, model_text
 from radlens.viewer.qt import QtCore, QtGui, QtWidgets
 from radlens.viewer.state import ViewState
+from radlens.viewer.widgets import row_table
 
 MACHINE_NOTE = "AI results: machine-generated, not a diagnosis"
 
@@ -151,12 +152,7 @@ class FindingsPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         v = QtWidgets.QVBoxLayout(self)
-        self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
+        self.table = row_table(self.COLUMNS)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.cellClicked.connect(self._on_clicked)

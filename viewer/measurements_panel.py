@@ -6,6 +6,7 @@ from __future__ import annotations
 from radlens.viewer.measure import on_plane
 from radlens.viewer.qt import QtCore, QtWidgets
 from radlens.viewer.state import ViewState
+from radlens.viewer.widgets import row_table
 
 
 class MeasurementsPanel(QtWidgets.QWidget):
@@ -18,12 +19,7 @@ class MeasurementsPanel(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         v = QtWidgets.QVBoxLayout(self)
-        self.table = QtWidgets.QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(self.COLUMNS)
-        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
+        self.table = row_table(self.COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.cellClicked.connect(self._on_clicked)

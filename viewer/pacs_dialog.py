@@ -11,6 +11,7 @@ from radlens.pacs.errors import PacsError
 from radlens.pacs.nodes import PacsConfig, parse_config
 from radlens.pacs.query import Match, Query
 from radlens.viewer.qt import QtCore, QtWidgets
+from radlens.viewer.widgets import row_table, save_cancel
 
 STUDY_COLUMNS = (
     ("PatientID", "Patient ID"),
@@ -37,16 +38,11 @@ FILTERS = (  # (DICOM keyword, label, hint)
 
 
 def _table(columns) -> QtWidgets.QTableWidget:
-    t = QtWidgets.QTableWidget(0, len(columns))
-    t.setHorizontalHeaderLabels([title for _, title in columns])
-    t.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-    t.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
-    t.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+    t = row_table([title for _, title in columns])
     header = t.horizontalHeader()
     for i, (key, _) in enumerate(columns):  # the description takes what the others leave
         mode = "Stretch" if key.endswith("Description") else "ResizeToContents"
         header.setSectionResizeMode(i, getattr(QtWidgets.QHeaderView.ResizeMode, mode))
-    t.verticalHeader().setVisible(False)
     return t
 
 
@@ -268,12 +264,7 @@ class NodesDialog(QtWidgets.QDialog):
         self.error.setStyleSheet("color: #ff6060;")
         self.error.setWordWrap(True)
         layout.addWidget(self.error)
-        buttons = QtWidgets.QDialogButtonBox(
-            QtWidgets.QDialogButtonBox.StandardButton.Save | QtWidgets.QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self._save)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        layout.addWidget(save_cancel(self, self._save))
         self._base = config
 
     def add_row(self, values: dict) -> None:
