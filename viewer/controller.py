@@ -1,10 +1,10 @@
-"""The viewer's controller, without Qt: the open study, AI results, jobs, preferences and the keymap.
+"""The viewer's controller, without Qt: the open study, its reading and review, jobs and preferences.
 
 ndv's model/view/controller split: widgets report what the user did, the controller changes the
 ViewState and tells the view what to show through the few calls of ``View``. Long work runs through
-a ``Runner`` (viewer.worker.JobRunner in the app) whose events arrive on the GUI thread. An AI run
-remembers its job id and series; anything it sends once another series is shown is dropped (ndv's
-generation number), so a late result never lands on the wrong study.
+a ``Runner`` (viewer.worker.JobRunner in the app) whose events arrive on the GUI thread. Three
+collaborators it owns carry out the rest: ``models`` (viewer.model_runs) runs the AI and keeps its
+results, ``editor`` (viewer.editor) corrects them, ``measurements`` (viewer.measurements) measures.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +21,7 @@ from radlens.imaging.geometry import PLANES, SLAB_MODES
 from radlens.imaging.progress import Progress
 from radlens.imaging.volume import Volume, Window
 from radlens.imaging.windowing import default_window, percentile_window, presets
-from radlens.inference.findings import Findings, FindingsError, check_matches, read_findings
+from radlens.inference.findings import Findings, check_matches, read_findings
 from radlens.viewer import jobs
 from radlens.viewer.editing import StateEdit
 from radlens.viewer.editor import Editor
@@ -31,6 +29,7 @@ from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import FindingKey, LayerKey
 from radlens.viewer.layout import one_view
 from radlens.viewer.measurements import Measurements
+from radlens.viewer.model_runs import ModelRuns
 from radlens.viewer.protocols import Runner, Settings, View
 from radlens.viewer.review import load_review, save_review
 from radlens.viewer.state import Study, ViewState, from_plane
@@ -38,72 +37,19 @@ from radlens.viewer.state import Study, ViewState, from_plane
 RECENT_MAX = 10
 PROGRESS_INTERVAL_S = 0.1  # a chatty job must not cost the views their frames
 
-# The one keymap: key (Qt's portable key text) → action name. The window binds each key to its
-# menu action; the menus show the keys from here.
-KEYMAP: dict[str, str] = {
-    "Ctrl+O": "open_file",
-    "Ctrl+Shift+O": "open_folder",
-    "Ctrl+E": "export",
-    "Ctrl+Q": "quit",
-    "M": "toggle_layout",
-    **{f"Ctrl+{i}": f"plane:{plane}" for i, plane in enumerate(PLANES, 1)},
-    "F": "fit",
-    "Z": "one_to_one",
-    "A": "toggle_overlays",
-    "Space": "cine",
-    "T": "tags",
-    **{p.key: f"preset:{p.name}" for p in presets()},
-    "9": "series_window",
-    "0": "auto_window",
-    "I": "invert",
-    "W": "tool:wl",
-    "R": "tool:ruler",
-    "O": "tool:roi",
-    "L": "tool:polygon",
-    "K": "tool:angle",
-    "Shift+R": "tool:recist",
-    "Backspace": "delete_measurement",
-    "N": "next_finding",
-    "P": "previous_finding",
-    "B": "tool:brush",
-    "E": "tool:eraser",
-    "X": "tool:box",
-    "G": "tool:grow",
-    "H": "fill_holes",
-    "Del": "delete_box",
-    "Ctrl+Z": "undo",
-    "Ctrl+Shift+Z": "redo",
-}
-_KEY_OF = {action: key for key, action in KEYMAP.items()}
-
-
-def key_of(action: str) -> str | None:
-    return _KEY_OF.get(action)
-
-
-@dataclass
-class _InferRun:
-    """The AI job started for one series, and the models whose results already streamed in."""
-
-    job_id: int
-    series: str
-    streamed: set[str] = field(default_factory=set)
-
 
 class Controller:
     def __init__(self, view: View, runner: Runner, settings: Settings):
         self.view, self.runner, self.settings = view, runner, settings
         self.study: Study | None = None
-        self.results: dict[str, Findings] = {}  # AI results per series, kept across reopenings
         self.synthetic = False
         self.cine = False
-        self.dropped = 0  # AI events that came for a job or series no longer shown
         self._layout, self._active_plane = "1x3", "axial"  # the user's choice, kept across series
         self._slab = ("", 10.0)
-        self._infer: _InferRun | None = None
         self._loading = None  # the source being loaded, for its preview's pixel size and modality
         self.series_set = None  # the 4D set the shown study is a part of (viewer.phases slides over it)
         self._last_progress = 0.0
+        self.models = ModelRuns(self)
         self.editor = Editor(self)
         self.measurements = Measurements(self)
         view.ai_panel.set_run_on_open(self.run_on_open())
@@ -199,35 +145,30 @@ class Controller:
 
     # -- job events (GUI thread) -------------------------------------------------------------------
     def on_progress(self, ev: JobEvent) -> None:
-        if ev.channel == "infer" and not self._is_current_run(ev):
+        if ev.channel == "infer" and not self.models.is_current(ev):
             return
         p = ev.progress
         shown = self._show_progress(p)
         if ev.channel == "load" and p.preview is not None and hasattr(p.preview, "image"):
             self._show_load_preview(p.preview)
-        elif ev.channel == "infer" and isinstance(p.preview, Findings):
-            self._infer.streamed.update(m.name for m in p.preview.models)
-            self._keep_result(p.preview)
-            self.view.ai_panel.set_progress(p)
-        elif ev.channel == "infer" and shown:
-            self.view.ai_panel.set_progress(p)
+        elif ev.channel == "infer":
+            self.models.progressed(p, shown)
         elif ev.channel == "thumbs" and p.preview is not None:
             self.view.browser.set_thumbnail(*p.preview)
 
     def on_finished(self, ev: JobEvent) -> None:
         run = None
         if ev.channel == "infer":
-            if not self._is_current_run(ev):
+            run = self.models.finish(ev)
+            if run is None:  # stale: dropped
                 return
-            run, self._infer = self._infer, None
-            self.view.ai_panel.finished(ev)
         self.view.show_progress(None)
         if ev.cancelled:
             self.view.set_status(f"{ev.channel}: cancelled")
         elif ev.error:
             self.view.set_status(ev.error, error=True)
         elif run is not None:
-            self._infer_done(ev.result, run)
+            self.models.done(ev.result, run)
         elif ev.channel == "scan":
             self._scan_done(ev.result)
         elif ev.channel == "load":
@@ -236,14 +177,6 @@ class Controller:
             self.open_paths(ev.result, run_models=True)
         elif ev.channel == "grow":
             self.editor.grown(ev.result)
-
-    def _is_current_run(self, ev: JobEvent) -> bool:
-        """Whether an AI event belongs to the run started for the series on screen (else it is dropped)."""
-        run, study = self._infer, self.study
-        if run is not None and run.job_id == ev.job_id and study is not None and study.key == run.series:
-            return True
-        self.dropped += 1
-        return False
 
     def _show_progress(self, p: Progress) -> bool:
         now = time.monotonic()
@@ -278,8 +211,7 @@ class Controller:
     # -- the study ---------------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, window: Window | None = None) -> None:
         """Show a volume (None clears); findings beside it or kept from an earlier run come back."""
-        self.runner.cancel("infer")
-        self._infer = None
+        self.models.forget()
         if volume is None:
             self.study = None
             self.view.show_volume(None, self.synthetic)
@@ -298,21 +230,20 @@ class Controller:
         self.view.show_layout(state.layout, state.active_plane)
         msg = f"{volume.description or volume.source or 'volume'}: {' × '.join(map(str, volume.shape_zyx))}"
         self.view.set_status(msg + ("; " + "; ".join(volume.warnings) if volume.warnings else ""))
-        self.set_findings(self.results.get(study.key) or _findings_beside(volume))
-        if self.run_on_open() and study.key not in self.results:
-            self.run_models()
+        self.set_findings(self.models.kept(study))
+        if self.run_on_open() and study.key not in self.models.results:
+            self.models.run()
 
     def show_part(self, volume: Volume) -> None:
         """Another part of the shown 4D set: on the same grid the slice, window and layout stay."""
         if self.study is None or volume.shape_zyx != self.study.source.shape_zyx:
             self.set_volume(volume)
             return
-        self.runner.cancel("infer")
-        self._infer = None
+        self.models.forget()
         self.study.source = volume  # the same grid, so the same turn to the patient's axes
         self.study.volume = self.study.orientation.volume(volume)
         self.view.show_volume(self.study, self.synthetic)
-        self.set_findings(self.results.get(self.study.key) or _findings_beside(volume))
+        self.set_findings(self.models.kept(self.study))
 
     def set_modality(self, modality: str) -> None:
         """The reader says what the series is: it is reopened as that modality (models, window, units)."""
@@ -515,52 +446,3 @@ class Controller:
 
     def save_training_case(self, folder) -> bool:
         return self.editor.save_training_case(folder)
-
-    # -- AI ----------------------------------------------------------------------------------------
-    def run_models(self, bundles=None) -> None:
-        if self.study is None:
-            return
-        bundles = tuple(bundles) if bundles else tuple(self.view.ai_panel.selected_bundles())
-        if not bundles:
-            self.view.ai_panel.set_status("no model fits this series")
-            return
-        self.view.ai_panel.started(bundles)
-        job_id = self.runner.start("infer", functools.partial(jobs.infer, self.study.source, bundles))
-        self._infer = _InferRun(job_id, self.study.key)
-
-    def cancel_models(self) -> None:
-        self.runner.cancel("infer")
-        self._infer = None
-        self.view.ai_panel.stopped()
-
-    def _keep_result(self, findings: Findings) -> None:
-        """Merge one model run's findings into the series' results (several runs add up)."""
-        base = self.study.ai or Findings.empty_for(self.study.source, findings.device)
-        merged = base.merged(findings)
-        self.results[self.study.key] = merged
-        self.set_findings(merged)
-
-    def _infer_done(self, findings: Findings | None, run: _InferRun) -> None:
-        if findings is None:
-            return
-        if not run.streamed:  # each model's results usually stream in as it finishes
-            self._keep_result(findings)
-        warnings = [f"{m.name}: {w}" for m in findings.models for w in m.warnings]
-        status = f"AI: {len(findings.detections)} detections, {len(findings.segmentations)} masks"
-        self.view.set_status("; ".join([status, *warnings]))
-
-
-def _findings_beside(volume: Volume) -> Findings | None:
-    """findings.json in the study's folder (from radlens infer), if it is for this grid."""
-    if not volume.source:
-        return None
-    src = Path(volume.source)
-    folder = src if src.is_dir() else src.parent
-    if not (folder / "findings.json").is_file():
-        return None
-    try:
-        findings = read_findings(folder)
-        check_matches(findings, volume, str(folder))
-    except FindingsError:
-        return None
-    return findings

@@ -358,7 +358,7 @@ class DicomActions(QtCore.QObject):
             for k, decision in imported.decisions.items():
                 if k in renamed:  # the reader's decisions an SR carried: found on their lesions by id, then kept
                     study.state.review.legacy.setdefault(renamed[k], decision)  # by position (viewer.review)
-            self.window.controller.results[study.key] = merged
+            self.window.controller.models.results[study.key] = merged
             self.window.controller.set_findings(merged)
         names = ", ".join(sorted(keep)) or "nothing new"
         errors = f"; {len(imported.errors)} refused: {imported.errors[0]}" if imported.errors else ""

@@ -12,18 +12,18 @@ from pathlib import Path
 from radlens.imaging.errors import RadlensError
 from radlens.imaging.geometry import PLANES
 from radlens.imaging.progress import Progress
-from radlens.imaging.windowing import presets
 from radlens.viewer.ai_panel import AiPanel
 from radlens.viewer.browser import StudyBrowser
 from radlens.viewer.cine import CineBar
-from radlens.viewer.controller import Controller, key_of
+from radlens.viewer.controller import Controller
 from radlens.viewer.dicom_actions import DicomActions
 from radlens.viewer.edit_panel import TOOLS, EditPanel
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
 from radlens.viewer.measurements_panel import MeasurementsPanel
+from radlens.viewer.menus import build_menus
 from radlens.viewer.phases import PhaseBar
 from radlens.viewer.protocols import Redraw
-from radlens.viewer.qt import QtCore, QtGui, QtWidgets
+from radlens.viewer.qt import QtCore, QtWidgets
 from radlens.viewer.slab_control import SlabControl
 from radlens.viewer.slice_curve import SliceCurve
 from radlens.viewer.slice_view import SliceView
@@ -39,64 +39,6 @@ TOOL_HINTS = {
     "recist": "click the two ends of the long axis, then of the short axis",
     **{name: tip for name, _, tip in TOOLS if name != "wl"},
 }
-
-
-def _menus() -> dict[str, list]:
-    """Menu → entries: (text, action name), None for a separator, "recent" for the recent studies."""
-    return {
-        "&File": [
-            ("Open file…", "open_file"),
-            ("Open folder…", "open_folder"),
-            ("Open findings…", "open_findings"),
-            "recent",
-            None,
-            ("Export screenshot…", "export"),
-            ("Export accepted findings…", "export_accepted"),
-            None,
-            ("Quit", "quit"),
-        ],
-        "&View": [
-            ("Single view / 1×3", "toggle_layout"),
-            *((plane.capitalize(), f"plane:{plane}") for plane in PLANES),
-            ("Fit", "fit"),
-            ("1:1", "one_to_one"),
-            ("Show AI overlays", "toggle_overlays"),
-            ("Cine", "cine"),
-            ("DICOM tags…", "tags"),
-        ],
-        "&Window": [
-            *((f"{p.name.capitalize()} {p.window.width:g}/{p.window.level:g}", f"preset:{p.name}") for p in presets()),
-            ("Series window", "series_window"),
-            ("Auto (percentile)", "auto_window"),
-            ("Invert", "invert"),
-        ],
-        "&Edit": [
-            ("Undo", "undo"),
-            ("Redo", "redo"),
-            None,
-            ("Brush", "tool:brush"),
-            ("Eraser", "tool:eraser"),
-            ("Fill holes", "fill_holes"),
-            ("Box", "tool:box"),
-            ("Delete box", "delete_box"),
-            ("Segment at a click", "tool:grow"),
-            None,
-            ("Save as training case…", "save_training_case"),
-        ],
-        "&Tools": [
-            ("Window/level (left drag)", "tool:wl"),
-            ("Ruler", "tool:ruler"),
-            ("Ellipse ROI", "tool:roi"),
-            ("Polygon ROI", "tool:polygon"),
-            ("Angle", "tool:angle"),
-            ("RECIST long/short axes", "tool:recist"),
-            ("Delete measurement", "delete_measurement"),
-            ("Export measurements…", "export_measurements"),
-            None,
-            ("Next finding", "next_finding"),
-            ("Previous finding", "previous_finding"),
-        ],
-    }
 
 
 def _scrolling(widget: QtWidgets.QWidget) -> QtWidgets.QScrollArea:
@@ -215,8 +157,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layers_panel.all_toggled.connect(c.set_overlays_on)
         self.findings_panel.selected.connect(c.select_finding)
         self.findings_panel.decided.connect(c.decide)
-        self.ai_panel.run_requested.connect(c.run_models)
-        self.ai_panel.cancel_requested.connect(c.cancel_models)
+        self.ai_panel.run_requested.connect(c.models.run)
+        self.ai_panel.cancel_requested.connect(c.models.cancel)
         self.ai_panel.modality_chosen.connect(c.set_modality)
         self.ai_panel.run_on_open.toggled.connect(c.set_run_on_open)
         self.cancel_button.clicked.connect(c.cancel_loading)
@@ -236,7 +178,7 @@ class MainWindow(QtWidgets.QMainWindow):
         m.export_requested.connect(self.export_measurements_dialog)
 
     def _build_menus(self) -> None:
-        """Each menu entry runs one action; its key, if it has one, comes from the controller's KEYMAP."""
+        """What each menu entry and key does (viewer.menus holds the table and the keymap)."""
         handlers = {
             **self.controller.actions(),
             "open_file": self.open_file_dialog,
@@ -252,21 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "tags": self.show_tags,
             **{f"tool:{tool}": functools.partial(self.set_tool, tool) for tool in TOOL_HINTS},
         }
-        self.menu_actions: dict[str, QtGui.QAction] = {}
-        for title, entries in _menus().items():
-            menu = self.menuBar().addMenu(title)
-            for entry in entries:
-                if entry is None:
-                    menu.addSeparator()
-                elif entry == "recent":
-                    menu.addMenu(self.recent_menu)
-                else:
-                    text, name = entry
-                    act = menu.addAction(text)
-                    act.triggered.connect(handlers[name])
-                    if key_of(name):
-                        act.setShortcut(QtGui.QKeySequence(key_of(name)))
-                    self.menu_actions[name] = act
+        self.menu_actions = build_menus(self.menuBar(), handlers, self.recent_menu)
 
     # -- the view protocol (viewer.controller.View) ----------------------------------------------
     def show_volume(self, study: Study | None, synthetic: bool) -> None:

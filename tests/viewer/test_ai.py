@@ -44,7 +44,7 @@ def test_models_run_in_background_and_results_are_kept_per_series(window, qtbot,
     assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=120000)
     assert sum(streamed) == 2  # one preview per finished model
-    findings = window.controller.results[vol.series_uid]
+    findings = window.controller.models.results[vol.series_uid]
     assert {m.name for m in findings.models} == {"rand-detector", "rand-segmenter"}
     assert window.study.findings is findings
     assert panel.device.text() == "device: cpu"
@@ -60,12 +60,12 @@ def test_a_result_for_a_series_no_longer_shown_is_dropped(window, qtbot, tmp_pat
     first = _volume(tmp_path, "1.2.3.first")
     window.set_volume(first)
     _only_test_bundles(window.ai_panel)
-    window.controller.run_models()
+    window.controller.models.run()
     window.set_volume(_volume(tmp_path, "1.2.3.second"))  # cancels the first series' job
     assert window.runner.wait_idle(120000)
     qtbot.waitUntil(lambda: window.runner.dropped >= 1, timeout=10000)
     assert window.study.volume.series_uid == "1.2.3.second"
-    assert window.study.findings is None and "1.2.3.first" not in window.controller.results
+    assert window.study.findings is None and "1.2.3.first" not in window.controller.models.results
 
 
 def test_run_on_open_starts_the_models(window, qtbot, tmp_path, models):
@@ -73,7 +73,7 @@ def test_run_on_open_starts_the_models(window, qtbot, tmp_path, models):
     window.ai_panel.run_on_open.setChecked(True)
     window.set_volume(_volume(tmp_path))
     assert window.runner.busy("infer")
-    window.controller.cancel_models()
+    window.controller.models.cancel()
     assert window.ai_panel.run_button.isEnabled() and window.ai_panel.status.text() == "cancelled"
     assert window.runner.wait_idle(120000)
 
@@ -85,7 +85,7 @@ def test_a_failing_model_shows_its_error_and_the_study_stays(window, qtbot, tmp_
     vol = _volume(tmp_path)
     window.set_volume(vol)
     _only_test_bundles(window.ai_panel)
-    window.controller.run_models()
+    window.controller.models.run()
     qtbot.waitUntil(lambda: window.ai_panel.run_button.isEnabled(), timeout=120000)
     status = window.ai_panel.status.text()
     assert status.startswith("model failed:") and "sha256" in status and "\n" not in status
@@ -123,7 +123,7 @@ def test_running_the_models_twice_leaves_one_finding_per_lesion(window, qtbot, t
         qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=120000)
         st = window.study.state
         seen.append(([str(r.key) for r in st.rows], window.findings_panel.table.rowCount()))
-    findings = window.controller.results[vol.series_uid]
+    findings = window.controller.models.results[vol.series_uid]
     assert sorted(m.name for m in findings.models) == ["rand-detector", "rand-segmenter"]
     assert seen[1] == seen[0]  # the same findings, not a second copy of each
     boxes = [(layer, fid) for r in window.study.state.rows for layer, fid, _ in r.boxes]

@@ -12,9 +12,10 @@ import pytest
 from radlens.imaging.progress import Progress
 from radlens.imaging.windowing import preset, presets
 from radlens.inference.findings import Detection, Findings, ModelRun, input_block
-from radlens.viewer.controller import KEYMAP, Controller
+from radlens.viewer.controller import Controller
 from radlens.viewer.jobs import JobEvent
 from radlens.viewer.layers import LayerKey
+from radlens.viewer.menus import KEYMAP
 from radlens.viewer.protocols import AiView, BrowserView, View
 from tests.viewer.conftest import key_of_detection, make_ct, make_findings
 
@@ -129,14 +130,14 @@ def test_a_single_image_opens_in_one_view_and_the_chosen_layout_stays(ctl):
 def test_results_of_several_runs_merge_and_are_kept_per_series(ctl):
     vol = _ct("1.2.3.a")
     ctl.set_volume(vol)
-    ctl.run_models()
+    ctl.models.run()
     first = _infer_job(ctl)
     _stream(ctl, first, _one_model(vol, "det-a", 0.9))
     ctl.on_finished(JobEvent(first, "infer", done=True, result=_one_model(vol, "det-a", 0.9)))
-    ctl.run_models()
+    ctl.models.run()
     second = _infer_job(ctl)
     _stream(ctl, second, _one_model(vol, "det-b", 0.8))
-    kept = ctl.results["1.2.3.a"]
+    kept = ctl.models.results["1.2.3.a"]
     assert [m.name for m in kept.models] == ["det-a", "det-b"]
     assert [d.id for d in kept.detections] == [1, 2]  # renumbered, so both keys stay distinct
     (row,) = ctl.study.state.rows  # both detectors found the same nodule: one finding
@@ -151,7 +152,7 @@ def test_a_models_warning_reaches_the_status_line(ctl):
     """A lung model run on a series without lungs says so where the reader looks."""
     vol = _ct("1.2.3.w")
     ctl.set_volume(vol)
-    ctl.run_models()
+    ctl.models.run()
     job = _infer_job(ctl)
     found = _one_model(vol, "det-a", 0.9)
     run = dataclasses.replace(found.models[0], warnings=("no lungs found in this series",))
@@ -163,24 +164,24 @@ def test_a_models_warning_reaches_the_status_line(ctl):
 def test_a_result_for_a_series_no_longer_shown_is_dropped(ctl):
     first = _ct("1.2.3.first")
     ctl.set_volume(first)
-    ctl.run_models()
+    ctl.models.run()
     job = _infer_job(ctl)
     ctl.set_volume(_ct("1.2.3.second"))
     assert "infer" in ctl.runner.cancelled
     _stream(ctl, job, _one_model(first, "det-a", 0.9))
     ctl.on_finished(JobEvent(job, "infer", done=True, result=_one_model(first, "det-a", 0.9)))
-    assert ctl.dropped == 2 and ctl.results == {} and ctl.study.findings is None
+    assert ctl.models.dropped == 2 and ctl.models.results == {} and ctl.study.findings is None
     assert "finished" not in ctl.view.ai_panel.names()
 
 
 def test_an_older_job_of_the_same_series_is_dropped_too(ctl):
     vol = _ct("1.2.3")
     ctl.set_volume(vol)
-    ctl.run_models()
+    ctl.models.run()
     old = _infer_job(ctl)
-    ctl.run_models()
+    ctl.models.run()
     _stream(ctl, old, _one_model(vol, "det-a", 0.9))
-    assert ctl.dropped == 1 and ctl.study.findings is None
+    assert ctl.models.dropped == 1 and ctl.study.findings is None
 
 
 def test_run_on_open_is_a_preference_and_the_demo_turns_it_on(ctl):
@@ -196,7 +197,7 @@ def test_run_on_open_is_a_preference_and_the_demo_turns_it_on(ctl):
 def test_no_model_for_the_series_says_so(ctl):
     ctl.view.ai_panel._returns["selected_bundles"] = []
     ctl.set_volume(_ct("1.2.3"))
-    ctl.run_models()
+    ctl.models.run()
     assert ctl.view.ai_panel.last("set_status")[1] == ("no model fits this series",)
     assert all(channel != "infer" for _, channel in ctl.runner.started)
 
@@ -297,18 +298,18 @@ def test_rerunning_models_leaves_one_finding_per_lesion_and_decisions_stay_on_th
     detector = Findings(full.input, "cpu", full.models[:1], full.detections)
     segmenter = Findings(full.input, "cpu", full.models[1:2], (), full.segmentations)
     for partial in (detector, segmenter):
-        ctl.run_models()
+        ctl.models.run()
         _stream(ctl, _infer_job(ctl), partial)
     st = ctl.study.state
     assert len(st.rows) == 2  # the nodule (box + mask) and the faint box
     key = key_of_detection(st)
     ctl.decide(key, "rejected")
     for partial in (segmenter, detector, segmenter):  # run again, in another order: ids are renumbered
-        ctl.run_models()
+        ctl.models.run()
         _stream(ctl, _infer_job(ctl), partial)
     st = ctl.study.state
-    assert [m.name for m in ctl.results[vol.series_uid].models] == ["nodule-detector", "nodule-segmenter"]
-    assert len(st.rows) == 2 and len(ctl.results[vol.series_uid].detections) == 2
+    assert [m.name for m in ctl.models.results[vol.series_uid].models] == ["nodule-detector", "nodule-segmenter"]
+    assert len(st.rows) == 2 and len(ctl.models.results[vol.series_uid].detections) == 2
     assert {str(r.key): st.decision(r) for r in st.rows} == {str(key): "rejected", str(key_of_detection(st, 2)): ""}
     # a restart: a new controller reads the decision back from the file beside the study
     again = Controller(FakeView(), FakeRunner(), FakeSettings())

@@ -323,7 +323,7 @@ def test_screenshot_keeps_the_on_screen_size_and_zoom(window, qtbot, study, tmp_
 
 
 def test_every_key_is_bound_from_the_one_keymap(window):
-    from radlens.viewer.controller import KEYMAP
+    from radlens.viewer.menus import KEYMAP
 
     actions = window.menu_actions.items()
     bound = {act.shortcut().toString(): name for name, act in actions if not act.shortcut().isEmpty()}
