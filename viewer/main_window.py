@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from radlens.imaging.errors import RadlensError
 from radlens.imaging.geometry import PLANES
 from radlens.imaging.progress import Progress
 from radlens.viewer.ai_panel import AiPanel
@@ -18,6 +17,7 @@ from radlens.viewer.cine import CineBar
 from radlens.viewer.controller import Controller
 from radlens.viewer.dicom_actions import DicomActions
 from radlens.viewer.edit_panel import TOOLS, EditPanel
+from radlens.viewer.export_actions import ExportActions
 from radlens.viewer.findings_panel import FindingsPanel, LayersPanel
 from radlens.viewer.measurements_panel import MeasurementsPanel
 from radlens.viewer.menus import build_menus
@@ -112,6 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.recent_menu = QtWidgets.QMenu("Recent studies", self)
         self.settings = settings or QtCore.QSettings("radlens", "radlens")
         self.controller = Controller(self, self.runner, self.settings)
+        self.exports = ExportActions(self)  # the screenshot, key slices, measurements and training case
         # Under the views: the cine bar (frames at the file's rate) and the 4D slider (viewer.cine, viewer.phases).
         self.cine_bar = CineBar(self.controller.cine_step)
         self.phase_bar = PhaseBar(self.controller, self.runner, self.views)
@@ -170,12 +171,12 @@ class MainWindow(QtWidgets.QMainWindow):
         e.delete_requested.connect(c.editor.delete_boxes)
         e.undo_requested.connect(c.editor.undo)
         e.redo_requested.connect(c.editor.redo)
-        e.save_case_requested.connect(self.save_training_case_dialog)
+        e.save_case_requested.connect(self.exports.save_training_case_dialog)
         self.slab.changed.connect(c.set_slab)
         m = self.measurements_panel
         m.jump_requested.connect(c.measurements.jump)
         m.delete_requested.connect(c.measurements.delete)
-        m.export_requested.connect(self.export_measurements_dialog)
+        m.export_requested.connect(self.exports.export_measurements_dialog)
 
     def _build_menus(self) -> None:
         """What each menu entry and key does (viewer.menus holds the table and the keymap)."""
@@ -184,10 +185,10 @@ class MainWindow(QtWidgets.QMainWindow):
             "open_file": self.open_file_dialog,
             "open_folder": self.open_folder_dialog,
             "open_findings": self.open_findings_dialog,
-            "export": self.export_dialog,
-            "export_accepted": self.export_accepted_dialog,
-            "save_training_case": self.save_training_case_dialog,
-            "export_measurements": self.export_measurements_dialog,
+            "export": self.exports.export_dialog,
+            "export_accepted": self.exports.export_accepted_dialog,
+            "save_training_case": self.exports.save_training_case_dialog,
+            "export_measurements": self.exports.export_measurements_dialog,
             "quit": self.close,
             "fit": self.fit_views,
             "one_to_one": self.one_to_one,
@@ -380,79 +381,6 @@ class MainWindow(QtWidgets.QMainWindow):
         st = self.study.state
         z = round(self.study.orientation.source_index(st.cursor_zyx)[0])  # the stored slice under the cursor
         TagBrowser(self.study.source, z, self).show()
-
-    def export_dialog(self) -> None:
-        if self.study is None:
-            return
-        from radlens.viewer.export import ExportDialog
-
-        dlg = ExportDialog(self, self.views[self.controller.active_plane()].size())
-        if dlg.exec():
-            self.export_view(dlg.path(), dlg.size_wh(), anonymize=dlg.anonymize())
-
-    def export_view(self, path, size_wh=None, *, anonymize: bool = False, plane: str | None = None, keep_view=True):
-        """Render the plane as the user sees it (zoom and pan kept) through the exporter's code."""
-        from radlens.viewer.export import render_study, save_png
-
-        plane = plane or self.controller.active_plane()
-        if size_wh is None:
-            s = self.views[plane].size()
-            size_wh = (s.width(), s.height())
-        study = self.study
-        try:
-            image, legend = render_study(
-                study.volume,
-                study.state,
-                plane,
-                size_wh,
-                anonymize=anonymize,
-                synthetic=self.controller.synthetic,
-                view_rect=self.views[plane].vb.viewRect() if keep_view else None,
-            )
-            out = save_png(image, path, legend, anonymize=anonymize, study=study.volume.study)
-        except RadlensError as err:
-            self.show_error(str(err))
-            return None
-        self.set_status(f"exported {out}")
-        return out
-
-    def save_training_case_dialog(self) -> None:
-        if self.study is None:
-            return
-        start = str(self.settings.value("training_cases", ""))
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "nnU-Net folder for the training case", start)
-        if folder and self.controller.save_training_case(folder):
-            self.settings.setValue("training_cases", folder)
-
-    def export_measurements_dialog(self) -> None:
-        if self.study is None:
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Export measurements", "measurements.csv", "CSV (*.csv);;JSON (*.json)"
-        )
-        if path:
-            self.controller.measurements.export(path)
-
-    def export_accepted_dialog(self) -> None:
-        if self.study is None:
-            return
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for the key slices")
-        if folder:
-            self.export_accepted(folder)
-
-    def export_accepted(self, folder) -> list[Path]:
-        """The key slice of every accepted finding, one PNG each."""
-        st = self.study.state
-        keep_cursor, keep_sel = list(st.cursor_zyx), st.selected
-        out = []
-        for row in st.rows:
-            if st.decision(row) == "accepted":
-                st.select(row.key)
-                name = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(row.key))
-                out.append(self.export_view(Path(folder) / f"{name}.png", plane="axial", keep_view=False))
-        st.cursor_zyx, st.selected = keep_cursor, keep_sel
-        self.set_status(f"exported {len(out)} key slices to {folder}")
-        return out
 
     # -- Qt events ---------------------------------------------------------------------------------
     def keyPressEvent(self, ev):

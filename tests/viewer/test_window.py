@@ -229,7 +229,7 @@ def test_accept_reject_persist_and_come_back(window, qtbot, study, tmp_path):
     assert st.decision(st.row(key)) == "accepted"
     col = panel.COLUMNS.index("review")
     assert panel.table.item(panel.keys.index(key), col).text() == "accepted"
-    out = window.export_accepted(tmp_path / "keys") if (tmp_path / "keys").mkdir() is None else None
+    out = window.exports.export_accepted(tmp_path / "keys") if (tmp_path / "keys").mkdir() is None else None
     assert len(out) == 1 and out[0].is_file()
 
 
@@ -240,7 +240,7 @@ def test_export_png_has_size_legend_and_overlay_where_the_finding_is(window, qtb
     window.redraw("slices")
     for key in ("heat:nodule-classifier:malignant", "seg:nodule-segmenter:nodule"):
         st.layers[key].visible = False
-    out = window.export_view(tmp_path / "shot.png", (512, 600), plane="axial", keep_view=False, anonymize=True)
+    out = window.exports.export_view(tmp_path / "shot.png", (512, 600), plane="axial", keep_view=False, anonymize=True)
     img = QtGui.QImage(str(out))
     assert (img.width(), img.height()) == (512, 600)
     assert "Patient" not in img.textKeys()
@@ -311,10 +311,10 @@ def test_screenshot_keeps_the_on_screen_size_and_zoom(window, qtbot, study, tmp_
     _z0, y0, x0, _z1, y1, x1 = NODULE
     axial.vb.setRange(xRange=(x0 * 0.8 - 2, x1 * 0.8 + 2), yRange=(y0 * 0.8 - 2, y1 * 0.8 + 2), padding=0)
     qtbot.wait(20)
-    out = window.export_view(tmp_path / "zoomed.png", plane="axial")
+    out = window.exports.export_view(tmp_path / "zoomed.png", plane="axial")
     img = QtGui.QImage(str(out))
     assert (img.width(), img.height()) == (axial.width(), axial.height())
-    fitted = QtGui.QImage(str(window.export_view(tmp_path / "fitted.png", plane="axial", keep_view=False)))
+    fitted = QtGui.QImage(str(window.exports.export_view(tmp_path / "fitted.png", plane="axial", keep_view=False)))
 
     def white_fraction(image) -> float:
         return float((_qimage_rgb(image)[: image.height() - 60] > 245).all(axis=-1).mean())
