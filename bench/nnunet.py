@@ -15,7 +15,8 @@ case on another grid (``--shape``, 4 mm slices of 0.7 mm pixels), so both sides 
   machine's load stretches wall time, which alternating only partly cancels).
 - ``*_peak_mb``: growth of the resident set during the first prediction after setting up (model
   loaded, image in memory), each side in a fresh process of its own (so neither reuses memory the
-  other freed), sampled every 5 ms.
+  other freed), sampled every 5 ms; the median of ``--peak-runs`` such processes per side, taken in
+  turn (one process's peak varies by about ±10 MB with the allocator; ``peak_mb_runs`` lists them).
 - ``dice``: per label, RadLens' label map against nnU-Net's from the same run.
 
 Prints one JSON object. Run: ``.venv/bin/python bench/nnunet.py`` (or ``make bench``).
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--shape", nargs=3, type=int, default=(24, 128, 128), metavar=("Z", "Y", "X"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--peak-runs", type=int, default=3, help="fresh processes per side for the peak")
     parser.add_argument("--peak-of", nargs=4, metavar=("SIDE", "FOLDER", "CASE", "BUNDLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_of:
@@ -104,14 +106,16 @@ def main() -> None:
         write_nifti(image, str(case), (0.7, 0.7, 4.0))
         bundle_dir = import_nnunet(folder, Path(tmp) / "bundle")
 
-        peaks = {}
-        for side in ("nnunet", "radlens"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--threads", str(args.threads), "--peak-of", side, str(folder), str(case),
-                 str(bundle_dir)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            peaks[side] = json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+        samples = {"nnunet": [], "radlens": []}
+        for _ in range(args.peak_runs):
+            for side, got in samples.items():
+                done = subprocess.run(
+                    [sys.executable, __file__, "--threads", str(args.threads), "--peak-of", side, str(folder),
+                     str(case), str(bundle_dir)],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                got.append(json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"])
+        peaks = {side: float(np.median(got)) for side, got in samples.items()}
 
         _, (predictor, data, props) = predict_with_nnunet(folder, case)
         bundle = load_bundle(bundle_dir)
@@ -158,6 +162,7 @@ def main() -> None:
         "nnunet_peak_mb": round(peaks["nnunet"], 1),
         "radlens_peak_mb": round(peaks["radlens"], 1),
         "peak_over_nnunet": round(peaks["radlens"] / max(peaks["nnunet"], 1e-6), 3),
+        "peak_mb_runs": {side: [round(v, 1) for v in got] for side, got in samples.items()},
         "dice": dice,
         "goals": GOALS,
     }

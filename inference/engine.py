@@ -149,17 +149,20 @@ def sliding_windows(
     mirror_axes: Sequence[int] = (),
     blend: str = DEFAULT_BLEND,
     grid: WindowGrid | None = None,
+    half_sums: bool = False,
 ) -> Generator[Progress, None, tuple[object, str]]:
     """Run ``network`` over windows of a (Z, Y, X) float32 image; return ((C, Z, Y, X) CPU tensor, device used).
 
     ``amp``: autocast to the device's fast reduced precision (:func:`autocast_dtype`); the
-    stitched output is float32 either way. ``mirror_axes`` (image axes, 0 = z): test-time
+    stitched output is float32 either way (float16 with ``half_sums``). ``mirror_axes`` (image axes, 0 = z): test-time
     mirroring as nnU-Net does it, each window's output averaged over every combination of flips
     of those axes (2ⁿ passes); the bundle's ``input.mirror_axes`` says which. ``blend``: how
     overlapping windows are averaged (``inference.metadata.BLENDS``; the bundle's ``input.blend``). Yields
     Progress(done windows, total windows) after each batch and checks ``cancel`` before each. An
     out-of-memory halves the batch and retries; at batch 1 a GPU run moves to the CPU (the message
     says so); at batch 1 on the CPU it is raised. ``grid``: windows chosen by the caller (no padding then).
+    ``half_sums``: the windows are summed in float16, as nnU-Net's predictor sums them: half the memory
+    of the largest array (classes × voxels), so an imported nnU-Net model needs no more than in nnU-Net.
     """
     import torch
 
@@ -205,9 +208,11 @@ def sliding_windows(
             yield Progress(done, total, note)
             continue
         if acc is None:
-            acc = torch.zeros((out.shape[1], *grid.shape_zyx), dtype=torch.float32, device=dev)
+            acc = torch.zeros(
+                (out.shape[1], *grid.shape_zyx), dtype=torch.float16 if half_sums else torch.float32, device=dev
+            )
         if weight is not None:
-            out = out.float() * weight.to(out.device)
+            out = out.float().mul_(weight.to(out.device))
         for k, (z, y, x) in enumerate(chunk):
             acc[:, z : z + pz, y : y + py, x : x + px] += out[k]
         done += len(chunk)
@@ -252,15 +257,16 @@ def _forward(network, img, chunk, patch, dev, amp: bool, mirror_axes: Sequence[i
 
     pz, py, px = patch
     x = torch.stack([img[z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])[:, None]
-    # Reduced precision: one pass is added into the float32 sum without a copy.
-    with torch.inference_mode(), autocast(dev.type, amp):
+    # no_grad, not inference_mode: the caller weights the output in place. Reduced precision: one pass
+    # is added into the float32 sum without a copy.
+    with torch.no_grad(), autocast(dev.type, amp):
         if not mirror_axes:
             return network(x)
         flips = flip_combinations([a + 2 for a in mirror_axes])  # batch and channel come first
         out = network(x).float()
         for dims in flips[1:]:
             out += network(x.flip(dims)).float().flip(dims)
-        return out / len(flips)
+        return out.div_(len(flips))
 
 
 def flip_combinations(dims: Sequence[int]) -> list[list[int]]:

@@ -5,7 +5,7 @@ predictor prepares it, and its label maps only match nnU-Net's when the logits g
 transpose → crop to the non-zero box → normalise (CT: clip to the training foreground's 0.5/99.5
 percentiles, then its mean and std; otherwise z-score) → resample (order 3 in-plane, order 0 along
 a strongly anisotropic axis) → sliding windows at half-patch steps blended with a Gaussian (σ =
-patch/8), mirrored over the checkpoint's axes, folds averaged → logits resampled back (order 1)
+patch/8), mirrored over the checkpoint's axes, folds averaged, summed in float16 → logits resampled back (order 1)
 before the argmax → pasted into the crop → transposed back. The references are nnunetv2's
 ``preprocessing/preprocessors/default_preprocessor.py``, ``preprocessing/resampling/default_resampling.py``,
 ``inference/sliding_window_prediction.py`` and ``inference/export_prediction.py``. Parity with
@@ -345,6 +345,7 @@ def run(
         mirror_axes=[a + offset for a in plan.mirror_axes],
         blend="gaussian",
         grid=grid,
+        half_sums=True,
     )
     labels, confidence = to_labels(output, prepared, plan, n_classes)
     return labels, confidence, used
