@@ -367,7 +367,7 @@ def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lun
     yield Progress(0, 1, "finding candidates")
     found = candidates.find_candidates(prepared.image, candidates.near_lungs(prepared, lungs))
     check_cancel(cancel, bundle.name)
-    views = candidates.patches(prepared.image, found.centers_zyx)
+    views = candidates.CandidateViews(prepared.image, found.centers_zyx)
     probabilities = yield from candidates.classify(
         bundle.network, views, device=device, cancel=cancel, what=bundle.name
     )

@@ -92,6 +92,26 @@ def test_views_are_centred_on_the_candidate_at_two_scales():
     assert views[1, 0, : PATCH // 2].max() == 0  # outside the image: its minimum
 
 
+def test_views_cut_batch_by_batch_classify_exactly_as_all_at_once():
+    import torch
+
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.candidates import CandidateViews, classify
+
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(50, 60, 70)).astype(np.float32)
+    centres = rng.uniform(0, 50, size=(11, 3))
+    lazy = CandidateViews(img, centres)
+    assert len(lazy) == 11
+    assert np.array_equal(np.concatenate([lazy[0:4], lazy[4:8], lazy[8:11]]), patches(img, centres))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 2, 3), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())
+    in_batches = run_to_end(classify(net, lazy, batch=4))
+    at_once = run_to_end(classify(net, patches(img, centres), batch=11))
+    assert in_batches.shape == (11,) and np.allclose(in_batches, at_once, atol=1e-6)
+    assert len(np.unique(in_batches)) == 11  # each candidate its own score, in its own place
+
+
 def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tmp_path):
     from inference_helpers import metadata, sphere_ct
 
