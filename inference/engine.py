@@ -468,10 +468,11 @@ def iter_infer(
             cache = {key: Preprocess(bundle.input)(volume)}  # keep one: a volume-sized array each
 
         def overall(p: Progress, name=name, base=base) -> Progress:
-            """A window of this model as a step of the whole job; a note (a device fallback) sticks."""
-            nonlocal note
-            note = p.message or note
-            message = f"{name} on {shown}: window {p.done}/{p.total}" + (f" ({note})" if note else "")
+            """A window of this model as a step of the whole job. The device's note stays; a step's own
+            (an out-of-memory fallback, which sliding_windows repeats, or "finding candidates") shows
+            while that step runs."""
+            notes = "; ".join(n for n in (note, p.message) if n)
+            message = f"{name} on {shown}: window {p.done}/{p.total}" + (f" ({notes})" if notes else "")
             return Progress(base + UNITS // 10 + (UNITS * 8 // 10) * p.done // max(1, p.total), total, message)
 
         job = run_bundle(volume, bundle, device=dev, cancel=cancel, prepared=cache.get(key), amp=amp)

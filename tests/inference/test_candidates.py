@@ -112,13 +112,11 @@ def test_views_cut_batch_by_batch_classify_exactly_as_all_at_once():
     assert len(np.unique(in_batches)) == 11  # each candidate its own score, in its own place
 
 
-def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tmp_path):
-    from inference_helpers import metadata, sphere_ct
+def _two_stage_bundle(folder):
+    """A random-weight two-stage detector, gated to the lungs."""
+    from inference_helpers import metadata
 
-    from radlens.imaging.progress import run_to_end
     from radlens.inference.bundle import load_bundle, save_bundle
-    from radlens.inference.engine import run_bundle
-    from radlens.inference.lungs import find_lungs
     from radlens.inference.networks import build_network
 
     kwargs = {"in_channels": 2, "channels": [4, 8], "dropout": 0.0}
@@ -129,7 +127,17 @@ def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tm
     }  # fmt: skip
     meta = metadata("two-stage", "detection", "nodule-classifier3d", kwargs, input=inp, pipeline="candidates",
                     applicability={"body_part": "chest", "region": "lungs"})  # fmt: skip
-    bundle = load_bundle(str(save_bundle(tmp_path / "b", build_network("nodule-classifier3d", **kwargs), meta)))
+    return load_bundle(str(save_bundle(folder, build_network("nodule-classifier3d", **kwargs), meta)))
+
+
+def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tmp_path):
+    from inference_helpers import sphere_ct
+
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.engine import run_bundle
+    from radlens.inference.lungs import find_lungs
+
+    bundle = _two_stage_bundle(tmp_path / "b")
     volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
     findings = run_to_end(run_bundle(volume, bundle))
     assert findings.models[0].name == "two-stage" and findings.detections
@@ -138,6 +146,23 @@ def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tm
     assert lungs.touches([d.center_lps for d in dets], [d.diameter_mm for d in dets]).all()
     nodule = np.asarray(volume.index_to_lps((30, 60, 50)))
     assert min(np.linalg.norm(np.asarray(d.center_lps) - nodule) for d in findings.detections) <= 4.0
+
+
+def test_a_step_note_shows_only_while_its_step_runs(tmp_path):
+    """"finding candidates" is the first stage's note: the classifier's windows after it, and the next
+    model's, do not carry it on."""
+    from inference_helpers import sphere_ct
+
+    from radlens.imaging.progress import run_showing
+    from radlens.inference.engine import iter_infer
+
+    bundle = _two_stage_bundle(tmp_path / "b")
+    volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
+    messages = []
+    run_showing(iter_infer(volume, [bundle, bundle], device="cpu"), lambda p: messages.append(p.message))
+    windows = [m for m in messages if ": window " in m]
+    assert sum("finding candidates" in m for m in windows) == 2  # once per model, while it runs
+    assert all("finding candidates" not in m for m in windows if ": window 0/" not in m)
 
 
 def test_the_shape_scoring_lets_a_weak_blob_rank_below_a_strong_one_the_classifier_likes_as_much():
