@@ -16,7 +16,7 @@ case on another grid (``--shape``, 4 mm slices of 0.7 mm pixels), so both sides 
 - ``*_peak_mb``: growth of the resident set during the first prediction after setting up (model
   loaded, image in memory), each side in a fresh process of its own (so neither reuses memory the
   other freed), sampled every 5 ms; the median of ``--peak-runs`` such processes per side, taken in
-  turn (one process's peak varies by about ±10 MB with the allocator; ``peak_mb_runs`` lists them).
+  turn (one process's peak varies by about ±15 MB with the allocator; ``peak_mb_runs`` lists them).
 - ``dice``: per label, RadLens' label map against nnU-Net's from the same run.
 
 Prints one JSON object. Run: ``.venv/bin/python bench/nnunet.py`` (or ``make bench``).

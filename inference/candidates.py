@@ -198,7 +198,8 @@ class CandidateViews:
         fill = float(image.min()) if image.size else 0.0
         self._fine = np.pad(image, half, mode="constant", constant_values=fill)
         self._coarse = np.pad(_downsample(image, COARSE), half, mode="constant", constant_values=fill)
-        self._shape = np.asarray(image.shape)
+        self._last_fine = np.asarray(image.shape) - 1
+        self._last_coarse = np.asarray(self._coarse.shape) - 2 * half - 1  # the unpadded coarse grid's last voxel
         self.centers_zyx = np.asarray(centers_zyx, dtype=np.float64).reshape(-1, 3)
 
     def __len__(self) -> int:
@@ -208,10 +209,9 @@ class CandidateViews:
         """(n, 2, PATCH, PATCH, PATCH) float32 views of the candidates ``which`` selects."""
         centres = self.centers_zyx[which]
         out = np.empty((len(centres), 2, PATCH, PATCH, PATCH), dtype=np.float32)
-        last_coarse = np.asarray(self._coarse.shape) - 2 * (PATCH // 2) - 1  # the unpadded coarse grid's last voxel
         for i, c in enumerate(centres):
-            f = np.clip(np.rint(c).astype(int), 0, self._shape - 1)
-            k = np.clip(np.rint((c - (COARSE - 1) / 2) / COARSE).astype(int), 0, last_coarse)
+            f = np.clip(np.rint(c).astype(int), 0, self._last_fine)
+            k = np.clip(np.rint((c - (COARSE - 1) / 2) / COARSE).astype(int), 0, self._last_coarse)
             out[i, 0] = self._fine[f[0] : f[0] + PATCH, f[1] : f[1] + PATCH, f[2] : f[2] + PATCH]
             out[i, 1] = self._coarse[k[0] : k[0] + PATCH, k[1] : k[1] + PATCH, k[2] : k[2] + PATCH]
         return out
