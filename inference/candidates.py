@@ -44,8 +44,12 @@ class Candidates:
 
     @property
     def score(self) -> np.ndarray:
-        """Ranking of the candidate stage: blob strength, discounted for tube- and plate-like shapes."""
-        return self.response * (0.25 + self.blobness)
+        """Ranking of the candidate stage: blob strength, discounted for tube- and plate-like shapes.
+
+        Shape counts twice (squared) because strength favours density: ground glass (-700..-400 HU) has a
+        third of a solid nodule's LoG response, so a linear discount ranked it behind a thousand vessel
+        junctions and the candidate limit dropped it."""
+        return self.response * (0.1 + self.blobness) ** 2
 
     def subset(self, keep) -> Candidates:
         return Candidates(self.centers_zyx[keep], self.diameters[keep], self.response[keep], self.blobness[keep])

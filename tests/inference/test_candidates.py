@@ -58,6 +58,19 @@ def test_a_ball_ranks_above_a_vessel_of_its_calibre():
     assert on_vessel.any() and cands.blobness[on_vessel].max() < cands.blobness[0]
 
 
+def test_faint_ground_glass_ranks_above_the_junctions_of_solid_vessels():
+    """Ground glass has a third of a solid vessel's density over the lung: by shape it must still come
+    first, or the candidate limit drops it on a chest with a thousand vessel junctions."""
+    img = lung_block()
+    for y in (20, 40, 60, 80):  # a grid of 3 mm solid vessels, crossing in junctions
+        img[:, y : y + 3, 14:17] = hu(40.0)
+        img[:, y : y + 3, 76:79] = hu(40.0)
+        img[30:33, y : y + 3, :] = hu(40.0)
+    add_ball(img, (66.0, 48.0, 48.0), 6.0, hu(-600.0))
+    cands = find_candidates(img)
+    assert hit(cands, (66.0, 48.0, 48.0), 6.0) == 0
+
+
 def test_the_lung_gate_keeps_only_what_it_is_asked_to():
     img = lung_block()
     add_ball(img, (48.0, 30.0, 30.0), 8.0, hu(40.0))
