@@ -36,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="F",
         help="brain-mr kinds: the share of cases made without lesions (negatives for a classifier; default 0)",
     )
+    p.add_argument(
+        "--fluid-lesions",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="brain-mr-varied: the share of lesions as bright (or dark) as the fluid, as on T2 (default 0)",
+    )
     p.set_defaults(func=run_phantom)
 
 
@@ -77,7 +84,7 @@ def run_phantom(args: argparse.Namespace) -> int:
 
     job = iter_write_phantoms(
         args.out, kind=args.kind, cases=args.cases, seed=args.seed, fmt=args.format, shape_zyx=args.shape,
-        lesion_free=args.lesion_free,
+        lesion_free=args.lesion_free, fluid_lesions=args.fluid_lesions,
     )
     dataset = run_with_progress(job, desc=f"phantom {args.kind}")
     print(f"wrote {args.cases} synthetic {args.kind} case(s) to {dataset}", file=sys.stderr)

@@ -183,7 +183,8 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
 
 
 def make_brain_mr(
-    seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False, lesion_free: bool = False
+    seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False, lesion_free: bool = False,
+    fluid_lesions: float = 0.0,
 ) -> Phantom:
     """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
 
@@ -192,13 +193,14 @@ def make_brain_mr(
     ``varied``: the contrast, bias field, slice thickness, noise and gamma of each case drawn at random
     (domain randomisation, for training), with periventricular plaques and rim-enhancing tumours too.
     ``lesion_free``: a healthy brain, no lesion (negatives for a study-level classifier).
+    ``fluid_lesions``: the share of lesions with the fluid's signal (``build_brain``; varied cases).
     """
     from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
 
     kind = "brain-mr-varied" if varied else "brain-mr"
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3 if varied else 2]))
-    array, instances, raw = build_brain(rng, grid, varied=varied, lesions=not lesion_free)
+    array, instances, raw = build_brain(rng, grid, varied=varied, lesions=not lesion_free, fluid_lesions=fluid_lesions)
     contrast = "random contrast" if varied else "T1-like"
     volume, findings = _assemble(
         kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
@@ -207,9 +209,11 @@ def make_brain_mr(
     return Phantom(volume, (instances > 0).astype(np.uint8), findings, kind, int(seed))
 
 
-def make_varied_brain_mr(seed: int, shape_zyx=None, spacing_zyx=None, lesion_free: bool = False) -> Phantom:
+def make_varied_brain_mr(
+    seed: int, shape_zyx=None, spacing_zyx=None, lesion_free: bool = False, fluid_lesions: float = 0.0
+) -> Phantom:
     """:func:`make_brain_mr` with ``varied=True``: training data for a segmenter of any MR contrast."""
-    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True, lesion_free=lesion_free)
+    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True, lesion_free=lesion_free, fluid_lesions=fluid_lesions)
 
 
 def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
@@ -260,6 +264,7 @@ def iter_write_phantoms(
     fmt: str = "nifti",
     shape_zyx=None,
     lesion_free: float = 0.0,
+    fluid_lesions: float = 0.0,
     cancel: threading.Event | None = None,
 ) -> Generator[Progress, None, Path]:
     """Write ``cases`` SYNTHETIC studies and their labels as an nnU-Net v2 folder; return its root.
@@ -268,6 +273,7 @@ def iter_write_phantoms(
     imagesTr/CASE_0000/, the channel suffix the dataset readers expect); labelsTr/CASE.nii.gz on the
     image's grid (chest: nodule instance map 1..N; brain: lesion map) and labelsTr/CASE.json (boxes).
     ``lesion_free``: the share of brain cases made healthy (an empty label map), chosen per case.
+    ``fluid_lesions``: brain-mr-varied: the share of lesions given the fluid's signal (T2-like plaques).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown phantom kind {kind!r} (known: {', '.join(KINDS)})")
@@ -284,6 +290,10 @@ def iter_write_phantoms(
         raise ImagingError(root, f"--lesion-free must be a fraction from 0 to 1, got {lesion_free}")
     if lesion_free and kind not in LESION_FREE_KINDS:
         raise ImagingError(root, f"--lesion-free: only {' and '.join(LESION_FREE_KINDS)} phantoms can be healthy")
+    if not 0.0 <= fluid_lesions <= 1.0:
+        raise ImagingError(root, f"--fluid-lesions must be a fraction from 0 to 1, got {fluid_lesions}")
+    if fluid_lesions and kind != "brain-mr-varied":
+        raise ImagingError(root, "--fluid-lesions: only brain-mr-varied phantoms draw their contrast")
     if shape_zyx is not None:
         try:
             check_shape(shape_zyx)
@@ -300,7 +310,9 @@ def iter_write_phantoms(
         yield Progress(i, cases, f"making {name}")
         s = case_seed(seed, i)
         healthy = is_lesion_free(seed, i, lesion_free)
-        ph = MAKERS[kind](s, shape_zyx, lesion_free=True) if healthy else MAKERS[kind](s, shape_zyx)
+        options = {"lesion_free": True} if healthy else {}
+        options |= {"fluid_lesions": fluid_lesions} if fluid_lesions else {}
+        ph = MAKERS[kind](s, shape_zyx, **options)
         check_cancel(cancel, "radlens phantom")
         if fmt == "nifti":
             write_volume(ph.volume, images / f"{name}_0000.nii.gz")
@@ -327,6 +339,7 @@ def iter_write_phantoms(
     command += " --format dicom" if fmt == "dicom" else ""
     command += f" --shape {' '.join(str(int(n)) for n in shape_zyx)}" if shape_zyx is not None else ""
     command += f" --lesion-free {lesion_free:g}" if lesion_free else ""
+    command += f" --fluid-lesions {fluid_lesions:g}" if fluid_lesions else ""
     write_json(root / "dataset.json", _dataset_json(kind, seed, cases, fmt, command))
     return root
 

@@ -137,6 +137,15 @@ def _lesion_signal(rng: np.random.Generator, table: np.ndarray, contrast: str, v
     return float(max(value, 0.0))
 
 
+def _as_fluid(rng: np.random.Generator, table: np.ndarray, value: np.float32) -> np.float32:
+    """A lesion's signal as the fluid's (within 6 %) when both lie on the same side of the white matter:
+    then only its shape and place tell it from a sulcus or a ventricle."""
+    wm, csf = float(table[WM]), float(table[CSF])
+    if (float(value) - wm) * (csf - wm) <= 0:
+        return value
+    return np.float32(csf * rng.uniform(0.94, 1.06))
+
+
 def _fluid_pockets(rng: np.random.Generator) -> tuple:
     """Small CSF spaces a lesion must not be confused with (varied cases): temporal horns, a cavum, and
     enlarged perivascular spaces, as (centre, semi-axes) ellipsoids."""
@@ -153,12 +162,15 @@ def _fluid_pockets(rng: np.random.Generator) -> tuple:
 
 
 def build_brain(
-    rng: np.random.Generator, grid: Grid, varied: bool = False, lesions: bool = True
+    rng: np.random.Generator, grid: Grid, varied: bool = False, lesions: bool = True, fluid_lesions: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, list[RawLesion]]:
     """(signal as int16, lesion instance map uint8, lesions) on ``grid``; ``varied``: a random contrast.
 
     ``lesions=False``: a healthy brain (the negatives a study-level classifier needs); the anatomy
-    and contrast are drawn exactly as with lesions, so only their absence tells the two apart."""
+    and contrast are drawn exactly as with lesions, so only their absence tells the two apart.
+    ``fluid_lesions``: the share of lesions on the fluid's side of the white matter given the fluid's own
+    signal, as plaques and oedema are on a T2-weighted image (drawn from a stream of their own, so 0
+    leaves every other draw, and so every earlier phantom, as it was)."""
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 25.0)  # ≥ 3 voxels across, unless the grid is coarse
     edge = float(min(grid.spacing_zyx))
     folds = smooth_field(rng, grid, 7.0)  # cortical thickness and the grey/white boundary
@@ -208,6 +220,7 @@ def build_brain(
 
     instances = np.zeros(grid.shape_zyx, dtype=np.uint8)
     found: list[RawLesion] = []
+    fluid_rng = rng.spawn(1)[0] if fluid_lesions > 0 else None
     for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles) if lesions else ():
         lobes = np.array([rng.uniform(0.0, 0.15), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.2 * r + 3 * max(grid.spacing_zyx)
@@ -218,6 +231,8 @@ def build_brain(
         if not mask.any():  # smaller than a voxel of a very coarse grid
             continue
         value = np.float32(_lesion_signal(rng, table, contrast, varied))
+        if fluid_rng is not None and fluid_rng.random() < fluid_lesions:
+            value = _as_fluid(fluid_rng, table, value)
         sub = img[box]
         if kind == "tumour":
             # An enhancing rim (bright) around a necrotic core (fluid-like, the CSF's signal).

@@ -128,3 +128,25 @@ def test_radlens_phantom_writes_varied_brains(tmp_path):
     meta = json.loads((root / "dataset.json").read_text())
     assert meta["kind"] == "brain-mr-varied" and meta["synthetic"] and meta["labels"] == {"background": 0, "lesion": 1}
     assert "--kind brain-mr-varied" in meta["command"]
+
+
+def test_fluid_lesions_take_the_fluids_signal_and_change_nothing_else(tmp_path):
+    """On a T2-weighted image a plaque is as bright as the CSF: --fluid-lesions makes such lesions, so a
+    model must tell them from a sulcus by shape; without it every phantom stays as it was."""
+    matched = {"plain": 0, "fluid": 0}
+    for seed in SEEDS:
+        plain, fluid = make_varied_brain_mr(seed, SHAPE), make_varied_brain_mr(seed, SHAPE, fluid_lesions=1.0)
+        a, b = plain.volume.array.astype(np.float32), fluid.volume.array.astype(np.float32)
+        assert np.array_equal(plain.labels, fluid.labels)
+        far = ~np.any([_ball(plain, f, 3.0) for f in plain.findings], axis=0) if plain.findings else np.ones(a.shape, bool)
+        assert np.array_equal(a[far], b[far])  # away from the lesions (and their blur): the same draws
+        csf = _median(fluid, _ventricles(fluid) & (fluid.labels == 0))
+        for name, signal in (("plain", a), ("fluid", b)):
+            for f in fluid.findings:
+                core = fluid.labels.astype(bool) & _ball(fluid, f, 0.6)
+                if f.kind != "tumour" and core.sum() >= 4 and abs(np.median(signal[core]) - csf) < 0.15 * csf:
+                    matched[name] += 1
+    assert matched["fluid"] >= matched["plain"] + 8, matched
+    root = run_to_end(iter_write_phantoms(tmp_path / "f", kind="brain-mr-varied", cases=1, seed=4, shape_zyx=SHAPE,
+                                          fluid_lesions=0.5))  # fmt: skip
+    assert "--fluid-lesions 0.5" in json.loads((root / "dataset.json").read_text())["command"]
