@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--init",
         metavar="BUNDLE",
         help="fine-tune this bundle (a folder or an installed name): its network, input spacing, patch and "
-        "normalisation, and its weights to start from",
+        "normalisation, and its weights to start from (with --two-stage: a two-stage detector's classifier)",
     )
     p.add_argument(
         "--context",
@@ -161,8 +161,6 @@ def run_train(args: argparse.Namespace) -> int:
 
         if args.task != "detect":
             raise TrainingError("--two-stage: the two-stage model is a detector (radlens train detect)")
-        if args.init:
-            raise TrainingError("--init: fine-tuning starts a one-network bundle; not with --two-stage")
         return two_stage.train_command(args, command_line())
     from radlens.training.console import train_command
 

@@ -104,14 +104,30 @@ def _augment(x, rng: np.random.Generator):
     if rng.random() < 0.5:
         x = x.transpose(3, 4)
     n = x.shape[0]
-    gain = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 1, 1, 1, 1)).astype(np.float32))
+    # The gain scales densities about air (0 is -1000 HU): at 0.6 a solid nodule reads as ground glass
+    # (+30 HU becomes -380), so the classifier learns a nodule by its shape, whatever its density.
+    wide = rng.random((n, 1, 1, 1, 1)) < 0.5
+    gain = torch.from_numpy(np.where(wide, rng.uniform(0.6, 1.15, wide.shape), rng.uniform(0.9, 1.1, wide.shape)).astype(np.float32))
     shift = torch.from_numpy(rng.uniform(-0.03, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
     x = x * gain + shift
     sigma = torch.from_numpy(rng.uniform(0, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
     x = x + torch.randn_like(x) * sigma
     if rng.random() < 0.3:  # a smoother kernel or thicker slices: blur along z
         x = (x + x.roll(1, 2) + x.roll(-1, 2)) / 3
+    if rng.random() < 0.2:  # a smoother kernel in plane too
+        x = (x + x.roll(1, 3) + x.roll(-1, 3) + x.roll(1, 4) + x.roll(-1, 4)) / 5
     return x
+
+
+def _init_bundle(init):
+    """--init: a two-stage detector bundle whose classifier training continues (its input block too)."""
+    from radlens.inference.bundle import find_bundle, load_bundle
+    from radlens.training.errors import TrainingError
+
+    bundle = load_bundle(find_bundle(init))
+    if bundle.metadata.task != "detection" or bundle.metadata.arch != "nodule-classifier3d":
+        raise TrainingError(f"--init {init}: not a two-stage detector (task {bundle.metadata.task}, {bundle.metadata.arch})")
+    return bundle
 
 
 def validation_froc(network, samples: list[dict], device: str) -> tuple[str, dict]:
@@ -157,7 +173,8 @@ def train(args: argparse.Namespace, command: str):
     train_cases = [cases[i] for i in order[n_val:]]
     from radlens.inference.metadata import InputSpec
 
-    block = input_block(args.spacing or (1.0, 1.0, 1.0))
+    init = _init_bundle(args.init) if getattr(args, "init", None) else None
+    block = dict(init.metadata.document["input"]) if init is not None else input_block(args.spacing or (1.0, 1.0, 1.0))
     spec = InputSpec.from_json(block)
     cache_dir = Path(args.out) / "candidates" / "x".join(f"{v:g}" for v in spec.spacing_zyx)
     views, labels, val_samples = [], [], []
@@ -173,8 +190,11 @@ def train(args: argparse.Namespace, command: str):
     x_all = torch.from_numpy(np.concatenate(views))
     y_all = np.concatenate(labels)
     pos, neg = np.flatnonzero(y_all == 1), np.flatnonzero(y_all == 0)
-    arch_kwargs = {"in_channels": 2, "channels": list(args.channels or (8, 16, 32, 64)), "dropout": 0.2}
-    network = build_network("nodule-classifier3d", **arch_kwargs)
+    if init is not None:  # fine-tuning: the bundle's network and verified weights
+        network, arch_kwargs = init.network, dict(init.metadata.arch_kwargs)
+    else:
+        arch_kwargs = {"in_channels": 2, "channels": list(args.channels or (8, 16, 32, 64)), "dropout": 0.2}
+        network = build_network("nodule-classifier3d", **arch_kwargs)
     steps = (args.epochs or 40) * (args.iterations or 100)
     batch = args.batch or 32
     opt = torch.optim.AdamW(network.parameters(), lr=args.lr or 2e-3, weight_decay=1e-4)
@@ -231,6 +251,7 @@ def train(args: argparse.Namespace, command: str):
             "samples": {"positive": len(pos), "negative": len(neg)},
             "split": {"train": [c.case_id for c in train_cases], "validation": [c.case_id for c in val]},
             "final_loss": float(np.mean(history[-50:])),
+            **({"init": {"name": init.name, "sha256": init.sha256}} if init is not None else {}),
         },
         "data_sources": data_sources(ds),
         "evaluation": {

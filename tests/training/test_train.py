@@ -299,6 +299,19 @@ def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset
     assert 0.0 <= meta["thresholds"]["score"] <= 1.0
     assert load_bundle(str(out)).metadata.pipeline == "candidates"
 
+    # --init: the classifier's training continues from those weights, on the bundle's own grid.
+    tuned = tmp_path / "tuned"
+    argv_init = ["train", "detect", str(tiny_dataset), "--out", str(tuned), "--two-stage", "--epochs", "1",
+                 "--iterations", "2", "--batch", "4", "--val-fraction", "0.25", "--init", str(out), "--lr", "1e-9"]  # fmt: skip
+    assert main(argv_init) == 0
+    tuned_meta = json.loads((tuned / "metadata.json").read_text())
+    assert tuned_meta["input"] == meta["input"] and tuned_meta["arch_kwargs"] == meta["arch_kwargs"]
+    assert tuned_meta["training"]["init"] == {"name": "two-stage", "sha256": meta["sha256"]}
+    # At a vanishing learning rate the tuned weights are the starting ones (a fresh network would differ).
+    before = dict(load_bundle(str(out)).network.named_parameters())
+    after = dict(load_bundle(str(tuned)).network.named_parameters())
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+
 
 def test_two_stage_candidates_survive_a_killed_run(tiny_dataset, tmp_path, monkeypatch):
     import numpy as np
