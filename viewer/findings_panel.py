@@ -65,7 +65,7 @@ class LayerControls(QtWidgets.QFrame):
             self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
             self.threshold.setRange(0, 100)
             self.threshold.setValue(round(layer.threshold * 100))
-            self.threshold_label = QtWidgets.QLabel(f"{layer.threshold:.2f}")
+            self.threshold_label = QtWidgets.QLabel(threshold_text(layer.threshold))
             grid.addWidget(self.threshold, 3, 1)
             grid.addWidget(self.threshold_label, 3, 2)
             self.threshold.valueChanged.connect(self._on_threshold)
@@ -82,8 +82,13 @@ class LayerControls(QtWidgets.QFrame):
 
     def _on_threshold(self, value: int) -> None:
         self._layer.threshold = value / 100.0
-        self.threshold_label.setText(f"{value / 100:.2f}")
+        self.threshold_label.setText(threshold_text(value / 100.0))
         self.changed.emit(self.key)
+
+
+def threshold_text(threshold: float) -> str:
+    """A detection threshold as the panel shows it: a confident model's 0.9998 must not read as 1.00."""
+    return f"{threshold:.2f}" if threshold < 0.995 else f"{threshold:.4f}"
 
 
 class LayersPanel(QtWidgets.QWidget):

@@ -160,6 +160,7 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     assert [b[1] for b in axial.visible_boxes] == [2]
     # the nodule (its box and its mask: one finding), the faint box, the classification
     assert window.findings_panel.table.rowCount() == 3
+    assert controls.threshold_label.text() == "0.25"
     controls.threshold.setValue(95)
     assert window.findings_panel.table.rowCount() == 2  # the nodule stays: its mask outlines it
     st.set_slice("axial", 20)
@@ -352,3 +353,9 @@ def test_corner_text_and_letters_stay_readable_over_a_white_image(qtbot, shots):
     assert view.corners["bl"] == "" and "axial" not in view.corners["tr"]  # a film has no plane nor slices
     corner = a[2:18, 2:120]  # the first line of the top-left corner text
     assert (corner < 60).sum() > 20 and (corner > 200).sum() > 20
+
+
+def test_a_confident_models_threshold_reads_as_itself_not_as_one():
+    from radlens.viewer.findings_panel import threshold_text
+
+    assert threshold_text(0.9998) == "0.9998" and threshold_text(0.3858) == "0.39" and threshold_text(1.0) == "1.0000"
