@@ -213,7 +213,9 @@ def make_varied_brain_mr(
     seed: int, shape_zyx=None, spacing_zyx=None, lesion_free: bool = False, fluid_lesions: float = 0.0
 ) -> Phantom:
     """:func:`make_brain_mr` with ``varied=True``: training data for a segmenter of any MR contrast."""
-    return make_brain_mr(seed, shape_zyx, spacing_zyx, varied=True, lesion_free=lesion_free, fluid_lesions=fluid_lesions)
+    return make_brain_mr(
+        seed, shape_zyx, spacing_zyx, varied=True, lesion_free=lesion_free, fluid_lesions=fluid_lesions
+    )
 
 
 def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:

@@ -107,7 +107,8 @@ def _augment(x, rng: np.random.Generator):
     # The gain scales densities about air (0 is -1000 HU): at 0.6 a solid nodule reads as ground glass
     # (+30 HU becomes -380), so the classifier learns a nodule by its shape, whatever its density.
     wide = rng.random((n, 1, 1, 1, 1)) < 0.5
-    gain = torch.from_numpy(np.where(wide, rng.uniform(0.6, 1.15, wide.shape), rng.uniform(0.9, 1.1, wide.shape)).astype(np.float32))
+    gain = np.where(wide, rng.uniform(0.6, 1.15, wide.shape), rng.uniform(0.9, 1.1, wide.shape))
+    gain = torch.from_numpy(gain.astype(np.float32))
     shift = torch.from_numpy(rng.uniform(-0.03, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
     x = x * gain + shift
     sigma = torch.from_numpy(rng.uniform(0, 0.03, (n, 1, 1, 1, 1)).astype(np.float32))
@@ -126,7 +127,8 @@ def _init_bundle(init):
 
     bundle = load_bundle(find_bundle(init))
     if bundle.metadata.task != "detection" or bundle.metadata.arch != "nodule-classifier3d":
-        raise TrainingError(f"--init {init}: not a two-stage detector (task {bundle.metadata.task}, {bundle.metadata.arch})")
+        meta = bundle.metadata
+        raise TrainingError(f"--init {init}: not a two-stage detector (task {meta.task}, {meta.arch})")
     return bundle
 
 

@@ -138,7 +138,8 @@ def test_fluid_lesions_take_the_fluids_signal_and_change_nothing_else(tmp_path):
         plain, fluid = make_varied_brain_mr(seed, SHAPE), make_varied_brain_mr(seed, SHAPE, fluid_lesions=1.0)
         a, b = plain.volume.array.astype(np.float32), fluid.volume.array.astype(np.float32)
         assert np.array_equal(plain.labels, fluid.labels)
-        far = ~np.any([_ball(plain, f, 3.0) for f in plain.findings], axis=0) if plain.findings else np.ones(a.shape, bool)
+        near = [_ball(plain, f, 3.0) for f in plain.findings]
+        far = ~np.any(near, axis=0) if near else np.ones(a.shape, bool)
         assert np.array_equal(a[far], b[far])  # away from the lesions (and their blur): the same draws
         csf = _median(fluid, _ventricles(fluid) & (fluid.labels == 0))
         for name, signal in (("plain", a), ("fluid", b)):

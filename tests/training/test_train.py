@@ -302,7 +302,8 @@ def test_two_stage_training_writes_a_candidates_bundle_that_detects(tiny_dataset
     # --init: the classifier's training continues from those weights, on the bundle's own grid.
     tuned = tmp_path / "tuned"
     argv_init = ["train", "detect", str(tiny_dataset), "--out", str(tuned), "--two-stage", "--epochs", "1",
-                 "--iterations", "2", "--batch", "4", "--val-fraction", "0.25", "--init", str(out), "--lr", "1e-9"]  # fmt: skip
+                 "--iterations", "2", "--batch", "4", "--val-fraction", "0.25", "--init", str(out),
+                 "--lr", "1e-9"]  # fmt: skip
     assert main(argv_init) == 0
     tuned_meta = json.loads((tuned / "metadata.json").read_text())
     assert tuned_meta["input"] == meta["input"] and tuned_meta["arch_kwargs"] == meta["arch_kwargs"]
