@@ -26,6 +26,9 @@ def colour_bar_pixmap(width: int, height: int) -> QtGui.QPixmap:
     return QtGui.QPixmap.fromImage(image.copy())
 
 
+THRESHOLD_STEPS = 10000
+
+
 class LayerControls(QtWidgets.QFrame):
     changed = QtCore.Signal(object)  # LayerKey
 
@@ -63,8 +66,11 @@ class LayerControls(QtWidgets.QFrame):
         if key.kind == "detection":
             grid.addWidget(QtWidgets.QLabel("threshold"), 3, 0)
             self.threshold = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
-            self.threshold.setRange(0, 100)
-            self.threshold.setValue(round(layer.threshold * 100))
+            # 1e-4 steps: a confident model's threshold (0.9998) can be set again once the slider has moved.
+            self.threshold.setRange(0, THRESHOLD_STEPS)
+            self.threshold.setSingleStep(THRESHOLD_STEPS // 100)
+            self.threshold.setPageStep(THRESHOLD_STEPS // 10)
+            self.threshold.setValue(round(layer.threshold * THRESHOLD_STEPS))
             self.threshold_label = QtWidgets.QLabel(threshold_text(layer.threshold))
             grid.addWidget(self.threshold, 3, 1)
             grid.addWidget(self.threshold_label, 3, 2)
@@ -81,8 +87,8 @@ class LayerControls(QtWidgets.QFrame):
         self.changed.emit(self.key)
 
     def _on_threshold(self, value: int) -> None:
-        self._layer.threshold = value / 100.0
-        self.threshold_label.setText(threshold_text(value / 100.0))
+        self._layer.threshold = value / THRESHOLD_STEPS
+        self.threshold_label.setText(threshold_text(value / THRESHOLD_STEPS))
         self.changed.emit(self.key)
 
 

@@ -121,7 +121,7 @@ def test_boxes_are_added_resized_and_deleted_and_stay_deleted_after_a_rerun(wind
     det = next(d for d in st.findings.detections if d.id == boxes[READER])
     assert det.box_zyx == (z0, y0 - 4, x0 - 4, z1, y1, x1)
     # delete the faint AI box (shown once its threshold is lowered)
-    window.layers_panel.controls["det:nodule-detector:nodule"].threshold.setValue(20)
+    window.layers_panel.controls["det:nodule-detector:nodule"].threshold.setValue(2000)
     faint = key_of_detection(st, 2)
     window.controller.select_finding(faint)
     qtbot.keyClick(window, Qt.Key.Key_Delete)

@@ -156,17 +156,19 @@ def test_layers_threshold_and_global_toggle(window, qtbot, study):
     window.redraw("slices")
     assert axial.visible_boxes == []
     controls = window.layers_panel.controls["det:nodule-detector:nodule"]
-    controls.threshold.setValue(25)
+    controls.threshold.setValue(2500)
     assert [b[1] for b in axial.visible_boxes] == [2]
     # the nodule (its box and its mask: one finding), the faint box, the classification
     assert window.findings_panel.table.rowCount() == 3
     assert controls.threshold_label.text() == "0.25"
-    controls.threshold.setValue(95)
+    controls.threshold.setValue(9998)
+    assert controls.threshold_label.text() == "0.9998" and axial.visible_boxes == []
+    controls.threshold.setValue(9500)
     assert window.findings_panel.table.rowCount() == 2  # the nodule stays: its mask outlines it
     st.set_slice("axial", 20)
     window.redraw("slices")
     assert axial.visible_boxes == []
-    controls.threshold.setValue(50)
+    controls.threshold.setValue(5000)
     assert [b[1] for b in axial.visible_boxes] == [1]
     mask_item = axial.mask_items["seg:nodule-segmenter:nodule"]
     assert mask_item.isVisible()
