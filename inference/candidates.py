@@ -16,6 +16,7 @@ few seconds on a chest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,20 +244,35 @@ CPU_BATCH = 8  # candidates per forward pass on a CPU: as fast as 128 there (mea
 GPU_BATCH = 128
 
 
-def classify(network, views, *, device: str = "cpu", batch: int | None = None, cancel=None, what: str = "model"):
+def classify(
+    network,
+    views,
+    *,
+    device: str = "cpu",
+    batch: int | None = None,
+    cancel=None,
+    what: str = "model",
+    mirror_axes: Sequence[int] = (),
+):
     """Probability that each candidate is a nodule (a generator yielding Progress; returns an (N,) array).
-    ``views``: an (N, 2, PATCH, PATCH, PATCH) array or a CandidateViews, read ``batch`` at a time."""
+    ``views``: an (N, 2, PATCH, PATCH, PATCH) array or a CandidateViews, read ``batch`` at a time.
+    ``mirror_axes`` (0 = z): test-time mirroring, the logits averaged over every combination of flips of
+    those axes (the bundle's ``input.mirror_axes``); a nodule is a nodule either way up, a vessel's
+    branching is not, so the average steadies the score of what the classifier half-recognises."""
     import torch
 
     from radlens.imaging.progress import Progress, check_cancel
+    from radlens.inference.engine import flip_combinations
 
     batch = batch or (GPU_BATCH if str(device).startswith("cuda") else CPU_BATCH)
+    flips = flip_combinations([a + 2 for a in mirror_axes])  # candidate and view come first
     network.eval().to(device)
     out = np.zeros(len(views), dtype=np.float32)
     for start in range(0, len(views), batch):
         check_cancel(cancel, what)
         x = torch.from_numpy(views[start : start + batch]).to(device)
         with torch.inference_mode():
-            out[start : start + len(x)] = torch.sigmoid(network(x).float()[:, 0]).cpu().numpy()
+            logits = sum(network(x.flip(dims) if dims else x).float()[:, 0] for dims in flips) / len(flips)
+            out[start : start + len(x)] = torch.sigmoid(logits).cpu().numpy()
         yield Progress(min(len(views), start + batch), len(views), "")
     return out

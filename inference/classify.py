@@ -13,7 +13,7 @@ slice's strongest cell equals that slice's probability; a study the model calls 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 import numpy as np
 
@@ -35,14 +35,25 @@ def slices_of(image: np.ndarray, patch_yx) -> tuple[np.ndarray, tuple[int, int, 
     return out, (y0, x0, y0 + py, x0 + px)
 
 
-def probabilities(network, slices: np.ndarray, device: str = "cpu") -> tuple[float, np.ndarray]:
-    """The study's probability and one per slice, for (Z, PY, PX) slices of one study."""
+def probabilities(
+    network, slices: np.ndarray, device: str = "cpu", mirror_axes: Sequence[int] = ()
+) -> tuple[float, np.ndarray]:
+    """The study's probability and one per slice, for (Z, PY, PX) slices of one study. ``mirror_axes``
+    (0 = z, the slice order): test-time mirroring, the logits averaged over every combination of flips."""
     import torch
 
+    from radlens.inference.engine import flip_combinations
+
     network.to(device).eval()
+    x = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[None].to(device)
+    flips = flip_combinations([a + 1 for a in mirror_axes])  # the study comes first
+    study, per_slice = 0.0, 0.0
     with torch.inference_mode():
-        study, per_slice = network(torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[None].to(device))
-    return float(torch.sigmoid(study)[0]), torch.sigmoid(per_slice)[0].float().cpu().numpy()
+        for dims in flips:
+            s, p = network(x.flip(dims) if dims else x)
+            study = study + s.float() / len(flips)
+            per_slice = per_slice + (p.flip(1) if 1 in dims else p).float() / len(flips)
+    return float(torch.sigmoid(study)[0]), torch.sigmoid(per_slice)[0].cpu().numpy()
 
 
 def grad_cam(network, slices: np.ndarray, per_slice: np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -93,11 +104,12 @@ def classify(
     *,
     device: str = "cpu",
     cancel: threading.Event | None = None,
+    mirror_axes: Sequence[int] = (),
 ) -> Generator[Progress, None, Classification]:
     """One study through a classification bundle: its Classification with the heat map in memory."""
     slices, window = slices_of(prepared.image, patch_yx)
     yield Progress(0, 2, f"{model}: {len(slices)} slices")
-    study, per_slice = probabilities(network, slices, device)
+    study, per_slice = probabilities(network, slices, device, mirror_axes)
     check_cancel(cancel, model)
     yield Progress(1, 2, f"{model}: heat map")
     heat = grad_cam(network, slices, per_slice, device)

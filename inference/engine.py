@@ -324,7 +324,14 @@ def run_bundle(
 
         label = (bundle.labels or ["abnormal"])[0]
         found = yield from classify(
-            bundle.network, prepared, inp.patch_zyx[1:], bundle.name, label, device=device, cancel=cancel
+            bundle.network,
+            prepared,
+            inp.patch_zyx[1:],
+            bundle.name,
+            label,
+            device=device,
+            cancel=cancel,
+            mirror_axes=inp.mirror_axes,
         )
         run = _model_run(bundle, t0, verdict.reasons)
         return Findings(input_block(volume), device, (run,), (), (), (found,))
@@ -369,7 +376,7 @@ def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lun
     check_cancel(cancel, bundle.name)
     views = candidates.CandidateViews(prepared.image, found.centers_zyx)
     probabilities = yield from candidates.classify(
-        bundle.network, views, device=device, cancel=cancel, what=bundle.name
+        bundle.network, views, device=device, cancel=cancel, what=bundle.name, mirror_axes=bundle.input.mirror_axes
     )
     scores = candidates.final_scores(bundle.metadata.scoring, probabilities, found.score)
     keep = scores >= postprocess.SCORE_FLOOR

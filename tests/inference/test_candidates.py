@@ -125,6 +125,33 @@ def test_views_cut_batch_by_batch_classify_exactly_as_all_at_once():
     assert len(np.unique(in_batches)) == 11  # each candidate its own score, in its own place
 
 
+def test_a_mirrored_classifier_scores_a_candidate_alike_whichever_way_up_it_lies():
+    """With every axis mirrored, a candidate's score does not depend on which way it faces; an untrained
+    classifier on its own does. Mirroring one axis averages the logits of the two passes."""
+    from radlens.imaging.progress import run_to_end
+    from radlens.inference.candidates import classify
+
+    rng = np.random.default_rng(3)
+    views = rng.normal(size=(6, 2, PATCH, PATCH, PATCH)).astype(np.float32)
+    turned = np.ascontiguousarray(views[:, :, ::-1, :, ::-1])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(2, 2, 3), torch.nn.AdaptiveMaxPool3d(2), torch.nn.Flatten(), torch.nn.Linear(16, 1)
+    )
+    plain, plain_turned = run_to_end(classify(net, views)), run_to_end(classify(net, turned))
+    assert not np.allclose(plain, plain_turned, atol=1e-4)
+    every = (0, 1, 2)
+    np.testing.assert_allclose(
+        run_to_end(classify(net, views, mirror_axes=every)),
+        run_to_end(classify(net, turned, mirror_axes=every)),
+        atol=1e-5,
+    )
+    with torch.inference_mode():
+        x = torch.from_numpy(views)
+        logits = (net(x) + net(x.flip(4)))[:, 0] / 2
+    np.testing.assert_allclose(run_to_end(classify(net, views, mirror_axes=(2,))), torch.sigmoid(logits), atol=1e-6)
+
+
 def _two_stage_bundle(folder):
     """A random-weight two-stage detector, gated to the lungs."""
     from inference_helpers import metadata
@@ -162,7 +189,7 @@ def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tm
 
 
 def test_a_step_note_shows_only_while_its_step_runs(tmp_path):
-    """"finding candidates" is the first stage's note: the classifier's windows after it, and the next
+    """ "finding candidates" is the first stage's note: the classifier's windows after it, and the next
     model's, do not carry it on."""
     from inference_helpers import sphere_ct
 
