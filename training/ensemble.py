@@ -28,6 +28,9 @@ from radlens.training.froc import froc_at_threshold, suggest_threshold
 
 # What every member's input must agree on: all of it but the CT window.
 SHARED_INPUT = tuple(f for f in InputSpec.__dataclass_fields__ if f != "normalization")
+# What the members must agree on and the ensemble keeps as it is: how the network's output is used
+# (a two-stage detector's candidates and scoring rule) and what the model is for.
+CARRIED = ("pipeline", "scoring", "applicability")
 
 
 def ensemble_normalization(members: list[LoadedBundle]) -> dict:
@@ -49,6 +52,7 @@ def mismatches(members: list[LoadedBundle]) -> list[str]:
         "labels": lambda m: m.labels,
         "arch": lambda m: m.metadata.arch,
         "arch_kwargs": lambda m: m.metadata.arch_kwargs,
+        **{k: (lambda m, k=k: m.metadata.document.get(k)) for k in CARRIED},
         **{f"input.{k}": (lambda m, k=k: m.input.to_json()[k]) for k in SHARED_INPUT},
     }
     problems = [
@@ -88,6 +92,7 @@ def ensemble_metadata(members: list[LoadedBundle], name: str) -> dict:
         "task": task,
         "description": f"mean of {len(members)} members: {first.description}",
         "labels": list(first.labels),
+        **{k: first.document[k] for k in CARRIED if k in first.document},
         "arch": "ensemble",
         "arch_kwargs": {
             "member_arch": first.arch,

@@ -80,3 +80,21 @@ def random_bundles(folder) -> tuple:
         metadata("rand-segmenter", "segmentation", "unet3d-seg", SEGMENTER_KWARGS),
     )
     return det, seg
+
+
+def two_stage_bundle(folder, seed: int = 0, **changes):
+    """A random-weight two-stage detector (candidates, then a small 3D CNN), gated to the lungs."""
+    import torch
+
+    from radlens.inference.bundle import load_bundle, save_bundle
+    from radlens.inference.networks import build_network
+
+    kwargs = {"in_channels": 2, "channels": [4, 8], "dropout": 0.0}
+    torch.manual_seed(seed)
+    inp = {
+        "modality": "CT", "spacing_zyx": [1.0, 1.0, 1.0], "patch_zyx": [32, 32, 32],
+        "normalization": {"kind": "ct-clip", "clip": [-1000, 400], "scale": "unit"}, "crop": "lungs",
+    }  # fmt: skip
+    meta = metadata("two-stage", "detection", "nodule-classifier3d", kwargs, input=inp, pipeline="candidates",
+                    applicability={"body_part": "chest", "region": "lungs"}, **changes)  # fmt: skip
+    return load_bundle(str(save_bundle(folder, build_network("nodule-classifier3d", **kwargs), meta)))

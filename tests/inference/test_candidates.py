@@ -152,32 +152,14 @@ def test_a_mirrored_classifier_scores_a_candidate_alike_whichever_way_up_it_lies
     np.testing.assert_allclose(run_to_end(classify(net, views, mirror_axes=(2,))), torch.sigmoid(logits), atol=1e-6)
 
 
-def _two_stage_bundle(folder):
-    """A random-weight two-stage detector, gated to the lungs."""
-    from inference_helpers import metadata
-
-    from radlens.inference.bundle import load_bundle, save_bundle
-    from radlens.inference.networks import build_network
-
-    kwargs = {"in_channels": 2, "channels": [4, 8], "dropout": 0.0}
-    torch.manual_seed(0)
-    inp = {
-        "modality": "CT", "spacing_zyx": [1.0, 1.0, 1.0], "patch_zyx": [32, 32, 32],
-        "normalization": {"kind": "ct-clip", "clip": [-1000, 400], "scale": "unit"}, "crop": "lungs",
-    }  # fmt: skip
-    meta = metadata("two-stage", "detection", "nodule-classifier3d", kwargs, input=inp, pipeline="candidates",
-                    applicability={"body_part": "chest", "region": "lungs"})  # fmt: skip
-    return load_bundle(str(save_bundle(folder, build_network("nodule-classifier3d", **kwargs), meta)))
-
-
 def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tmp_path):
-    from inference_helpers import sphere_ct
+    from inference_helpers import sphere_ct, two_stage_bundle
 
     from radlens.imaging.progress import run_to_end
     from radlens.inference.engine import run_bundle
     from radlens.inference.lungs import find_lungs
 
-    bundle = _two_stage_bundle(tmp_path / "b")
+    bundle = two_stage_bundle(tmp_path / "b")
     volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
     findings = run_to_end(run_bundle(volume, bundle))
     assert findings.models[0].name == "two-stage" and findings.detections
@@ -191,12 +173,12 @@ def test_a_two_stage_bundle_runs_in_the_engine_and_its_boxes_lie_in_the_lungs(tm
 def test_a_step_note_shows_only_while_its_step_runs(tmp_path):
     """ "finding candidates" is the first stage's note: the classifier's windows after it, and the next
     model's, do not carry it on."""
-    from inference_helpers import sphere_ct
+    from inference_helpers import sphere_ct, two_stage_bundle
 
     from radlens.imaging.progress import run_showing
     from radlens.inference.engine import iter_infer
 
-    bundle = _two_stage_bundle(tmp_path / "b")
+    bundle = two_stage_bundle(tmp_path / "b")
     volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
     messages = []
     run_showing(iter_infer(volume, [bundle, bundle], device="cpu"), lambda p: messages.append(p.message))

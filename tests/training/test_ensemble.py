@@ -15,7 +15,14 @@ from radlens.inference.bundle import load_bundle, save_bundle
 from radlens.inference.engine import sliding_windows
 from radlens.inference.networks import build_network
 from radlens.inference.preprocess import Preprocess
-from tests.inference.inference_helpers import DETECTOR_KWARGS, ct_input, metadata, random_bundles, sphere_ct
+from tests.inference.inference_helpers import (
+    DETECTOR_KWARGS,
+    ct_input,
+    metadata,
+    random_bundles,
+    sphere_ct,
+    two_stage_bundle,
+)
 
 # Two CT windows as two seeds' splits measure them: different percentiles, z-scored differently.
 WINDOW_A = {"kind": "ct-clip", "clip": [-900.0, 80.0], "scale": "zscore", "mean": -300.0, "std": 250.0}
@@ -82,6 +89,37 @@ def test_bundles_that_cannot_be_averaged_are_refused_with_every_reason(tmp_path,
     assert main(["ensemble", str(a), "--out", str(out)]) == 1
     assert "at least two member bundles" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_two_stage_detectors_average_into_a_two_stage_detector_for_the_same_organ(tmp_path, capsys):
+    """The ensemble of two two-stage detectors finds candidates as they do, scores each by the mean of
+    the members' logits, keeps their scoring rule and gates its boxes to the lungs as they do."""
+    from radlens.inference import candidates
+    from radlens.inference.engine import run_bundle
+    from radlens.inference.lungs import find_lungs
+
+    a, b = two_stage_bundle(tmp_path / "a", seed=1), two_stage_bundle(tmp_path / "b", seed=2)
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(a.info.path), str(b.info.path), "--out", str(out)]) == 0
+    ensemble = load_bundle(out)
+    assert ensemble.metadata.pipeline == "candidates" and ensemble.metadata.scoring == a.metadata.scoring
+    assert ensemble.metadata.applicability.region == "lungs"
+
+    volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
+    findings = run_to_end(run_bundle(volume, ensemble))
+    dets = findings.detections
+    assert dets and find_lungs(volume).touches([d.center_lps for d in dets], [d.diameter_mm for d in dets]).all()
+    views = np.random.default_rng(0).normal(size=(5, 2, 32, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        x = torch.from_numpy(views)
+        mean_logit = (a.network(x) + b.network(x))[:, 0] / 2
+    np.testing.assert_allclose(
+        run_to_end(candidates.classify(ensemble.network, views)), torch.sigmoid(mean_logit), atol=1e-6
+    )
+
+    c = two_stage_bundle(tmp_path / "c", seed=3, scoring="classifier×shape")
+    assert main(["ensemble", str(a.info.path), str(c.info.path), "--out", str(tmp_path / "mixed")]) == 1
+    assert "scoring 'classifier×shape'" in capsys.readouterr().err
 
 
 def test_a_calibrated_detector_ensemble_keeps_to_one_false_positive_per_scan(tmp_path, capsys):
