@@ -256,9 +256,8 @@ def classify(
 ):
     """Probability that each candidate is a nodule (a generator yielding Progress; returns an (N,) array).
     ``views``: an (N, 2, PATCH, PATCH, PATCH) array or a CandidateViews, read ``batch`` at a time.
-    ``mirror_axes`` (0 = z): test-time mirroring, the logits averaged over every combination of flips of
-    those axes (the bundle's ``input.mirror_axes``); a nodule is a nodule either way up, a vessel's
-    branching is not, so the average steadies the score of what the classifier half-recognises."""
+    ``mirror_axes`` (0 = z): test-time mirroring as the bundle's ``input.mirror_axes`` declares it, the
+    logits averaged over every combination of flips of those axes, as sliding windows average theirs."""
     import torch
 
     from radlens.imaging.progress import Progress, check_cancel
