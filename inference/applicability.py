@@ -5,6 +5,8 @@ segmenter outlines the ventricles of a T2 series). The bundle's ``input.modality
 ``applicability`` block (:class:`radlens.inference.metadata.Applicability`) say what it is for;
 this module compares them with what the series says about itself. A wrong modality refuses; a
 slice thickness outside the trained range, or an MR contrast other than the one it learned, warns.
+An MR contrast is read from the series description; a file without one (NIfTI, NRRD) is judged by
+whether its fluid is brighter or darker than the brain (:func:`radlens.imaging.modality.fluid_contrast`).
 The lungs a chest model needs are checked by the engine, which finds them anyway to gate findings.
 """
 
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from radlens.imaging.kinds import CINE, PROJECTION
+from radlens.imaging.modality import BRIGHT, DARK, fluid_contrast
 from radlens.imaging.volume import Volume
 from radlens.inference.metadata import BundleMetadata
 
@@ -24,6 +27,9 @@ SEQUENCE_WORDS = (
     ("T2-like", r"t2|\btse\b|\bfse\b|haste|space"),
     ("diffusion", r"dwi|diffusion|\badc\b|\btrace\b"),
 )
+# Which way fluid departs from the brain on each contrast a bundle may declare.
+FLUID_OF = {"T1-like": DARK, "FLAIR-like": DARK, "T2-like": BRIGHT}
+LOOKS = {BRIGHT: ("T2-like", "brighter"), DARK: ("T1- or FLAIR-like", "darker")}
 REFUSED = "refused"
 # A 3D model needs a volume: a scout, a radiograph or one slice of a CT is not one.
 MIN_SLICES = 2
@@ -83,16 +89,20 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
             warnings.append(
                 f"{name} was trained on slices of {lo:g}-{hi:g} mm; this series' slices are {thickness:.1f} mm apart"
             )
-    if want == "MR" and app.sequence not in ("any", ""):
-        seen = sequence_of(volume.description)
-        if seen is None:
-            warnings.append(
-                f"{name} was trained on {app.sequence} contrast; this series does not say its contrast, "
-                "check the result against the image"
-            )
-        elif seen != app.sequence:
-            warnings.append(
-                f"{name} was trained on {app.sequence} contrast; this series looks {seen} "
-                f"(series description {volume.description!r})"
-            )
+    contrast = app.sequence not in ("any", "") and want == "MR"
+    if contrast and (why := _other_contrast(volume, app.sequence)) is not None:
+        warnings.append(f"{name} was trained on {app.sequence} contrast; {why}")
     return Verdict("warn" if warnings else "run", tuple(warnings))
+
+
+def _other_contrast(volume: Volume, sequence: str) -> str | None:
+    """Why ``volume`` may not be ``sequence``: its description names another, or its fluid says so."""
+    if (seen := sequence_of(volume.description)) is not None:
+        return None if seen == sequence else f"this series looks {seen} (series description {volume.description!r})"
+    fluid = fluid_contrast(volume.array, volume.spacing_zyx)
+    if fluid is None or FLUID_OF.get(sequence) is None:
+        return "this series does not say its contrast, check the result against the image"
+    if fluid == FLUID_OF[sequence]:
+        return None
+    looks, side = LOOKS[fluid]
+    return f"this series looks {looks}: its fluid is {side} than the brain around it"

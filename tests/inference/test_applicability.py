@@ -9,6 +9,8 @@ torch = pytest.importorskip("torch")
 
 from inference_helpers import DETECTOR_KWARGS, SEGMENTER_KWARGS, metadata, sphere_ct  # noqa: E402
 
+from radlens.imaging.phantom import make_brain_mr  # noqa: E402
+from radlens.imaging.phantom_independent import make_independent_brain_mr  # noqa: E402
 from radlens.imaging.progress import run_to_end  # noqa: E402
 from radlens.imaging.volume import Volume  # noqa: E402
 from radlens.inference import engine  # noqa: E402
@@ -50,6 +52,24 @@ def test_a_t1_model_on_a_flair_series_warns_with_both_contrasts():
 def test_a_t1_model_on_an_unnamed_contrast_asks_the_reader_to_check():
     (reason,) = check(mr(""), brain_meta(sequence="T1-like")).reasons
     assert "does not say its contrast" in reason
+
+
+def test_a_t1_model_on_an_unnamed_t2_like_brain_warns_from_its_fluid():
+    """A NIfTI names no contrast; its bright ventricles say it is not the T1 the model learned."""
+    t2 = dataclasses.replace(make_independent_brain_mr(0, (40, 96, 96)).volume, description="")
+    (reason,) = check(t2, brain_meta(sequence="T1-like")).reasons
+    assert reason == (
+        "brain-seg was trained on T1-like contrast; this series looks T2-like: its fluid is brighter than the "
+        "brain around it"
+    )
+    assert check(t2, brain_meta(sequence="T2-like")).action == "run"
+
+
+def test_a_t1_model_on_an_unnamed_t1_like_brain_runs_without_a_contrast_warning():
+    t1 = dataclasses.replace(make_brain_mr(0).volume, description="")
+    assert check(t1, brain_meta(sequence="T1-like")).action == "run"
+    (reason,) = check(t1, brain_meta(sequence="T2-like")).reasons
+    assert "looks T1- or FLAIR-like: its fluid is darker than the brain around it" in reason
 
 
 def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():
