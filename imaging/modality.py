@@ -66,6 +66,8 @@ WIDE_SLICE = 0.6
 FLUID_STEP = 0.35
 MIN_FLUID_SHARE = 0.02
 BRIGHT, DARK = "bright", "dark"
+# The MR contrasts a reader may say a series is, as a bundle's ``applicability.sequence`` names them.
+MR_CONTRASTS = ("T1-like", "T2-like", "FLAIR-like")
 
 
 def _head_centre(array: np.ndarray, spacing_zyx) -> np.ndarray:

@@ -81,6 +81,8 @@ class Volume:
     source: str = ""
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # The MR contrast a reader said the series is (imaging.modality.MR_CONTRASTS); "" when none was said.
+    contrast: str = ""
     # Its kind (volume, projection, cine; a 4D set is loaded one part at a time), units, laterality,
     # frame timing and display shutter (imaging.presentation).
     presentation: Presentation = field(default_factory=Presentation)
@@ -95,6 +97,11 @@ class Volume:
         object.__setattr__(self, "direction", d)
 
     # -- shape ---------------------------------------------------------------------------------
+    @property
+    def modality_and_contrast(self) -> str:
+        """What the series is, as a reader would say it: "CT", "MR", "MR T2-like" (a contrast a reader said)."""
+        return f"{self.modality} {self.contrast}" if self.contrast else self.modality
+
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.array.shape[:3])  # type: ignore[return-value]

@@ -96,7 +96,9 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
 
 
 def _other_contrast(volume: Volume, sequence: str) -> str | None:
-    """Why ``volume`` may not be ``sequence``: its description names another, or its fluid says so."""
+    """Why ``volume`` may not be ``sequence``: the reader or its description names another, or its fluid says so."""
+    if volume.contrast:
+        return None if volume.contrast == sequence else f"the reader says this series is {volume.contrast}"
     if (seen := sequence_of(volume.description)) is not None:
         return None if seen == sequence else f"this series looks {seen} (series description {volume.description!r})"
     fluid = fluid_contrast(volume.array, volume.spacing_zyx)

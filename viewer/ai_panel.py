@@ -2,11 +2,13 @@
 
 It only lists bundles (metadata, no torch); the controller runs them through the JobRunner. The
 "Series is" box lets the reader correct a modality the file did not name or named wrongly (a CT
-saved as NRRD reads "OT"); the controller then reopens the series as that modality.
+saved as NRRD reads "OT"), or say an MR's contrast (a NIfTI names none); the controller then reopens
+the series as that.
 """
 
 from __future__ import annotations
 
+from radlens.imaging.modality import MR_CONTRASTS
 from radlens.imaging.progress import Progress
 from radlens.imaging.volume import Volume
 from radlens.viewer.findings_panel import MACHINE_NOTE
@@ -14,7 +16,7 @@ from radlens.viewer.qt import QtCore, QtWidgets
 
 BUNDLE_ROLE = QtCore.Qt.ItemDataRole.UserRole + 2
 # What a reader may say a series is; a series' own other modality (PT, DX, ...) is offered too.
-MODALITIES = ("CT", "MR", "OT")
+SERIES_CHOICES = ("CT", *(f"MR {c}" for c in MR_CONTRASTS), "MR", "OT")
 
 
 class AiPanel(QtWidgets.QWidget):
@@ -28,7 +30,7 @@ class AiPanel(QtWidgets.QWidget):
         row = QtWidgets.QHBoxLayout()
         row.addWidget(QtWidgets.QLabel("Series is"))
         self.modality = QtWidgets.QComboBox()
-        self.modality.setToolTip("what this series is: the models, windows and units follow")
+        self.modality.setToolTip("what this series is (for MR, its contrast): the models, windows and units follow")
         self.modality.setEnabled(False)
         row.addWidget(self.modality, 1)
         v.addLayout(row)
@@ -70,8 +72,9 @@ class AiPanel(QtWidgets.QWidget):
         self.modality.setEnabled(volume is not None)
         if volume is None:
             return
-        self.modality.addItems([*MODALITIES, *([volume.modality] if volume.modality not in MODALITIES else [])])
-        self.modality.setCurrentText(volume.modality)
+        shown = volume.modality_and_contrast
+        self.modality.addItems([*SERIES_CHOICES, *([shown] if shown not in SERIES_CHOICES else [])])
+        self.modality.setCurrentText(shown)
         from radlens.inference.applicability import not_a_volume
         from radlens.inference.bundle import list_bundles
 

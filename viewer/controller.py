@@ -34,6 +34,8 @@ from radlens.viewer.protocols import Runner, Settings, View
 from radlens.viewer.review import load_review, save_review
 from radlens.viewer.state import Study, ViewState, from_plane
 
+BY_THE_READER = "by the reader"
+
 RECENT_MAX = 10
 PROGRESS_INTERVAL_S = 0.1  # a chatty job must not cost the views their frames
 
@@ -245,13 +247,19 @@ class Controller:
         self.view.show_volume(self.study, self.synthetic)
         self.set_findings(self.models.kept(self.study))
 
-    def set_modality(self, modality: str) -> None:
-        """The reader says what the series is: it is reopened as that modality (models, window, units)."""
-        if self.study is None or modality == self.study.source.modality:
+    def set_modality(self, choice: str) -> None:
+        """The reader says what the series is ("MR", "MR T2-like"): it is reopened as that (models, window, units)."""
+        if self.study is None or choice == (vol := self.study.source).modality_and_contrast:
             return
-        vol = self.study.source
-        note = f"read as {vol.modality}, set to {modality} by the reader"
-        self.set_volume(vol.with_array(vol.array, modality=modality, warnings=(*vol.warnings, note)))
+        modality, _, contrast = choice.partition(" ")
+        earlier = [w for w in vol.warnings if w.endswith(BY_THE_READER)]  # one note: what the file said, what now
+        read_as = earlier[0].partition(",")[0] if earlier else f"read as {vol.modality_and_contrast}"
+        notes = (
+            *(w for w in vol.warnings if not w.endswith(BY_THE_READER)),
+            f"{read_as}, set to {choice} {BY_THE_READER}",
+        )
+        changed = vol.with_array(vol.array, modality=modality, contrast=contrast, warnings=notes)
+        self.set_volume(changed)
 
     def set_findings(self, findings: Findings | None) -> None:
         """The AI's findings for the study; they are shown with the reader's corrections over them."""

@@ -72,6 +72,13 @@ def test_a_t1_model_on_an_unnamed_t1_like_brain_runs_without_a_contrast_warning(
     assert "looks T1- or FLAIR-like: its fluid is darker than the brain around it" in reason
 
 
+def test_the_contrast_a_reader_says_outweighs_the_description_and_the_image():
+    t1 = dataclasses.replace(make_brain_mr(0).volume, description="sag MPRAGE", contrast="T2-like")
+    (reason,) = check(t1, brain_meta(sequence="T1-like")).reasons
+    assert reason == "brain-seg was trained on T1-like contrast; the reader says this series is T2-like"
+    assert check(t1, brain_meta(sequence="T2-like")).action == "run"
+
+
 def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():
     for description in ("AX T2 FLAIR", "MPRAGE", ""):
         assert check(mr(description), brain_meta(sequence="any")).action == "run"

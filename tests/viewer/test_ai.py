@@ -111,6 +111,30 @@ def test_the_reader_says_what_a_series_without_a_modality_is_and_the_fitting_mod
     assert "set to MR by the reader" in window.message.text()
 
 
+def test_the_reader_says_an_mr_s_contrast_and_the_models_are_checked_against_it(window, qtbot, tmp_path):
+    from radlens.imaging.phantom import make_brain_mr
+    from radlens.imaging.volume_io import read_volume, write_volume
+    from radlens.inference.applicability import check
+    from radlens.inference.bundle import read_metadata
+
+    write_volume(make_brain_mr(0).volume, tmp_path / "brain.nii.gz")  # a NIfTI names no contrast
+    window.set_volume(read_volume(tmp_path / "brain.nii.gz"))
+    panel = window.ai_panel
+    assert panel.modality.currentText() == "MR"
+    panel.modality.setFocus()
+    for _ in range(3):  # MR → MR FLAIR-like → MR T2-like → MR T1-like, as a reader steps through them
+        qtbot.keyClick(panel.modality, QtCore.Qt.Key.Key_Up)
+    assert panel.modality.currentText() == "MR T1-like"
+    assert window.study.volume.modality == "MR" and window.study.volume.contrast == "T1-like"
+    assert window.message.text().endswith("brain.nii.gz: 128 × 192 × 192; read as MR, set to MR T1-like by the reader")
+    qtbot.keyClick(panel.modality, QtCore.Qt.Key.Key_Down)
+    assert window.study.volume.contrast == "T2-like"
+    (segmenter,) = [b for b in panel.selected_bundles() if b.name == "brain-mr-lesion-segmenter"]
+    assert check(window.study.volume, read_metadata(segmenter.path)).reasons == (
+        "brain-mr-lesion-segmenter was trained on T1-like contrast; the reader says this series is T2-like",
+    )
+
+
 def test_running_the_models_twice_leaves_one_finding_per_lesion(window, qtbot, tmp_path, models):
     window.ai_panel.model_dirs = (models,)
     vol = _volume(tmp_path)
