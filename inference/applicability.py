@@ -4,7 +4,8 @@ Why: a model trained on one kind of scan gives confident nonsense on another (a 
 segmenter outlines the ventricles of a T2 series). The bundle's ``input.modality`` and its
 ``applicability`` block (:class:`radlens.inference.metadata.Applicability`) say what it is for;
 this module compares them with what the series says about itself. A wrong modality refuses; a
-slice thickness outside the trained range, or an MR contrast other than the one it learned, warns.
+slice thickness outside the trained range, or an MR contrast other than the one it learned, warns
+(or refuses, where the bundle says so: ``applicability.other_contrast``).
 An MR contrast is read from the series description; a file without one (NIfTI, NRRD) is judged by
 whether its fluid is brighter or darker than the brain (:func:`radlens.imaging.modality.fluid_contrast`).
 The lungs a chest model needs are checked by the engine, which finds them anyway to gate findings.
@@ -91,20 +92,26 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
             )
     contrast = app.sequence not in ("any", "") and want == "MR"
     if contrast and (why := _other_contrast(volume, app.sequence)) is not None:
-        warnings.append(f"{name} was trained on {app.sequence} contrast; {why}")
+        reason, known = why
+        if known and app.other_contrast == "refuse":
+            hint = "" if volume.contrast else " (if it is not, say its contrast in 'Series is')"
+            return Verdict("refuse", (f"{REFUSED}: {name} reads {app.sequence} contrast only; {reason}{hint}",))
+        warnings.append(f"{name} was trained on {app.sequence} contrast; {reason}")
     return Verdict("warn" if warnings else "run", tuple(warnings))
 
 
-def _other_contrast(volume: Volume, sequence: str) -> str | None:
-    """Why ``volume`` may not be ``sequence``: the reader or its description names another, or its fluid says so."""
+def _other_contrast(volume: Volume, sequence: str) -> tuple[str, bool] | None:
+    """Why ``volume`` may not be ``sequence`` (the reader or its description names another, or its fluid
+    says so), and whether it is known to be another rather than unnamed; None when it is ``sequence``."""
     if volume.contrast:
-        return None if volume.contrast == sequence else f"the reader says this series is {volume.contrast}"
+        return None if volume.contrast == sequence else (f"the reader says this series is {volume.contrast}", True)
     if (seen := sequence_of(volume.description)) is not None:
-        return None if seen == sequence else f"this series looks {seen} (series description {volume.description!r})"
+        why = f"this series looks {seen} (series description {volume.description!r})"
+        return None if seen == sequence else (why, True)
     fluid = fluid_contrast(volume.array, volume.spacing_zyx)
     if fluid is None or FLUID_OF.get(sequence) is None:
-        return "this series does not say its contrast, check the result against the image"
+        return "this series does not say its contrast, check the result against the image", False
     if fluid == FLUID_OF[sequence]:
         return None
     looks, side = LOOKS[fluid]
-    return f"this series looks {looks}: its fluid is {side} than the brain around it"
+    return f"this series looks {looks}: its fluid is {side} than the brain around it", True

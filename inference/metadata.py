@@ -171,6 +171,8 @@ class Applicability:
     chest CT model's boxes in the abdomen or the neck are not nodules). The rest is what a reader
     and the applicability check compare with a series: the body part, the MR contrast it learned
     (or "any"), and the slice thickness and lesion sizes it was trained and tested on.
+    ``other_contrast``: what a series of another MR contrast gets, "warn" (run, with a warning) or
+    "refuse" (for a model known to give nonsense there, as a T1 segmenter outlines T2 ventricles).
     """
 
     body_part: str = "any"
@@ -178,6 +180,7 @@ class Applicability:
     sequence: str = "any"
     slice_thickness_mm: tuple[float, float] | None = None
     lesion_diameter_mm: tuple[float, float] | None = None
+    other_contrast: str = "warn"
 
     @classmethod
     def from_json(cls, block, where: object = "applicability") -> Applicability:
@@ -196,7 +199,11 @@ class Applicability:
             ):
                 raise BundleError(where, f"applicability.{key} must be [low, high] in mm, not {r!r}")
             ranges[key] = None if r is None else (float(r[0]), float(r[1]))
-        return cls(str(block.get("body_part", "any")), region, str(block.get("sequence", "any")), **ranges)
+        other = block.get("other_contrast", "warn")
+        if other not in ("warn", "refuse"):
+            raise BundleError(where, f"applicability.other_contrast must be warn or refuse, not {other!r}")
+        return cls(str(block.get("body_part", "any")), region, str(block.get("sequence", "any")), **ranges,
+                   other_contrast=other)  # fmt: skip
 
 
 @dataclass(frozen=True)

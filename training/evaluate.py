@@ -69,6 +69,7 @@ def evaluate(
     bundle_path: str, dataset_path: str, device: str = "auto", cancel: threading.Event | None = None
 ) -> Generator[Progress, None, dict]:
     """Score a bundle on a dataset's held-out cases; returns the metrics document."""
+    from radlens.inference.applicability import REFUSED
     from radlens.inference.bundle import load_bundle
     from radlens.inference.engine import run_bundle, select_device
 
@@ -80,12 +81,15 @@ def evaluate(
     dev, _ = select_device(device)
     labels = bundle.labels or ["lesion"]
     per_case: dict[str, dict] = {}
+    refused: dict[str, str] = {}  # cases the bundle would not run on, and why (they score as found nothing)
     scans = []
     for k, case in enumerate(cases):
         check_cancel(cancel, "evaluation")
         yield Progress(k, len(cases), f"{case.case_id}")
         volume = load_image(case.image)
         findings = run_to_end(run_bundle(volume, bundle, device=dev, cancel=cancel))
+        if why := [w for w in findings.models[0].warnings if w.startswith(REFUSED)]:
+            refused[case.case_id] = why[0]
         if task == "classify":
             found = findings.classifications[0] if findings.classifications else None
             per_case[case.case_id] = {
@@ -144,6 +148,7 @@ def evaluate(
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command_line(),
         "task": meta.task,
+        "refused": refused,
         "per_case": per_case,
     }
     if task == "classify":
@@ -298,5 +303,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         source = record_in_bundle(args.bundle, doc)
         print(f"recorded in {args.bundle} as a {source} figure ({doc['cases']} cases)", file=sys.stderr)
     print(json.dumps(doc["summary"], indent=1))
+    if doc["refused"]:
+        first = next(iter(doc["refused"].values()))
+        print(f"the bundle refused {len(doc['refused'])} of {doc['cases']} cases ({first})", file=sys.stderr)
     print(f"metrics: {out}; plot: {png}", file=sys.stderr)
     return 0

@@ -16,6 +16,7 @@ from radlens.imaging.volume import Volume  # noqa: E402
 from radlens.inference import engine  # noqa: E402
 from radlens.inference.applicability import check, sequence_of  # noqa: E402
 from radlens.inference.bundle import load_bundle, save_bundle  # noqa: E402
+from radlens.inference.errors import BundleError  # noqa: E402
 from radlens.inference.metadata import BundleMetadata  # noqa: E402
 from radlens.inference.networks import build_network  # noqa: E402
 
@@ -77,6 +78,23 @@ def test_the_contrast_a_reader_says_outweighs_the_description_and_the_image():
     (reason,) = check(t1, brain_meta(sequence="T1-like")).reasons
     assert reason == "brain-seg was trained on T1-like contrast; the reader says this series is T2-like"
     assert check(t1, brain_meta(sequence="T2-like")).action == "run"
+
+
+def test_a_model_that_says_so_refuses_another_contrast_but_not_an_unnamed_one():
+    meta = brain_meta(sequence="T1-like", other_contrast="refuse")
+    t2 = dataclasses.replace(make_independent_brain_mr(0, (40, 96, 96)).volume, description="")
+    assert check(t2, meta).reasons == (
+        "refused: brain-seg reads T1-like contrast only; this series looks T2-like: its fluid is brighter than "
+        "the brain around it (if it is not, say its contrast in 'Series is')",
+    )
+    assert check(dataclasses.replace(t2, contrast="T1-like"), meta).action == "run"  # the reader's word
+    assert check(dataclasses.replace(t2, contrast="FLAIR-like"), meta).reasons == (
+        "refused: brain-seg reads T1-like contrast only; the reader says this series is FLAIR-like",
+    )
+    assert check(mr("AX T2 FLAIR"), meta).action == "refuse"
+    assert check(mr(""), meta).action == "warn"  # unnamed and unclear: run, and say so
+    with pytest.raises(BundleError, match="other_contrast must be warn or refuse"):
+        brain_meta(sequence="T1-like", other_contrast="maybe")
 
 
 def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():

@@ -47,3 +47,24 @@ def test_records_go_to_held_out_or_to_cross_source_with_their_case_counts(tmp_pa
     assert evaluation["held_out"]["cases"] == 32 and evaluation["held_out"]["source"] == "in-generator"
     cross = evaluation["cross_source"]["brain-mr-independent"]
     assert cross["cases"] == 16 and cross["source"] == "cross-source" and "per_case" not in cross
+
+
+def test_cases_the_bundle_refuses_are_counted_with_the_reason_and_score_as_nothing_found(tmp_path):
+    from radlens.imaging.phantom import iter_write_phantoms
+    from radlens.imaging.progress import run_to_end
+    from radlens.training.evaluate import evaluate
+
+    _, seg = random_bundles(tmp_path)
+
+    def t1_only(meta):
+        meta["input"].update(modality="MR", normalization={"kind": "zscore"})
+        meta["applicability"] = {"body_part": "brain", "sequence": "T1-like", "other_contrast": "refuse"}
+
+    update_metadata(seg, t1_only)
+    t2 = run_to_end(
+        iter_write_phantoms(tmp_path / "t2", kind="brain-mr-independent", cases=2, seed=3, shape_zyx=(40, 96, 96))
+    )
+    doc = run_to_end(evaluate(str(seg), str(t2), device="cpu"))
+    assert sorted(doc["refused"]) == sorted(doc["per_case"]) and len(doc["refused"]) == 2
+    assert all("reads T1-like contrast only; this series looks T2-like" in why for why in doc["refused"].values())
+    assert doc["summary"]["1"]["dice_mean"] == 0.0

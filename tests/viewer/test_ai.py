@@ -131,7 +131,7 @@ def test_the_reader_says_an_mr_s_contrast_and_the_models_are_checked_against_it(
     assert window.study.volume.contrast == "T2-like"
     (segmenter,) = [b for b in panel.selected_bundles() if b.name == "brain-mr-lesion-segmenter"]
     assert check(window.study.volume, read_metadata(segmenter.path)).reasons == (
-        "brain-mr-lesion-segmenter was trained on T1-like contrast; the reader says this series is T2-like",
+        "refused: brain-mr-lesion-segmenter reads T1-like contrast only; the reader says this series is T2-like",
     )
 
 
