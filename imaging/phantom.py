@@ -30,7 +30,9 @@ from radlens.imaging.volume import StudyInfo, Volume
 from radlens.imaging.volume_io import write_volume
 from radlens.imaging.windowing import preset
 
-KINDS = ("chest-ct", "brain-mr", "brain-mr-varied", "chest-ct-independent", "brain-mr-independent")
+KINDS = (
+    "chest-ct", "brain-mr", "brain-mr-varied", "brain-mr-sequences", "chest-ct-independent", "brain-mr-independent",
+)  # fmt: skip
 FORMATS = ("nifti", "dicom")
 STUDY_DATE = "20000101"  # fixed, so that a seed always gives the same files
 
@@ -183,7 +185,11 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
 
 
 def make_brain_mr(
-    seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False, lesion_free: bool = False,
+    seed: int,
+    shape_zyx=None,
+    spacing_zyx=None,
+    varied: bool = False,
+    lesion_free: bool = False,
     fluid_lesions: float = 0.0,
 ) -> Phantom:
     """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
@@ -218,6 +224,28 @@ def make_varied_brain_mr(
     )
 
 
+def make_sequence_brain_mr(
+    seed: int, shape_zyx=None, spacing_zyx=None, lesion_free: bool = False, fluid_lesions: float = 0.0
+) -> Phantom:
+    """A varied brain MR whose contrast is one of the common sequences (T1-, T2- or FLAIR-like, a third
+    each), the tissue signals drawn at random in that sequence's order: training data for a segmenter
+    of the sequences real scanners make, easier to learn than any contrast at all."""
+    from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, SEQUENCES, build_brain
+
+    kind = "brain-mr-sequences"
+    grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4]))
+    sequence = str(rng.choice(list(SEQUENCES)))
+    array, instances, raw = build_brain(
+        rng, grid, varied=True, lesions=not lesion_free, fluid_lesions=fluid_lesions, sequence=sequence
+    )
+    volume, findings = _assemble(
+        kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
+        "MR", f"SYNTHETIC brain MR phantom ({sequence} contrast)", (),
+    )  # fmt: skip
+    return Phantom(volume, (instances > 0).astype(np.uint8), findings, kind, int(seed))
+
+
 def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
     """A chest CT of the independently written generator (imaging.phantom_independent), for cross-source figures."""
     from radlens.imaging import phantom_independent  # it builds on this module's Phantom
@@ -236,13 +264,16 @@ MAKERS = {
     "chest-ct": make_chest_ct,
     "brain-mr": make_brain_mr,
     "brain-mr-varied": make_varied_brain_mr,
+    "brain-mr-sequences": make_sequence_brain_mr,
     # Cross-source evaluation: written apart from the generators above, sharing no shape or intensity code.
     "chest-ct-independent": make_independent_chest_ct,
     "brain-mr-independent": make_independent_brain_mr,
 }
 CASE_PREFIX = {kind: kind.split("-")[0] for kind in KINDS}
 # The kinds that can make a healthy case (``--lesion-free``); the independent generator cannot.
-LESION_FREE_KINDS = ("brain-mr", "brain-mr-varied")
+LESION_FREE_KINDS = ("brain-mr", "brain-mr-varied", "brain-mr-sequences")
+# The kinds whose contrast is drawn, so a lesion may take the fluid's signal (``--fluid-lesions``).
+FLUID_LESION_KINDS = ("brain-mr-varied", "brain-mr-sequences")
 
 
 def case_seed(seed: int, index: int) -> int:
@@ -294,8 +325,10 @@ def iter_write_phantoms(
         raise ImagingError(root, f"--lesion-free: only {' and '.join(LESION_FREE_KINDS)} phantoms can be healthy")
     if not 0.0 <= fluid_lesions <= 1.0:
         raise ImagingError(root, f"--fluid-lesions must be a fraction from 0 to 1, got {fluid_lesions}")
-    if fluid_lesions and kind != "brain-mr-varied":
-        raise ImagingError(root, "--fluid-lesions: only brain-mr-varied phantoms draw their contrast")
+    if fluid_lesions and kind not in FLUID_LESION_KINDS:
+        raise ImagingError(
+            root, f"--fluid-lesions: only {' and '.join(FLUID_LESION_KINDS)} phantoms draw their contrast"
+        )
     if shape_zyx is not None:
         try:
             check_shape(shape_zyx)

@@ -122,6 +122,24 @@ def _random_contrast(rng: np.random.Generator) -> np.ndarray:
     return table
 
 
+# The common MR contrasts a ``sequence`` case draws from, and each one's order of fluid, grey and
+# white matter, darkest first (T1: dark fluid, bright white matter; T2: the reverse; FLAIR: dark
+# fluid, grey matter a little brighter than white).
+SEQUENCES = {"T1-like": (CSF, GM, WM), "T2-like": (WM, GM, CSF), "FLAIR-like": (CSF, WM, GM)}
+
+
+def _in_order(rng: np.random.Generator, table: np.ndarray, sequence: str) -> np.ndarray:
+    """``table`` with fluid, grey and white matter redrawn in ``sequence``'s order, well apart (the
+    other tissues keep their random signal): the contrasts of real scanners, varied within each."""
+    dark = rng.uniform(20.0, 300.0)
+    middle = dark + rng.uniform(150.0, 400.0)
+    steps = (rng.uniform(60.0, 200.0) if sequence == "FLAIR-like" else rng.uniform(120.0, 400.0),)
+    out = table.copy()
+    for cls, value in zip(SEQUENCES[sequence], (dark, middle, min(middle + steps[0], 1000.0)), strict=True):
+        out[cls] = value
+    return out
+
+
 def _lesion_signal(rng: np.random.Generator, table: np.ndarray, contrast: str, varied: bool) -> float:
     """A lesion's signal: the demo's fixed hyper/hypo ranges, or a random departure from the white matter."""
     if not varied:
@@ -162,7 +180,12 @@ def _fluid_pockets(rng: np.random.Generator) -> tuple:
 
 
 def build_brain(
-    rng: np.random.Generator, grid: Grid, varied: bool = False, lesions: bool = True, fluid_lesions: float = 0.0
+    rng: np.random.Generator,
+    grid: Grid,
+    varied: bool = False,
+    lesions: bool = True,
+    fluid_lesions: float = 0.0,
+    sequence: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[RawLesion]]:
     """(signal as int16, lesion instance map uint8, lesions) on ``grid``; ``varied``: a random contrast.
 
@@ -170,13 +193,17 @@ def build_brain(
     and contrast are drawn exactly as with lesions, so only their absence tells the two apart.
     ``fluid_lesions``: the share of lesions on the fluid's side of the white matter given the fluid's own
     signal, as plaques and oedema are on a T2-weighted image (drawn from a stream of their own, so 0
-    leaves every other draw, and so every earlier phantom, as it was)."""
+    leaves every other draw, and so every earlier phantom, as it was).
+    ``sequence`` (varied cases): one of ``SEQUENCES``, whose order of fluid, grey and white matter the
+    random contrast keeps; lesions are then bright on T2 and FLAIR, as plaques and oedema are."""
     d_min = min(max(3.0, 3.0 * max(grid.spacing_zyx)), 25.0)  # ≥ 3 voxels across, unless the grid is coarse
     edge = float(min(grid.spacing_zyx))
     folds = smooth_field(rng, grid, 7.0)  # cortical thickness and the grey/white boundary
     sulci = smooth_field(rng, grid, rng.uniform(6.0, 11.0) if varied else 11.0)  # its zero sheets become sulci
     texture = smooth_field(rng, grid, 6.0)
     table = _random_contrast(rng) if varied else T1_LIKE
+    if sequence is not None:
+        table = _in_order(rng.spawn(1)[0], table, sequence)
     pockets = _fluid_pockets(rng) if varied else ()
     ventricles = _varied_ventricles(rng) if varied else VENTRICLES
     texture_amp = np.float32(rng.uniform(0.0, 0.1) if varied else 0.03)
@@ -230,6 +257,8 @@ def build_brain(
         mask = (f >= 0.5) & (instances[box] == 0)
         if not mask.any():  # smaller than a voxel of a very coarse grid
             continue
+        if sequence in ("T2-like", "FLAIR-like"):
+            contrast = "hyper"
         value = np.float32(_lesion_signal(rng, table, contrast, varied))
         if fluid_rng is not None and fluid_rng.random() < fluid_lesions:
             value = _as_fluid(fluid_rng, table, value)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from radlens.imaging.phantom import iter_write_phantoms, make_brain_mr, make_varied_brain_mr
+from radlens.imaging.phantom import iter_write_phantoms, make_brain_mr, make_sequence_brain_mr, make_varied_brain_mr
 from radlens.imaging.phantom_brain import VENTRICLES
 from radlens.imaging.progress import run_to_end
 
@@ -151,3 +151,19 @@ def test_fluid_lesions_take_the_fluids_signal_and_change_nothing_else(tmp_path):
     root = run_to_end(iter_write_phantoms(tmp_path / "f", kind="brain-mr-varied", cases=1, seed=4, shape_zyx=SHAPE,
                                           fluid_lesions=0.5))  # fmt: skip
     assert "--fluid-lesions 0.5" in json.loads((root / "dataset.json").read_text())["command"]
+
+
+def test_sequence_brains_keep_their_sequence_s_order_of_fluid_and_white_matter():
+    """brain-mr-sequences: fluid darker than white matter on T1 and FLAIR, brighter on T2, and lesions
+    bright on T2 and FLAIR; all three are drawn."""
+    seen = set()
+    for seed in range(9):
+        ph = make_sequence_brain_mr(seed, SHAPE)
+        sequence = ph.volume.description.split("(")[1].split()[0]
+        seen.add(sequence)
+        fluid = _median(ph, _ventricles(ph) & (ph.labels == 0))
+        white = _median(ph, _deep_white_matter(ph) & (ph.labels == 0))
+        assert (fluid > white) == (sequence == "T2-like"), (seed, sequence, fluid, white)
+        if sequence != "T1-like" and ph.labels.any():
+            assert _median(ph, ph.labels.astype(bool)) > white, (seed, sequence)
+    assert seen == {"T1-like", "T2-like", "FLAIR-like"}
