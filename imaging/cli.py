@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="F",
-        help="brain-mr-varied: the share of lesions as bright (or dark) as the fluid, as on T2 (default 0)",
+        help="brain-mr-varied, -sequences: the share of lesions as bright (or dark) as the fluid, as on T2 (default 0)",
     )
     p.set_defaults(func=run_phantom)
 
