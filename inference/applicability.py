@@ -90,28 +90,31 @@ def check(volume: Volume, metadata: BundleMetadata) -> Verdict:
             warnings.append(
                 f"{name} was trained on slices of {lo:g}-{hi:g} mm; this series' slices are {thickness:.1f} mm apart"
             )
-    contrast = app.sequence not in ("any", "") and want == "MR"
-    if contrast and (why := _other_contrast(volume, app.sequence)) is not None:
+    if app.sequence and want == "MR" and (why := _other_contrast(volume, app.sequence)) is not None:
         reason, known = why
+        learned = app.sequence_named
         if known and app.other_contrast == "refuse":
             hint = "" if volume.contrast else " (if it is not, say its contrast in 'Series is')"
-            return Verdict("refuse", (f"{REFUSED}: {name} reads {app.sequence} contrast only; {reason}{hint}",))
-        warnings.append(f"{name} was trained on {app.sequence} contrast; {reason}")
+            return Verdict("refuse", (f"{REFUSED}: {name} reads {learned} contrast only; {reason}{hint}",))
+        warnings.append(f"{name} was trained on {learned} contrast; {reason}")
     return Verdict("warn" if warnings else "run", tuple(warnings))
 
 
-def _other_contrast(volume: Volume, sequence: str) -> tuple[str, bool] | None:
-    """Why ``volume`` may not be ``sequence`` (the reader or its description names another, or its fluid
-    says so), and whether it is known to be another rather than unnamed; None when it is ``sequence``."""
+def _other_contrast(volume: Volume, sequences: tuple[str, ...]) -> tuple[str, bool] | None:
+    """Why ``volume`` may not be one of ``sequences`` (the reader or its description names another, or
+    its fluid says so), and whether it is known to be another rather than unnamed; None when it is one."""
     if volume.contrast:
-        return None if volume.contrast == sequence else (f"the reader says this series is {volume.contrast}", True)
+        return None if volume.contrast in sequences else (f"the reader says this series is {volume.contrast}", True)
     if (seen := sequence_of(volume.description)) is not None:
         why = f"this series looks {seen} (series description {volume.description!r})"
-        return None if seen == sequence else (why, True)
+        return None if seen in sequences else (why, True)
+    fluids = {FLUID_OF.get(s) for s in sequences}
+    if {BRIGHT, DARK} <= fluids:  # fluid either way is one of its contrasts
+        return None
     fluid = fluid_contrast(volume.array, volume.spacing_zyx)
-    if fluid is None or FLUID_OF.get(sequence) is None:
+    if fluid is None or None in fluids:
         return "this series does not say its contrast, check the result against the image", False
-    if fluid == FLUID_OF[sequence]:
+    if fluid in fluids:
         return None
     looks, side = LOOKS[fluid]
     return f"this series looks {looks}: its fluid is {side} than the brain around it", True

@@ -169,18 +169,24 @@ class Applicability:
 
     ``region``: the organ its findings must touch; the engine drops findings elsewhere ("lungs": a
     chest CT model's boxes in the abdomen or the neck are not nodules). The rest is what a reader
-    and the applicability check compare with a series: the body part, the MR contrast it learned
-    (or "any"), and the slice thickness and lesion sizes it was trained and tested on.
+    and the applicability check compare with a series: the body part, the MR contrasts it learned
+    (``sequence``: one name or a list of them in metadata.json; empty for any contrast), and the slice
+    thickness and lesion sizes it was trained and tested on.
     ``other_contrast``: what a series of another MR contrast gets, "warn" (run, with a warning) or
     "refuse" (for a model known to give nonsense there, as a T1 segmenter outlines T2 ventricles).
     """
 
     body_part: str = "any"
     region: str | None = None
-    sequence: str = "any"
+    sequence: tuple[str, ...] = ()
     slice_thickness_mm: tuple[float, float] | None = None
     lesion_diameter_mm: tuple[float, float] | None = None
     other_contrast: str = "warn"
+
+    @property
+    def sequence_named(self) -> str:
+        """The contrasts it learned, as a reader is told them: "T1-like", "T1-like or T2-like"."""
+        return " or ".join(self.sequence) if self.sequence else "any"
 
     @classmethod
     def from_json(cls, block, where: object = "applicability") -> Applicability:
@@ -202,7 +208,13 @@ class Applicability:
         other = block.get("other_contrast", "warn")
         if other not in ("warn", "refuse"):
             raise BundleError(where, f"applicability.other_contrast must be warn or refuse, not {other!r}")
-        return cls(str(block.get("body_part", "any")), region, str(block.get("sequence", "any")), **ranges,
+        named = block.get("sequence", "any")
+        if not (
+            isinstance(named, str) or (isinstance(named, list) and named and all(isinstance(n, str) for n in named))
+        ):
+            raise BundleError(where, f"applicability.sequence must be a contrast or a list of them, not {named!r}")
+        sequence = () if named in ("any", "") else (named,) if isinstance(named, str) else tuple(named)
+        return cls(str(block.get("body_part", "any")), region, sequence, **ranges,
                    other_contrast=other)  # fmt: skip
 
 

@@ -97,6 +97,21 @@ def test_a_model_that_says_so_refuses_another_contrast_but_not_an_unnamed_one():
         brain_meta(sequence="T1-like", other_contrast="maybe")
 
 
+def test_a_model_of_several_contrasts_runs_on_each_and_names_them_all_when_refusing():
+    t1 = dataclasses.replace(make_brain_mr(0).volume, description="")
+    t2 = dataclasses.replace(make_independent_brain_mr(0, (40, 96, 96)).volume, description="")
+    every = brain_meta(sequence=["T1-like", "T2-like", "FLAIR-like"], other_contrast="refuse")
+    assert check(t1, every).action == check(t2, every).action == check(mr(""), every).action == "run"
+    (reason,) = check(mr("ep2d_diff DWI"), every).reasons
+    assert reason.startswith("refused: brain-seg reads T1-like or T2-like or FLAIR-like contrast only; ")
+    dark_fluid = brain_meta(sequence=["T1-like", "FLAIR-like"])
+    assert check(t1, dark_fluid).action == "run"
+    (reason,) = check(t2, dark_fluid).reasons
+    assert reason.startswith("brain-seg was trained on T1-like or FLAIR-like contrast; this series looks T2-like")
+    with pytest.raises(BundleError, match="sequence must be a contrast or a list of them"):
+        brain_meta(sequence=[])
+
+
 def test_an_any_contrast_model_runs_on_every_sequence_without_a_warning():
     for description in ("AX T2 FLAIR", "MPRAGE", ""):
         assert check(mr(description), brain_meta(sequence="any")).action == "run"
