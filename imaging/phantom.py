@@ -269,6 +269,12 @@ MAKERS = {
     "chest-ct-independent": make_independent_chest_ct,
     "brain-mr-independent": make_independent_brain_mr,
 }
+# The code that made each kind: kinds of one generator share its anatomy and intensity models, so a
+# figure on one kind for a model trained on another of the same generator is still in-generator.
+GENERATOR = {
+    "chest-ct": "chest", "brain-mr": "brain", "brain-mr-varied": "brain", "brain-mr-sequences": "brain",
+    "chest-ct-independent": "independent chest", "brain-mr-independent": "independent brain",
+}  # fmt: skip
 CASE_PREFIX = {kind: kind.split("-")[0] for kind in KINDS}
 # The kinds that can make a healthy case (``--lesion-free``); the independent generator cannot.
 LESION_FREE_KINDS = ("brain-mr", "brain-mr-varied", "brain-mr-sequences")

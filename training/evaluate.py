@@ -261,13 +261,19 @@ def generator_of(command: str | None) -> str | None:
 
 def is_same_source(training: dict, dataset_root: str, data_command: str | None) -> bool:
     """Whether a dataset comes from what made the bundle's training data: the same folder, or the same
-    phantom generator. Only then is a figure in-generator; any other source is cross-source."""
+    phantom generator (any of its kinds). Only then is a figure in-generator; any other is cross-source."""
+    from radlens.imaging.phantom import GENERATOR
+
+    def made(command: str | None) -> str | None:
+        kind = generator_of(command)
+        return GENERATOR.get(kind, kind) if kind is not None else None
+
     members = training.get("ensemble_of") or [training]
-    made_by = {generator_of(m.get("data_command")) for m in members} | {generator_of(training.get("data_command"))}
+    made_by = {made(m.get("data_command")) for m in members} | {made(training.get("data_command"))}
     same_folder = any(
         m.get("dataset") and Path(m["dataset"]).resolve() == Path(dataset_root).resolve() for m in members
     )
-    return same_folder or (generator_of(data_command) is not None and generator_of(data_command) in made_by)
+    return same_folder or (made(data_command) is not None and made(data_command) in made_by)
 
 
 def record_in_bundle(bundle_path: str, doc: dict) -> str:

@@ -27,6 +27,8 @@ def test_same_folder_or_same_generator_is_in_generator_and_anything_else_cross_s
     assert is_same_source(training, tmp_path / "train", None)
     assert is_same_source(training, tmp_path / "test", TRAINED_ON.replace("--seed 1", "--seed 1001"))
     assert not is_same_source(training, tmp_path / "test", "radlens phantom /t --kind brain-mr-independent")
+    # Another kind of the same generator (its anatomy and intensity code) is still in-generator.
+    assert is_same_source(training, tmp_path / "test", "radlens phantom /t --kind brain-mr-sequences --seed 9")
     assert not is_same_source(training, tmp_path / "real", None)  # real scans from elsewhere
     ensemble = {"ensemble_of": [{"dataset": "/a", "data_command": "radlens phantom /a --kind chest-ct"}]}
     assert is_same_source(ensemble, tmp_path / "t", "radlens phantom /t --kind chest-ct --seed 7")
