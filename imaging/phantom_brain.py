@@ -17,6 +17,7 @@ few millimetres thick on an ellipsoid and keeps every layer a single vectorised 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,12 +82,46 @@ def _varied_ventricles(rng: np.random.Generator) -> tuple:
     return tuple(out)
 
 
+def _curved_ventricles(rng: np.random.Generator) -> tuple:
+    """One case's lateral ventricles as they curve through the hemisphere, as chains of small ellipsoids:
+    frontal horn, body, the wide atrium (trigone) beside the thalamus, the occipital horn behind it and
+    the temporal horn curving down and forward; then the third ventricle. Sizes vary with atrophy."""
+    atrophy = rng.uniform(0.8, 1.6)
+    out = []
+    for side in (-1.0, 1.0):
+        # (x lateral, y posterior, z up) in mm, and the radius at each point
+        frontal, body = (rng.uniform(8, 13), rng.uniform(-30, -22), rng.uniform(10, 18)), (12.0, 0.0, 20.0)
+        atrium = (rng.uniform(17, 24), rng.uniform(22, 30), rng.uniform(8, 16))
+        occipital = (rng.uniform(14, 20), rng.uniform(38, 48), rng.uniform(6, 12))
+        temporal = ((rng.uniform(24, 30), rng.uniform(8, 14), rng.uniform(-6, 0)),
+                    (rng.uniform(26, 32), rng.uniform(-12, -4), rng.uniform(-16, -10)))  # fmt: skip
+        radii = {"frontal": rng.uniform(4, 7), "body": rng.uniform(4, 6), "atrium": rng.uniform(6, 10),
+                 "occipital": rng.uniform(2, 4), "temporal": rng.uniform(2, 4)}  # fmt: skip
+        paths = (
+            ((frontal, radii["frontal"]), (body, radii["body"]), (atrium, radii["atrium"]),
+             (occipital, radii["occipital"])),
+            ((atrium, radii["atrium"]), (temporal[0], radii["temporal"] + 1.5), (temporal[1], radii["temporal"])),
+        )  # fmt: skip
+        for path in paths:
+            for (p0, r0), (p1, r1) in itertools.pairwise(path):
+                p0, p1 = np.asarray(p0), np.asarray(p1)
+                steps = max(2, int(np.linalg.norm(p1 - p0) / 4.0))
+                for t in np.linspace(0.0, 1.0, steps, endpoint=False):
+                    c = (1 - t) * p0 + t * p1
+                    r = atrophy * ((1 - t) * r0 + t * r1)
+                    # Bodies and horns are taller than wide: a slit beside the midline.
+                    out.append(((side * c[0], c[1], c[2]), (0.8 * r, r, 1.2 * r)))
+    out.append((VENTRICLES[2][0], tuple(np.asarray(VENTRICLES[2][1]) * rng.uniform(0.8, 2.0, 3))))
+    return tuple(out)
+
+
 def _place_lesions(
-    rng: np.random.Generator, d_min: float, varied: bool, ventricles=VENTRICLES
+    rng: np.random.Generator, d_min: float, varied: bool, ventricles=VENTRICLES, walls: int = 2
 ) -> list[tuple[np.ndarray, float, str, str]]:
     """2–6 non-overlapping lesions (centre, radius, contrast, kind) in the cerebrum, clear of the ventricles.
 
-    Varied cases also place periventricular plaques (a few mm from a ventricle) and tumours (≥ 12 mm).
+    Varied cases also place periventricular plaques (a few mm from one of the first ``walls`` ventricle
+    ellipsoids) and tumours (≥ 12 mm).
     """
     placed: list[tuple[np.ndarray, float, str, str]] = []
     for _ in range(int(rng.integers(2, 7))):
@@ -98,7 +133,7 @@ def _place_lesions(
         contrast = "hyper" if rng.random() < 0.65 else "hypo"
         for _try in range(80):
             if kind == "periventricular":
-                (vc, va), u = ventricles[int(rng.integers(0, 2))], rng.normal(size=3)
+                (vc, va), u = ventricles[int(rng.integers(0, walls))], rng.normal(size=3)
                 c = np.asarray(vc) + np.asarray(va) * u / np.linalg.norm(u) + u / np.linalg.norm(u) * (r + 2.5)
             else:
                 c = rng.uniform(-1, 1, 3) * [50.0, 70.0, 45.0] + [0.0, 0.0, 15.0]
@@ -205,7 +240,11 @@ def build_brain(
     if sequence is not None:
         table = _in_order(rng.spawn(1)[0], table, sequence)
     pockets = _fluid_pockets(rng) if varied else ()
-    ventricles = _varied_ventricles(rng) if varied else VENTRICLES
+    if sequence is not None:
+        ventricles = _curved_ventricles(rng.spawn(1)[0])
+    else:
+        ventricles = _varied_ventricles(rng) if varied else VENTRICLES
+    walls = len(ventricles) - 1 if sequence is not None else 2  # any lateral ventricle ellipsoid
     texture_amp = np.float32(rng.uniform(0.0, 0.1) if varied else 0.03)
     # Varied cases: sulci from slits to the wide CSF of an atrophic brain, reaching into the white
     # matter, and the interhemispheric fissure (on a T2 image a bright web and a bright midline).
@@ -248,7 +287,7 @@ def build_brain(
     instances = np.zeros(grid.shape_zyx, dtype=np.uint8)
     found: list[RawLesion] = []
     fluid_rng = rng.spawn(1)[0] if fluid_lesions > 0 else None
-    for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles) if lesions else ():
+    for c, r, contrast, kind in _place_lesions(rng, d_min, varied, ventricles, walls) if lesions else ():
         lobes = np.array([rng.uniform(0.0, 0.15), *rng.uniform(0, 2 * np.pi, 3)])
         pad = 1.2 * r + 3 * max(grid.spacing_zyx)
         box = grid.box(c - pad, c + pad)
