@@ -141,8 +141,12 @@ class AiPanel(QtWidgets.QWidget):
         elif ev.cancelled:
             self.set_status("cancelled")
         elif ev.result is not None:
+            from radlens.inference.applicability import REFUSED
+
             self.device.setText(f"device: {ev.result.device}")
-            self.set_status(f"done — {MACHINE_NOTE}")
+            # A model that would not run says why here, where the reader looks, not only in the status bar.
+            refused = [w for m in ev.result.models for w in m.warnings if w.startswith(REFUSED)]
+            self.set_status("\n".join([f"done — {MACHINE_NOTE}", *refused]))
 
     def stopped(self) -> None:
         """The job was cancelled or dropped: no result will come."""

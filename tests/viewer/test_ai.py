@@ -135,6 +135,27 @@ def test_the_reader_says_an_mr_s_contrast_and_the_models_are_checked_against_it(
     )
 
 
+def test_a_model_that_refuses_the_series_says_why_in_the_ai_panel(window, qtbot, tmp_path):
+    from radlens.imaging.phantom_independent import make_independent_brain_mr
+    from radlens.imaging.volume_io import read_volume, write_volume
+
+    write_volume(make_independent_brain_mr(0, (40, 96, 96)).volume, tmp_path / "t2.nii.gz")
+    window.set_volume(read_volume(tmp_path / "t2.nii.gz"))
+    panel = window.ai_panel
+    for i in range(panel.models.count()):
+        item = panel.models.item(i)
+        if not item.text().startswith("brain-mr-lesion-segmenter "):
+            item.setCheckState(QtCore.Qt.CheckState.Unchecked)
+    qtbot.mouseClick(panel.run_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.status.text().startswith("done"), timeout=120000)
+    done, refused = panel.status.text().split("\n")
+    assert done == "done — AI results: machine-generated, not a diagnosis"
+    assert refused.startswith(
+        "refused: brain-mr-lesion-segmenter reads T1-like contrast only; this series looks T2-like"
+    )
+    assert window.study.ai is not None and not window.study.ai.segmentations
+
+
 def test_running_the_models_twice_leaves_one_finding_per_lesion(window, qtbot, tmp_path, models):
     window.ai_panel.model_dirs = (models,)
     vol = _volume(tmp_path)
