@@ -185,12 +185,8 @@ def make_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:
 
 
 def make_brain_mr(
-    seed: int,
-    shape_zyx=None,
-    spacing_zyx=None,
-    varied: bool = False,
-    lesion_free: bool = False,
-    fluid_lesions: float = 0.0,
+    seed: int, shape_zyx=None, spacing_zyx=None, varied: bool = False, lesion_free: bool = False,
+    fluid_lesions: float = 0.0, sequences: bool = False,
 ) -> Phantom:
     """A SYNTHETIC T1-like brain MR (0..~1000, int16) with 2–6 lesions of 3–25 mm, hyper- and hypointense.
 
@@ -200,14 +196,18 @@ def make_brain_mr(
     (domain randomisation, for training), with periventricular plaques and rim-enhancing tumours too.
     ``lesion_free``: a healthy brain, no lesion (negatives for a study-level classifier).
     ``fluid_lesions``: the share of lesions with the fluid's signal (``build_brain``; varied cases).
+    ``sequences``: varied, but the contrast one of the common sequences (``make_sequence_brain_mr``).
     """
-    from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, build_brain
+    from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, SEQUENCES, build_brain
 
-    kind = "brain-mr-varied" if varied else "brain-mr"
+    kind = "brain-mr-sequences" if sequences else "brain-mr-varied" if varied else "brain-mr"
     grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3 if varied else 2]))
-    array, instances, raw = build_brain(rng, grid, varied=varied, lesions=not lesion_free, fluid_lesions=fluid_lesions)
-    contrast = "random contrast" if varied else "T1-like"
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4 if sequences else 3 if varied else 2]))
+    sequence = str(rng.choice(list(SEQUENCES))) if sequences else None
+    array, instances, raw = build_brain(
+        rng, grid, varied=varied or sequences, lesions=not lesion_free, fluid_lesions=fluid_lesions, sequence=sequence
+    )
+    contrast = f"{sequence} contrast" if sequence else "random contrast" if varied else "T1-like"
     volume, findings = _assemble(
         kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
         "MR", f"SYNTHETIC brain MR phantom ({contrast})", (),
@@ -230,20 +230,9 @@ def make_sequence_brain_mr(
     """A varied brain MR whose contrast is one of the common sequences (T1-, T2- or FLAIR-like, a third
     each), the tissue signals drawn at random in that sequence's order: training data for a segmenter
     of the sequences real scanners make, easier to learn than any contrast at all."""
-    from radlens.imaging.phantom_brain import DEFAULT_SHAPE_ZYX, EXTENT_ZYX, SEQUENCES, build_brain
-
-    kind = "brain-mr-sequences"
-    grid = _grid(DEFAULT_SHAPE_ZYX, EXTENT_ZYX, shape_zyx, spacing_zyx)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4]))
-    sequence = str(rng.choice(list(SEQUENCES)))
-    array, instances, raw = build_brain(
-        rng, grid, varied=True, lesions=not lesion_free, fluid_lesions=fluid_lesions, sequence=sequence
+    return make_brain_mr(
+        seed, shape_zyx, spacing_zyx, lesion_free=lesion_free, fluid_lesions=fluid_lesions, sequences=True
     )
-    volume, findings = _assemble(
-        kind, seed, grid, (0.0, 15.0, 30.0), array, instances, raw,
-        "MR", f"SYNTHETIC brain MR phantom ({sequence} contrast)", (),
-    )  # fmt: skip
-    return Phantom(volume, (instances > 0).astype(np.uint8), findings, kind, int(seed))
 
 
 def make_independent_chest_ct(seed: int, shape_zyx=None, spacing_zyx=None) -> Phantom:

@@ -168,9 +168,9 @@ def _in_order(rng: np.random.Generator, table: np.ndarray, sequence: str) -> np.
     other tissues keep their random signal): the contrasts of real scanners, varied within each."""
     dark = rng.uniform(20.0, 300.0)
     middle = dark + rng.uniform(150.0, 400.0)
-    steps = (rng.uniform(60.0, 200.0) if sequence == "FLAIR-like" else rng.uniform(120.0, 400.0),)
+    step = rng.uniform(60.0, 200.0) if sequence == "FLAIR-like" else rng.uniform(120.0, 400.0)
     out = table.copy()
-    for cls, value in zip(SEQUENCES[sequence], (dark, middle, min(middle + steps[0], 1000.0)), strict=True):
+    for cls, value in zip(SEQUENCES[sequence], (dark, middle, min(middle + step, 1000.0)), strict=True):
         out[cls] = value
     return out
 
