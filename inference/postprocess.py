@@ -75,6 +75,8 @@ def detections_on_input_grid(
     # is (x, y, z) ordered; IoU does not care that ours are (z, y, x).
     boxes_mm = np.concatenate([lo * spacing, hi * spacing], axis=1)
     keep = np.asarray(non_max_suppression(boxes_mm, np.asarray(scores, dtype=np.float64), nms_thresh=nms_iou))
+    keep = keep[np.argsort(-np.asarray(scores)[keep], kind="stable")]
+    keep = keep[_outside_stronger(centre_in[keep] * spacing, np.mean((hi[keep] - lo[keep]) * spacing, axis=1) / 2)]
 
     shape = np.asarray(prep.source.shape_zyx)
     dets = []
@@ -97,6 +99,24 @@ def detections_on_input_grid(
             )
         )
     return tuple(dets)
+
+
+def _outside_stronger(centres_mm: np.ndarray, radii_mm: np.ndarray) -> np.ndarray:
+    """Which of these detections (strongest first) keep their place: a weaker one closer to a stronger
+    kept one than the larger of their radii plus half the smaller is the same object, seen at another
+    scale or from its rim.
+
+    Why: IoU alone lets a small box inside a large one stand (their overlap is tiny), so a 25 mm
+    nodule drew about twenty boxes, and the second lesion of a scan fell out of the top three."""
+    kept: list[int] = []
+    for i in range(len(centres_mm)):
+        if kept:
+            k = np.asarray(kept)
+            reach = np.maximum(radii_mm[k], radii_mm[i]) + 0.5 * np.minimum(radii_mm[k], radii_mm[i])
+            if np.any(np.linalg.norm(centres_mm[k] - centres_mm[i], axis=1) < reach):
+                continue
+        kept.append(i)
+    return np.asarray(kept, dtype=int)
 
 
 def _heatmap_peaks(logits, floor_logit: float, dense_above: int = 200_000):

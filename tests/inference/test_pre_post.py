@@ -86,6 +86,18 @@ def test_overlapping_candidates_are_suppressed_and_weak_ones_kept_above_the_floo
     assert [d.id for d in dets] == [1, 2]
 
 
+def test_a_large_nodule_draws_one_box_not_one_per_scale_and_its_neighbour_keeps_its_own():
+    _, prep = _prepared()
+    out = torch.full((4, *prep.image.shape), -8.0)
+    out[0, 5, 14, 14], out[1:4, 5, 14, 14] = 4.0, 10.0  # 20 mm nodule, the strongest
+    out[0, 5, 16, 15], out[1:4, 5, 16, 15] = 3.0, 3.0  # 6 mm inside it: the same object at a smaller scale
+    out[0, 5, 14, 19], out[1:4, 5, 14, 19] = 2.5, 3.0  # 6 mm on its rim, 10 mm from its centre (IoU ~0.01)
+    out[0, 5, 14, 25], out[1:4, 5, 14, 25] = 2.0, 3.0  # 6 mm nodule 22 mm away, clear of it: a finding
+    dets = decode_detections(out, prep, "m", "nodule")
+    assert [round(d.diameter_mm) for d in dets] == [20, 6]
+    assert [round(d.score, 3) for d in dets] == [0.982, 0.881]
+
+
 def test_segmentation_components_have_volume_centre_and_box_on_the_input_grid():
     volume = Volume(np.zeros((10, 40, 40), np.int16), (2.0, 2.0, 2.0), modality="MR")
     prep = Preprocess(InputSpec("MR", (2, 2, 2), (8, 16, 16)))(volume)
