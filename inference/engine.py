@@ -379,7 +379,8 @@ def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lun
         bundle.network, views, device=device, cancel=cancel, what=bundle.name, mirror_axes=bundle.input.mirror_axes
     )
     scores = candidates.final_scores(bundle.metadata.scoring, probabilities, found.score)
-    keep = scores >= postprocess.SCORE_FLOOR
+    keep = np.flatnonzero(scores >= postprocess.SCORE_FLOOR)
+    keep = keep[candidates.one_per_object(prepared.image, found.centers_zyx[keep], found.diameters[keep], scores[keep])]
     half = np.repeat(found.diameters[keep, None] / 2, 3, axis=1)
     label = (bundle.labels or ["nodule"])[0]
     centres = found.centers_zyx[keep]

@@ -94,6 +94,25 @@ def test_one_object_seen_at_several_scales_is_one_candidate():
     assert near.sum() == 1
 
 
+@pytest.mark.parametrize("value_hu", [40.0, -600.0])  # solid, and ground glass traced at its own level
+def test_boxes_on_the_rim_of_a_large_nodule_are_that_nodule_and_its_neighbours_stay_apart(value_hu):
+    img = lung_block()
+    add_ball(img, (48.0, 40.0, 40.0), 22.0, hu(value_hu))
+    add_ball(img, (48.0, 40.0, 68.0), 5.0, hu(40.0))  # a small nodule 28 mm away, 11 mm clear of it
+    img[:, 70:73, 20:23] = hu(40.0)  # a vessel
+    centres = np.array([
+        [48.0, 40.0, 42.0],  # the strongest box, off the centre (a 13 mm scale)
+        [48.0, 31.0, 40.0], [41.0, 40.0, 34.0], [55.0, 46.0, 44.0],  # rim boxes, 8-10 mm out
+        [48.0, 40.0, 68.0],  # the small nodule
+        [44.0, 71.0, 21.0], [54.0, 71.0, 21.0],  # two boxes on one vessel, 10 mm apart: weaker than the nodules
+    ])  # fmt: skip
+    diameters = np.array([13.0, 5.0, 5.0, 7.0, 5.0, 3.0, 3.0])
+    scores = np.array([0.99, 0.98, 0.97, 0.96, 0.95, 0.5, 0.4])
+    kept = candidates.one_per_object(img, centres, diameters, scores)
+    assert kept[:2].tolist() == [0, 4]
+    assert set(kept.tolist()) == {0, 4, 5}  # one box on the vessel: its own object too
+
+
 def test_views_are_centred_on_the_candidate_at_two_scales():
     img = np.zeros((80, 80, 80), dtype=np.float32)
     img[40, 41, 42] = 1.0
