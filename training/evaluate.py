@@ -83,6 +83,7 @@ def evaluate(
     per_case: dict[str, dict] = {}
     refused: dict[str, str] = {}  # cases the bundle would not run on, and why (they score as found nothing)
     scans = []
+    threshold = bundle.info.threshold
     for k, case in enumerate(cases):
         check_cancel(cancel, "evaluation")
         yield Progress(k, len(cases), f"{case.case_id}")
@@ -108,6 +109,8 @@ def evaluate(
             per_case[case.case_id] = {
                 "nodules": len(refs),
                 "candidates": len(cands),
+                # What a reader sees at the threshold, boxes on one nodule included (LUNA16's rule forgives them).
+                "boxes_at_threshold": sum(c.score >= threshold for c in cands) if threshold is not None else None,
                 # Which nodules the detector found, and how surely: the misses are what to look at.
                 "nodule_hits": [
                     {
@@ -154,7 +157,6 @@ def evaluate(
     if task == "classify":
         doc["summary"] = _classification_summary(per_case, bundle.info.threshold)
     elif task == "detect":
-        threshold = bundle.info.threshold
         doc["froc_all"] = metrics.froc(scans, threshold=threshold)
         doc["froc"] = metrics.froc(scans, threshold=threshold, min_diameter_mm=DETECTION_MIN_DIAMETER_MM)
         doc["summary"] = {
@@ -163,6 +165,9 @@ def evaluate(
             "sensitivity_at_1_fp": doc["froc"]["sensitivity_at_fps"]["1.0"],
             "at_threshold": doc["froc"].get("at_threshold"),
         }
+        if threshold is not None and per_case:
+            boxes = [c["boxes_at_threshold"] for c in per_case.values()]
+            doc["summary"]["boxes_per_scan_at_threshold"] = round(float(np.mean(boxes)), 2)
     else:
         values = list(range(1, len(labels) + 1))
         summary = metrics.summarize_segmentation(per_case, values)

@@ -134,6 +134,11 @@ def test_resume_after_an_interruption_gives_the_same_weights_as_an_uninterrupted
     assert len(hits) == doc["froc_all"]["nodules"] == sum(c["nodules"] for c in doc["per_case"].values())
     found_at = [s for s in hits if s is not None and s >= meta["thresholds"]["score"]]
     assert len(found_at) / len(hits) == doc["froc_all"]["at_threshold"]["sensitivity"]
+    # The boxes a reader sees at the threshold: at least one per nodule found there, all counted.
+    boxes = [c["boxes_at_threshold"] for c in doc["per_case"].values()]
+    assert sum(boxes) >= len(found_at) and doc["summary"]["boxes_per_scan_at_threshold"] == round(
+        sum(boxes) / len(boxes), 2
+    )
     assert metrics_json.with_suffix(".png").is_file()
 
 
