@@ -245,7 +245,9 @@ def main() -> None:
                 timer = ForwardTimer(b.network)
                 with PeakRss() as mem:
                     t = time.perf_counter()
-                    findings = run_to_end(iter_infer(volume, [b], device="cpu", threads=args.threads))
+                    # a copy: the engine keeps a detector's boxes per volume (for the segmenter it confirms)
+                    fresh = volume.with_array(volume.array)
+                    findings = run_to_end(iter_infer(fresh, [b], device="cpu", threads=args.threads))
                     took = time.perf_counter() - t
                 timer.remove()
                 if took < engine_s:
@@ -274,7 +276,7 @@ def main() -> None:
             per_bundle[b.name] = row
 
         t = time.perf_counter()
-        run_to_end(iter_infer(volume, bundles, device="cpu", threads=args.threads))
+        run_to_end(iter_infer(volume.with_array(volume.array), bundles, device="cpu", threads=args.threads))
         all_s = time.perf_counter() - t
 
     print(

@@ -28,7 +28,7 @@ import numpy as np
 
 from radlens.imaging.progress import Progress, check_cancel, relay
 from radlens.imaging.volume import Volume
-from radlens.inference import applicability
+from radlens.inference import applicability, confirm
 from radlens.inference.bundle import BundleInfo, LoadedBundle, load_bundle
 from radlens.inference.errors import BundleError
 from radlens.inference.findings import Findings, ModelRun, input_block
@@ -313,11 +313,18 @@ def run_bundle(
     if bundle.metadata.pipeline in ("nnunet", "monai"):
         segs, used = yield from _run_imported(volume, bundle, device, cancel, batch, amp, lungs)
         return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), (), segs)
+    known = confirm.known_detections(volume, bundle) if bundle.metadata.task == "detection" else None
+    if known is not None:  # a segmenter it confirms ran it on this volume already
+        return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), known, ())
+    confirming, notes = None, ()
+    if bundle.metadata.confirmed_by:
+        confirming, notes = yield from confirm.confirming_boxes(volume, bundle, device, cancel, amp)
     if prepared is None:
         prepared = Preprocess(inp)(volume)
     check_cancel(cancel, bundle.name)
     if bundle.metadata.pipeline == "candidates":
         dets = yield from _run_two_stage(prepared, bundle, device, cancel, lungs)
+        confirm.remember_detections(volume, bundle, dets)
         return Findings(input_block(volume), device, (_model_run(bundle, t0, verdict.reasons),), dets, ())
     if bundle.metadata.task == "classification":
         from radlens.inference.classify import classify
@@ -354,6 +361,7 @@ def run_bundle(
     if bundle.metadata.task == "detection":
         dets = postprocess.decode_detections(output, prepared, bundle.name, labels[0])
         dets = lungs.keep_detections(dets) if lungs is not None else dets
+        confirm.remember_detections(volume, bundle, dets)
     else:
         segs = postprocess.segment(
             output,
@@ -363,8 +371,9 @@ def run_bundle(
             threshold=bundle.info.threshold,
             min_component_ml=bundle.info.min_component_ml,
             lungs=lungs,
+            confirming_boxes=confirming,
         )
-    return Findings(input_block(volume), used, (_model_run(bundle, t0, verdict.reasons),), dets, segs)
+    return Findings(input_block(volume), used, (_model_run(bundle, t0, (*verdict.reasons, *notes)),), dets, segs)
 
 
 def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lungs):

@@ -238,6 +238,8 @@ class BundleMetadata:
     nnunet: Any = None  # inference.nnunet.NnunetPlan when pipeline == "nnunet"
     monai: dict[str, Any] = field(default_factory=dict)  # allow-listed transforms when pipeline == "monai"
     scoring: str = SCORINGS[0]  # pipeline == "candidates"
+    # Segmenters: the detector (a bundle name) whose boxes above its threshold a component must touch
+    confirmed_by: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -277,6 +279,9 @@ class BundleMetadata:
         scoring = meta.get("scoring", SCORINGS[0])
         if scoring not in SCORINGS:
             raise BundleError(where, f"scoring {scoring!r} is not one of {', '.join(SCORINGS)}")
+        confirmed_by = meta.get("confirmed_by", "")
+        if not isinstance(confirmed_by, str) or (confirmed_by and meta["task"] != "segmentation"):
+            raise BundleError(where, f"confirmed_by must be a detector's bundle name, on a segmenter: {confirmed_by!r}")
         given = [thresholds[k] for k in ("score", "probability") if _is_number(thresholds.get(k))]
         threshold = float(given[0]) if given else None
         return cls(
@@ -296,6 +301,7 @@ class BundleMetadata:
             nnunet=plan,
             monai=dict(monai_steps),
             scoring=scoring,
+            confirmed_by=confirmed_by,
             training=dict(meta.get("training") or {}),
             evaluation=dict(meta.get("evaluation") or {}),
             document=meta,

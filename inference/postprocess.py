@@ -10,6 +10,7 @@ without the specks below the bundle's minimum component size.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -151,12 +152,14 @@ def segment(
     threshold: float | None = None,
     min_component_ml: float = 0.0,
     lungs: Lungs | None = None,
+    confirming_boxes: Sequence | None = None,
 ):
     """Per-label masks and connected components on the input grid from (C, Z, Y, X) logits.
 
     Components smaller than ``min_component_ml`` (the bundle's choice, made on its validation split)
     are dropped from the mask as well as from the list: specks a reader would otherwise step through.
-    With ``lungs``, so are the components that do not reach them (a lung model's findings elsewhere).
+    With ``lungs``, so are the components that do not reach them (a lung model's findings elsewhere);
+    with ``confirming_boxes`` (half-open boxes on the input grid), those that touch none of them.
     """
     import torch
 
@@ -180,7 +183,15 @@ def segment(
     prob = (on_input & 0xFF).astype(np.uint8)  # kept in bytes: a float copy would be 4× the mask
     del on_input
     return label_segmentations(
-        lab, prob, where, prep.source, model, labels, min_component_ml=min_component_ml, lungs=lungs
+        lab,
+        prob,
+        where,
+        prep.source,
+        model,
+        labels,
+        min_component_ml=min_component_ml,
+        lungs=lungs,
+        confirming_boxes=confirming_boxes,
     )
 
 
@@ -195,9 +206,11 @@ def label_segmentations(
     min_component_ml: float = 0.0,
     lungs: Lungs | None = None,
     colours: dict | None = None,
+    confirming_boxes: Sequence | None = None,
 ) -> tuple[Segmentation, ...]:
     """One Segmentation per label from a label map and its probability bytes on the input-grid region ``where``;
-    ``colours``: the model's display colour per label name, where it has them.
+    ``colours``: the model's display colour per label name, where it has them; ``confirming_boxes``:
+    half-open boxes on the input grid, one of which a component must touch to be kept.
 
     Each label is worked on inside its own bounding box (one ``find_objects`` pass finds them all), so a
     model with a hundred labels (TotalSegmentator's organs) costs about what one label map costs: a
@@ -218,6 +231,8 @@ def label_segmentations(
             sub = drop_small_components(lab[box] == value, min_component_ml / voxel_ml)
             if lungs is not None:
                 sub = _keep_touching_lungs(sub, prob[box], at, source, voxel_ml, lungs)
+            if confirming_boxes is not None:
+                sub = _keep_touching_boxes(sub, at, confirming_boxes)
             mask[at] = sub
             label_map[at][sub] = value
             comps = _components(sub, prob[box], at, source, voxel_ml)
@@ -279,6 +294,21 @@ def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     small = counts < min_voxels
     small[0] = True  # background stays background
     return ~small[comp]
+
+
+def _keep_touching_boxes(sub: np.ndarray, where, boxes: Sequence) -> np.ndarray:
+    """``sub`` (a mask on the input-grid region ``where``) without its components that touch none of ``boxes``."""
+    if not sub.any() or not len(boxes):
+        return np.zeros_like(sub)
+    comp, _ = label_components(sub)
+    hit = set()
+    for box in boxes:
+        lo = [max(0, int(b) - w.start) for b, w in zip(box[:3], where, strict=True)]
+        hi = [min(n, int(b) - w.start) for b, w, n in zip(box[3:], where, sub.shape, strict=True)]
+        if all(h > lo_ for lo_, h in zip(lo, hi, strict=True)):
+            hit.update(np.unique(comp[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]).tolist())
+    hit.discard(0)
+    return np.isin(comp, sorted(hit)) if hit else np.zeros_like(sub)
 
 
 def _keep_touching_lungs(sub: np.ndarray, prob, where, source: Volume, voxel_ml: float, lungs: Lungs) -> np.ndarray:

@@ -137,6 +137,16 @@ def test_unknown_architecture_is_refused_naming_the_known_ones(tmp_path):
         load_bundle(tmp_path / "b")
 
 
+@pytest.mark.parametrize("value", [["chest-ct-nodule-detector"], 3, "on-a-detector"])  # tiny_meta is a detector
+def test_a_confirming_detector_that_is_not_a_name_is_refused(tmp_path, value):
+    make_bundle(tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    meta["confirmed_by"] = value
+    (tmp_path / "b" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"confirmed_by must be a detector's bundle name, on a segmenter"):
+        load_bundle(tmp_path / "b")
+
+
 @pytest.mark.parametrize("value", [-1, "0.1", True, float("inf")])
 def test_a_minimum_component_size_that_is_not_a_size_is_refused(tmp_path, value):
     make_bundle(tmp_path / "b")

@@ -319,3 +319,70 @@ def test_radlens_models_lists_the_user_folder(tmp_path, monkeypatch, capsys):
     assert "half-copied: no metadata.json" in err
     assert main(["models"]) == 0
     assert "rand-segmenter" in capsys.readouterr().out
+
+
+def _confirmed_pair(folder, detector_threshold: float, confirmed_by: str = "rand-detector"):
+    """A random detector and a random segmenter confirmed by it, side by side in ``folder``."""
+    from inference_helpers import DETECTOR_KWARGS, SEGMENTER_KWARGS
+
+    torch.manual_seed(0)
+    det = save_bundle(
+        folder / "det",
+        build_network("centernet3d", **DETECTOR_KWARGS),
+        metadata("rand-detector", "detection", "centernet3d", DETECTOR_KWARGS,
+                 thresholds={"score": detector_threshold}),
+    )  # fmt: skip
+    seg_meta = metadata("rand-segmenter", "segmentation", "unet3d-seg", SEGMENTER_KWARGS)
+    network = build_network("unet3d-seg", **SEGMENTER_KWARGS)
+    plain = save_bundle(folder / "plain", network, seg_meta)
+    confirmed = save_bundle(folder / "seg", network, {**seg_meta, "confirmed_by": confirmed_by})
+    return load_bundle(str(det)), load_bundle(str(plain)), load_bundle(str(confirmed))
+
+
+def test_a_segmenter_confirmed_by_a_detector_keeps_only_what_its_boxes_touch(tmp_path):
+    from radlens.imaging.phantom import make_chest_ct
+
+    volume = make_chest_ct(3, shape_zyx=(20, 40, 44), spacing_zyx=(2.5, 1.5, 1.5)).volume
+    det, plain, confirmed = _confirmed_pair(tmp_path / "a", detector_threshold=0.5)
+    everything = run_to_end(engine.run_bundle(volume, plain)).segmentations[0]
+    assert everything.components, "the random segmenter marks something to confirm or drop"
+    found = run_to_end(engine.run_bundle(volume, confirmed))
+    (seg,) = found.segmentations
+    boxes = [d.box_zyx for d in run_to_end(engine.run_bundle(volume, det)).detections if d.score >= 0.5]
+    assert found.models[0].warnings == (
+        f"outlines only what rand-detector 0.0.1 also found above its threshold ({len(boxes)} boxes)",
+    )
+    assert not (seg.mask & ~everything.mask).any()
+    for c in seg.components:  # each kept component touches a box; each dropped one touches none
+        assert any(all(c.box_zyx[i] < b[i + 3] and b[i] < c.box_zyx[i + 3] for i in range(3)) for b in boxes)
+
+    # No box above the detector's threshold: nothing is confirmed.
+    _, _, strict = _confirmed_pair(tmp_path / "b", detector_threshold=1.0)
+    nothing = run_to_end(engine.run_bundle(volume.with_array(volume.array), strict))
+    assert not nothing.segmentations[0].mask.any() and "(0 boxes)" in nothing.models[0].warnings[0]
+
+    # The detector missing: nothing is dropped, and the reader is told.
+    _, _, orphan = _confirmed_pair(tmp_path / "c", detector_threshold=0.5, confirmed_by="no-such-detector")
+    alone = run_to_end(engine.run_bundle(volume, orphan))
+    assert (alone.segmentations[0].mask == everything.mask).all()
+    assert alone.models[0].warnings[0].startswith("its components are not checked against no-such-detector")
+
+
+def test_a_detector_run_beside_the_segmenter_it_confirms_runs_once(tmp_path):
+    from radlens.imaging.phantom import make_chest_ct
+
+    volume = make_chest_ct(3, shape_zyx=(20, 40, 44), spacing_zyx=(2.5, 1.5, 1.5)).volume
+    det, _, confirmed = _confirmed_pair(tmp_path, detector_threshold=0.5)
+    calls = []  # forward passes of any detector network (the segmenter loads its own copy of the bundle)
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, *_: calls.append(1) if type(module) is type(det.network) else None
+    )
+    try:
+        alone = run_to_end(engine.iter_infer(volume.with_array(volume.array), [det], device="cpu"))
+        once = len(calls)
+        calls.clear()
+        both = run_to_end(engine.iter_infer(volume, [confirmed, det], device="cpu"))
+    finally:
+        hook.remove()
+    assert once > 0 and len(calls) == once
+    assert [d.box_zyx for d in both.detections] == [d.box_zyx for d in alone.detections]

@@ -130,6 +130,23 @@ def test_components_below_the_bundles_minimum_size_leave_the_mask_and_the_list()
     assert big.volume_ml == pytest.approx(0.6) and [c.id for c in big.components] == [1]
 
 
+def test_only_components_a_confirming_box_touches_stay_in_the_mask_and_the_list():
+    volume = Volume(np.zeros((10, 40, 40), np.int16), (2.0, 2.0, 2.0), modality="CT")
+    prep = Preprocess(InputSpec("CT", (2, 2, 2), (8, 16, 16)))(volume)
+    logits = torch.full((2, 10, 40, 40), -5.0)
+    logits[0] = 0
+    logits[1, 2:5, 5:10, 5:10] = 5  # a nodule the detector boxed
+    logits[1, 6:8, 30:32, 30:32] = 5  # a vessel it did not
+    box = (3, 8, 8, 7, 14, 14)  # z0 y0 x0 z1 y1 x1: overlaps the first component's corner only
+    (seg,) = segment(logits, prep, "m", ["nodule"], confirming_boxes=[box])
+    assert seg.mask.sum() == 75 and not seg.mask[6:8, 30:32, 30:32].any()
+    assert [c.box_zyx for c in seg.components] == [(2, 5, 5, 5, 10, 10)]
+    (none,) = segment(logits, prep, "m", ["nodule"], confirming_boxes=[])
+    assert not none.mask.any() and none.components == ()
+    (all_,) = segment(logits, prep, "m", ["nodule"])  # no detector asked: nothing dropped
+    assert all_.mask.sum() == 83
+
+
 def test_an_empty_segmentation_is_an_empty_mask_not_an_error():
     volume, prep = _prepared()
     logits = torch.zeros((2, *prep.image.shape))
