@@ -24,13 +24,19 @@ _DETECTED_LOCK = threading.Lock()
 def known_detections(volume: Volume, bundle: LoadedBundle):
     """The boxes this detector found on this very volume already (all of them, above the floor), or None."""
     with _DETECTED_LOCK:
-        return _DETECTED.get(volume, {}).get(bundle.sha256)
+        return _DETECTED.get(volume, {}).get(_key(bundle))
 
 
 def remember_detections(volume: Volume, bundle: LoadedBundle, detections) -> None:
     """Keep a detector's boxes on this volume for the segmenters it confirms (dropped with the volume)."""
     with _DETECTED_LOCK:
-        _DETECTED.setdefault(volume, {})[bundle.sha256] = tuple(detections)
+        _DETECTED.setdefault(volume, {})[_key(bundle)] = tuple(detections)
+
+
+def _key(bundle: LoadedBundle) -> tuple:
+    """What a detector's boxes depend on: its weights and how it is run (not its recorded figures)."""
+    meta = bundle.metadata
+    return bundle.sha256, meta.pipeline, meta.scoring, repr(meta.input), repr(meta.applicability), meta.labels
 
 
 def confirming_boxes(volume: Volume, bundle: LoadedBundle, device, cancel, amp: bool):

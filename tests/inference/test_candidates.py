@@ -197,10 +197,10 @@ def test_a_step_note_shows_only_while_its_step_runs(tmp_path):
     from radlens.imaging.progress import run_showing
     from radlens.inference.engine import iter_infer
 
-    bundle = two_stage_bundle(tmp_path / "b")
+    bundles = [two_stage_bundle(tmp_path / "b", seed=0), two_stage_bundle(tmp_path / "c", seed=1)]  # two weights
     volume = sphere_ct(((30, 60, 50),), radius_mm=4.0, shape_zyx=(60, 120, 120), spacing_zyx=(1.5, 1.2, 1.2))
     messages = []
-    run_showing(iter_infer(volume, [bundle, bundle], device="cpu"), lambda p: messages.append(p.message))
+    run_showing(iter_infer(volume, bundles, device="cpu"), lambda p: messages.append(p.message))
     windows = [m for m in messages if ": window " in m]
     assert sum("finding candidates" in m for m in windows) == 2  # once per model, while it runs
     assert all("finding candidates" not in m for m in windows if ": window 0/" not in m)
