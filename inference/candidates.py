@@ -190,16 +190,20 @@ def merge_across_scales(cand: Candidates, max_candidates: int = MAX_CANDIDATES) 
 
 OBJECT_LEVEL = 0.5  # an object's edge: half-way from the lung around it to its own peak
 OBJECT_MIN_STEP = 0.07  # a peak less than this above the lung (≈ 100 HU) traces nothing
-OBJECT_MARGIN = 12  # voxels around a detection's radius within which its object is traced
+OBJECT_MARGIN = 20  # voxels around a detection's radius within which its object is traced (1 mm grid)
 OBJECT_CUT = 1  # opening radius (voxels) that cuts an object from the vessels and wall it touches
 OBJECTS_TRACED = 40  # the strongest detections whose objects are traced; weaker ones stay as they are
 
 
-def one_per_object(image: np.ndarray, centers_zyx: np.ndarray, diameters: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Indices of the candidates to report, strongest first: a weaker candidate whose centre lies in the
-    object of a stronger reported one is that object again, seen from its rim or at another scale.
-    The object is the connected opacity around the stronger one's centre, its edge half-way from the
-    lung to its peak (so ground glass is traced at its own level), cut from thin vessels by an opening.
+def one_per_object(
+    image: np.ndarray, centers_zyx: np.ndarray, diameters: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the candidates to report, strongest first; their diameters): a weaker candidate whose
+    centre lies in the object of a stronger reported one is that object again, seen from its rim or at
+    another scale. The object is the connected opacity around the stronger one's centre, its edge
+    half-way from the lung to its peak (so ground glass is traced at its own level), cut from thin
+    vessels by an opening. A reported candidate's diameter grows to its object's mean extent when the
+    object lies whole in the traced box (a nodule on its own, not the wall or a vessel tree it touches).
 
     Why: the blob stage fires all around a large or lobulated nodule, and the classifier rightly calls
     each of those a nodule, so a 25 mm nodule drew a dozen boxes and a scan's second lesion fell out of
@@ -208,6 +212,7 @@ def one_per_object(image: np.ndarray, centers_zyx: np.ndarray, diameters: np.nda
     order = np.argsort(-scores, kind="stable")
     alive = np.ones(len(scores), dtype=bool)
     kept: list[int] = []
+    sizes = np.asarray(diameters, dtype=np.float64).copy()
     cross = ndimage.generate_binary_structure(3, 1)
     for i in order:
         if not alive[i]:
@@ -230,10 +235,15 @@ def one_per_object(image: np.ndarray, centers_zyx: np.ndarray, diameters: np.nda
         ids = np.unique(labels[core][labels[core] > 0])
         if not ids.size:
             continue
+        obj = np.isin(labels, ids)
         idx = np.flatnonzero(np.all((centers_zyx >= lo) & (centers_zyx < hi - 0.5), axis=1) & alive)
         local = np.clip(np.rint(centers_zyx[idx] - lo).astype(int), 0, np.asarray(crop.shape) - 1)
-        alive[idx[np.isin(labels[local[:, 0], local[:, 1], local[:, 2]], ids)]] = False
-    return np.asarray(kept, dtype=int)
+        alive[idx[obj[local[:, 0], local[:, 1], local[:, 2]]]] = False
+        extent = [np.flatnonzero(obj.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
+        if all(e[0] > 0 and e[-1] < n - 1 for e, n in zip(extent, obj.shape, strict=True)):  # whole in the box
+            sizes[i] = max(sizes[i], float(np.mean([e[-1] - e[0] + 1 for e in extent])))
+    kept_at = np.asarray(kept, dtype=int)
+    return kept_at, sizes[kept_at]
 
 
 PATCH = 32  # voxels per side of each of the classifier's two views

@@ -389,8 +389,11 @@ def _run_two_stage(prepared: Prepared, bundle: LoadedBundle, device, cancel, lun
     )
     scores = candidates.final_scores(bundle.metadata.scoring, probabilities, found.score)
     keep = np.flatnonzero(scores >= postprocess.SCORE_FLOOR)
-    keep = keep[candidates.one_per_object(prepared.image, found.centers_zyx[keep], found.diameters[keep], scores[keep])]
-    half = np.repeat(found.diameters[keep, None] / 2, 3, axis=1)
+    reported, diameters = candidates.one_per_object(
+        prepared.image, found.centers_zyx[keep], found.diameters[keep], scores[keep]
+    )
+    keep = keep[reported]
+    half = np.repeat(diameters[:, None] / 2, 3, axis=1)
     label = (bundle.labels or ["nodule"])[0]
     centres = found.centers_zyx[keep]
     return postprocess.detections_on_input_grid(centres, half, scores[keep], prepared, bundle.name, label)

@@ -108,9 +108,12 @@ def test_boxes_on_the_rim_of_a_large_nodule_are_that_nodule_and_its_neighbours_s
     ])  # fmt: skip
     diameters = np.array([13.0, 5.0, 5.0, 7.0, 5.0, 3.0, 3.0])
     scores = np.array([0.99, 0.98, 0.97, 0.96, 0.95, 0.5, 0.4])
-    kept = candidates.one_per_object(img, centres, diameters, scores)
+    kept, sizes = candidates.one_per_object(img, centres, diameters, scores)
     assert kept[:2].tolist() == [0, 4]
     assert set(kept.tolist()) == {0, 4, 5}  # one box on the vessel: its own object too
+    # The nodule's box takes its object's size; the vessel's object runs out of the box, so its box stays.
+    assert sizes[0] == pytest.approx(22.0, abs=2.5) and sizes[1] == pytest.approx(5.0, abs=1.5)
+    assert sizes[kept.tolist().index(5)] == 3.0
 
 
 def test_views_are_centred_on_the_candidate_at_two_scales():
