@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from radlens.imaging.regions import cut_bridges
+
 # (downsampling factor, σ in voxels of the isotropic input grid): blob diameters ≈ 3.5σ mm at 1 mm.
 SCALES = ((1, (0.9, 1.3)), (2, (1.9, 2.7, 3.8)), (4, (5.4, 7.6, 10.8, 15.0)))
 MIN_RESPONSE = 0.015  # normalised LoG, in units of the HU window (0.015 × 1400 HU ≈ 21 HU)
@@ -235,7 +237,8 @@ def one_per_object(
         ids = np.unique(labels[core][labels[core] > 0])
         if not ids.size:
             continue
-        obj = np.isin(labels, ids)
+        # cut where it narrows: a nodule that a vessel joins to this one is another object
+        obj = cut_bridges(np.isin(labels, ids), (1.0, 1.0, 1.0), np.clip(c - lo, 0, np.asarray(crop.shape) - 1))
         idx = np.flatnonzero(np.all((centers_zyx >= lo) & (centers_zyx < hi - 0.5), axis=1) & alive)
         local = np.clip(np.rint(centers_zyx[idx] - lo).astype(int), 0, np.asarray(crop.shape) - 1)
         alive[idx[obj[local[:, 0], local[:, 1], local[:, 2]]]] = False
