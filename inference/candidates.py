@@ -204,7 +204,8 @@ def one_per_object(
     centre lies in the object of a stronger reported one is that object again, seen from its rim or at
     another scale. The object is the connected opacity around the stronger one's centre, its edge
     half-way from the lung to its peak (so ground glass is traced at its own level), cut from thin
-    vessels by an opening. A reported candidate's diameter grows to its object's mean extent when the
+    vessels by an opening and, where it narrows, from what it touches (``cut_bridges``, so a nodule that
+    a vessel joins to it stays its own). A reported candidate's diameter grows to its object's mean extent when the
     object lies whole in the traced box (a nodule on its own, not the wall or a vessel tree it touches).
 
     Why: the blob stage fires all around a large or lobulated nodule, and the classifier rightly calls
@@ -237,14 +238,13 @@ def one_per_object(
         ids = np.unique(labels[core][labels[core] > 0])
         if not ids.size:
             continue
-        # cut where it narrows: a nodule that a vessel joins to this one is another object
         obj = cut_bridges(np.isin(labels, ids), (1.0, 1.0, 1.0), np.clip(c - lo, 0, np.asarray(crop.shape) - 1))
         idx = np.flatnonzero(np.all((centers_zyx >= lo) & (centers_zyx < hi - 0.5), axis=1) & alive)
         local = np.clip(np.rint(centers_zyx[idx] - lo).astype(int), 0, np.asarray(crop.shape) - 1)
         alive[idx[obj[local[:, 0], local[:, 1], local[:, 2]]]] = False
-        extent = [np.flatnonzero(obj.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
-        if all(e[0] > 0 and e[-1] < n - 1 for e, n in zip(extent, obj.shape, strict=True)):  # whole in the box
-            sizes[i] = max(sizes[i], float(np.mean([e[-1] - e[0] + 1 for e in extent])))
+        (box,) = ndimage.find_objects(obj.astype(np.uint8)) or (None,)
+        if box and all(b.start > 0 and b.stop < n for b, n in zip(box, obj.shape, strict=True)):  # whole in the box
+            sizes[i] = max(sizes[i], float(np.mean([b.stop - b.start for b in box])))
     kept_at = np.asarray(kept, dtype=int)
     return kept_at, sizes[kept_at]
 
